@@ -1,0 +1,298 @@
+"""DQN (Mnih et al. 2013/2015) with the usual switches: Double (van Hasselt et al. 2016), Dueling
+(Wang et al. 2016), n-step returns, Huber loss, Adam or RMSProp, hard or Polyak target updates.
+
+The whole algorithm is in :meth:`DQNAgent._gradient_step`: the target, the loss and the optimizer step.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from rlmorning.agents.base import FeedForwardAgent, linear_schedule
+from rlmorning.agents.nets.encoders import make_encoder
+from rlmorning.errors import RlmError
+from rlmorning.replay import ReplayBuffer, smallest_int_dtype
+
+
+@dataclass
+class DQNConfig:
+    """DQN hyperparameters; every step count is in environment steps (summed over parallel envs)."""
+
+    encoder: str = "auto"
+    """nature | minatar | mlp | ... | auto (by observation shape)"""
+    encoder_kwargs: dict = field(default_factory=dict)
+    buffer_size: int = 100_000
+    batch_size: int = 32
+    lr: float = 1e-4
+    optimizer: str = "adam"
+    """adam | rmsprop"""
+    optimizer_eps: float = 1e-8
+    gamma: float = 0.99
+    n_step: int = 1
+    target_update_period: int = 1_000
+    tau: float = 1.0
+    """1.0 copies the online net every period (hard update); < 1 is a Polyak average every period."""
+    train_freq: int = 4
+    """Env steps per update round (the replay ratio is batch_size * gradient_steps / train_freq)."""
+    gradient_steps: int = 1
+    learning_starts: int = 1_000
+    eps_start: float = 1.0
+    eps_end: float = 0.01
+    eps_fraction: float = 0.1
+    """Fraction of the run's steps over which epsilon decays linearly."""
+    eps_decay_steps: int = 0
+    """If > 0, decay over this many steps instead of eps_fraction of the run."""
+    double: bool = False
+    dueling: bool = False
+    loss: str = "huber"
+    """huber | mse"""
+    max_grad_norm: float = 10.0
+    """0 disables gradient-norm clipping."""
+    precision: str = "fp32"
+    """fp32 | bf16 (bf16 autocast for forward passes; weights and optimizer stay fp32)"""
+
+
+class QNetwork(nn.Module):
+    """Encoder followed by a linear Q head, or dueling value/advantage heads."""
+
+    def __init__(self, encoder: nn.Module, num_actions: int, dueling: bool) -> None:
+        super().__init__()
+        self.encoder = encoder
+        self.dueling = dueling
+        if dueling:
+            self.value = nn.Linear(encoder.out_dim, 1)
+            self.advantage = nn.Linear(encoder.out_dim, num_actions)
+        else:
+            self.head = nn.Linear(encoder.out_dim, num_actions)
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        z = self.encoder(obs)
+        if self.dueling:
+            adv = self.advantage(z)
+            return self.value(z) + adv - adv.mean(dim=1, keepdim=True)
+        return self.head(z)
+
+
+def _input_scale(space: gym.spaces.Box) -> float:
+    """uint8 frames with values up to 255 are scaled to [0, 1]; 0/1 planes and floats stay as they are."""
+    if space.dtype == np.uint8 and float(np.max(space.high)) > 1:
+        return 1.0 / 255.0
+    return 1.0
+
+
+class DQNAgent(FeedForwardAgent):
+    """Deep Q-Network agent with its own replay buffer."""
+
+    def __init__(
+        self,
+        config: DQNConfig,
+        observation_space: gym.Space,
+        action_space: gym.Space,
+        *,
+        num_envs: int,
+        frame_stack: int,
+        total_steps: int,
+        device: torch.device,
+        seed: int,
+    ) -> None:
+        if not isinstance(action_space, gym.spaces.Discrete):
+            raise RlmError(f"dqn needs a discrete action space, this env has {action_space}")
+        if not isinstance(observation_space, gym.spaces.Box):
+            raise RlmError(f"dqn needs a Box observation space, this env has {observation_space}")
+        _validate(config)
+        self.config = config
+        self.device = device
+        self.num_actions = int(action_space.n)
+        obs_shape = tuple(observation_space.shape)
+        encoder = make_encoder(config.encoder, obs_shape, _input_scale(observation_space),
+                               **config.encoder_kwargs)
+        self.online = QNetwork(encoder, self.num_actions, config.dueling).to(device)
+        self.target = copy.deepcopy(self.online).requires_grad_(False)
+        params = self.online.parameters()
+        fused = device.type in ("cpu", "cuda")
+        if config.optimizer == "adam":
+            self.optimizer = torch.optim.Adam(params, lr=config.lr, eps=config.optimizer_eps, fused=fused)
+        else:
+            self.optimizer = torch.optim.RMSprop(params, lr=config.lr, eps=config.optimizer_eps,
+                                                 alpha=0.95, centered=True)
+        self.replay = ReplayBuffer(
+            config.buffer_size, num_envs, obs_shape, observation_space.dtype, frame_stack,
+            action_dtype=smallest_int_dtype(self.num_actions), gamma=config.gamma, n_step=config.n_step,
+            seed=seed,
+        )
+        self.rng = np.random.default_rng(seed + 1)
+        decay = config.eps_decay_steps or config.eps_fraction * total_steps
+        self._eps_decay = float(decay)
+        self.env_steps = 0  # transitions observed
+        self.updates = 0  # gradient steps taken
+        self._update_credit = 0.0  # update rounds owed (fractional with many envs)
+        self._last_target_sync = 0
+        self._autocast = config.precision == "bf16"
+
+    # ------------------------------------------------------------------------------------------ acting
+    @property
+    def epsilon(self) -> float:
+        """Exploration rate at the current env step."""
+        c = self.config
+        return linear_schedule(c.eps_start, c.eps_end, self._eps_decay, self.env_steps)
+
+    def _obs_tensor(self, obs: np.ndarray) -> torch.Tensor:
+        return torch.as_tensor(obs, device=self.device)
+
+    def q_values(self, obs: np.ndarray) -> torch.Tensor:
+        """Q-values ``float32 [B, A]`` of the online network for ``obs [B, *obs_shape]``."""
+        with torch.inference_mode(), torch.autocast(self.device.type, torch.bfloat16, enabled=self._autocast):
+            return self.online(self._obs_tensor(obs)).float()
+
+    def act(self, obs: np.ndarray, state: Any, explore: bool) -> tuple[np.ndarray, Any]:
+        """Epsilon-greedy actions when exploring, greedy otherwise."""
+        n = obs.shape[0]
+        eps = self.epsilon if explore else 0.0
+        random_mask = self.rng.random(n) < eps
+        random_actions = self.rng.integers(0, self.num_actions, n)
+        if random_mask.all():
+            return random_actions, state
+        greedy = self.q_values(obs).argmax(dim=1).cpu().numpy()
+        return np.where(random_mask, random_actions, greedy), state
+
+    def observe(self, obs: np.ndarray, actions: np.ndarray, rewards: np.ndarray, terminated: np.ndarray,
+                truncated: np.ndarray, next_obs: np.ndarray, valid: np.ndarray | None = None) -> None:
+        """Store the vector step in replay (rows with ``valid`` False are skipped)."""
+        self.replay.add(obs, actions, rewards, terminated, truncated, next_obs, valid)
+        new = int(obs.shape[0] if valid is None else np.count_nonzero(valid))
+        self.env_steps += new
+        # learning starts once the buffer holds learning_starts transitions (also after a resume
+        # without a saved buffer, which must refill first)
+        if len(self.replay) >= min(self.config.learning_starts, self.config.buffer_size):
+            self._update_credit += new / self.config.train_freq
+
+    # ---------------------------------------------------------------------------------------- learning
+    def update(self, step: int) -> dict[str, float]:
+        """Take the gradient steps owed by the replay ratio, then sync the target net when due."""
+        c = self.config
+        metrics: list[dict[str, float]] = []
+        if self.replay.num_sampleable() >= c.batch_size:
+            while self._update_credit >= 1.0:
+                self._update_credit -= 1.0
+                for _ in range(c.gradient_steps):
+                    metrics.append(self._gradient_step())
+        else:
+            self._update_credit = 0.0
+        if self.env_steps - self._last_target_sync >= c.target_update_period:
+            self._last_target_sync = self.env_steps - self.env_steps % c.target_update_period
+            self._sync_target()
+        if not metrics:
+            return {}
+        out = {k: float(np.mean([m[k] for m in metrics])) for k in metrics[0]}
+        out["epsilon"] = self.epsilon
+        return out
+
+    def _sync_target(self) -> None:
+        tau = self.config.tau
+        with torch.no_grad():
+            if tau >= 1.0:
+                self.target.load_state_dict(self.online.state_dict())
+            else:
+                for t, o in zip(self.target.parameters(), self.online.parameters(), strict=True):
+                    t.lerp_(o, tau)
+
+    def _gradient_step(self) -> dict[str, float]:
+        c = self.config
+        b = self.replay.sample(c.batch_size)
+        obs = self._obs_tensor(b["obs"])
+        next_obs = self._obs_tensor(b["next_obs"])
+        actions = torch.as_tensor(b["actions"].astype(np.int64), device=self.device)
+        returns = torch.as_tensor(b["returns"], device=self.device)
+        discounts = torch.as_tensor(b["discounts"], device=self.device)
+        with torch.autocast(self.device.type, torch.bfloat16, enabled=self._autocast):
+            with torch.no_grad():
+                next_q_target = self.target(next_obs).float()
+                next_q_online = self.online(next_obs).float() if c.double else None
+                y = td_target(returns, discounts, next_q_target, next_q_online)
+            q = self.online(obs).float().gather(1, actions.unsqueeze(1)).squeeze(1)
+        loss = F.smooth_l1_loss(q, y) if c.loss == "huber" else F.mse_loss(q, y)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        grad_norm = (
+            nn.utils.clip_grad_norm_(self.online.parameters(), c.max_grad_norm)
+            if c.max_grad_norm > 0 else torch.tensor(0.0)
+        )
+        self.optimizer.step()
+        self.updates += 1
+        return {"loss": float(loss.detach()), "q_mean": float(q.detach().mean()), "grad_norm": float(grad_norm)}
+
+    # ------------------------------------------------------------------------------------- checkpoints
+    def state_dict(self, include_buffers: bool = True) -> dict[str, Any]:
+        state = {
+            "online": self.online.state_dict(),
+            "target": self.target.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "env_steps": self.env_steps,
+            "updates": self.updates,
+            "update_credit": self._update_credit,
+            "last_target_sync": self._last_target_sync,
+            "rng": self.rng.bit_generator.state,
+        }
+        if include_buffers:
+            state["replay"] = self.replay.state_dict()
+        return state
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        try:
+            self.online.load_state_dict(state["online"])
+            self.target.load_state_dict(state["target"])
+        except RuntimeError as exc:
+            first = str(exc).splitlines()[0]
+            raise RlmError(f"checkpoint does not fit this network (different encoder/env?): {first}") from None
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.env_steps = int(state["env_steps"])
+        self.updates = int(state["updates"])
+        self._update_credit = float(state["update_credit"])
+        self._last_target_sync = int(state["last_target_sync"])
+        self.rng.bit_generator.state = state["rng"]
+        if "replay" in state:
+            self.replay.load_state_dict(state["replay"])
+
+
+def td_target(
+    returns: torch.Tensor,
+    discounts: torch.Tensor,
+    next_q_target: torch.Tensor,
+    next_q_online: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """The n-step TD target ``y = R + discount * V(s')`` for batches ``[B]`` and ``[B, A]`` Q-values.
+
+    DQN: ``V(s') = max_a Q_target(s', a)``. Double DQN (``next_q_online`` given):
+    ``V(s') = Q_target(s', argmax_a Q_online(s', a))``. ``discount`` is ``gamma**n``, 0 after termination.
+    """
+    if next_q_online is None:
+        next_v = next_q_target.max(dim=1).values
+    else:
+        best = next_q_online.argmax(dim=1, keepdim=True)
+        next_v = next_q_target.gather(1, best).squeeze(1)
+    return returns + discounts * next_v
+
+
+def _validate(c: DQNConfig) -> None:
+    choices = {"optimizer": ("adam", "rmsprop"), "loss": ("huber", "mse"), "precision": ("fp32", "bf16")}
+    for key, valid in choices.items():
+        if getattr(c, key) not in valid:
+            raise RlmError(f"config key '{key}' must be one of {', '.join(valid)}, got '{getattr(c, key)}'")
+    positive = ("buffer_size", "batch_size", "n_step", "train_freq", "gradient_steps", "target_update_period")
+    for key in positive:
+        if getattr(c, key) < 1:
+            raise RlmError(f"config key '{key}' must be >= 1, got {getattr(c, key)}")
+    if not 0 < c.tau <= 1:
+        raise RlmError(f"config key 'tau' must be in (0, 1], got {c.tau}")
+    if not 0 <= c.gamma <= 1:
+        raise RlmError(f"config key 'gamma' must be in [0, 1], got {c.gamma}")
+    if c.lr <= 0:
+        raise RlmError(f"config key 'lr' must be > 0, got {c.lr}")

@@ -1,0 +1,113 @@
+"""Observation encoders: map a batch of observations to feature vectors.
+
+Every encoder takes ``obs [B, *obs_shape]`` (uint8 frames are scaled inside by ``input_scale``) and
+returns ``float [B, out_dim]``. Select with the ``encoder`` config key; ``auto`` picks ``nature`` for
+Atari-sized frames, ``minatar`` for small frames and ``mlp`` for vectors.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import torch
+from torch import nn
+
+from rlmorning.errors import RlmError
+from rlmorning.registry import Registry
+
+ENCODERS: Registry[Callable[..., nn.Module]] = Registry("encoder")
+
+
+class Encoder(nn.Module):
+    """Base: scales inputs and records ``out_dim``."""
+
+    out_dim: int
+
+    def __init__(self, input_scale: float = 1.0) -> None:
+        super().__init__()
+        self.input_scale = float(input_scale)
+
+    def scale(self, obs: torch.Tensor) -> torch.Tensor:
+        x = obs.float()
+        return x * self.input_scale if self.input_scale != 1.0 else x
+
+
+def _flat_dim(body: nn.Module, obs_shape: Sequence[int]) -> int:
+    with torch.no_grad():
+        return int(body(torch.zeros(1, *obs_shape)).flatten(1).shape[1])
+
+
+@ENCODERS.register("nature", "Mnih et al. 2015: 3 conv layers (32-64-64) + FC 512")
+class NatureEncoder(Encoder):
+    """The DQN Nature CNN: conv 8x8/4 (32), 4x4/2 (64), 3x3/1 (64), FC ``hidden`` (512), ReLU."""
+
+    def __init__(self, obs_shape: Sequence[int], input_scale: float = 1.0, hidden: int = 512) -> None:
+        super().__init__(input_scale)
+        c = obs_shape[0]
+        self.conv = nn.Sequential(
+            nn.Conv2d(c, 32, 8, stride=4), nn.ReLU(),
+            nn.Conv2d(32, 64, 4, stride=2), nn.ReLU(),
+            nn.Conv2d(64, 64, 3, stride=1), nn.ReLU(),
+            nn.Flatten(),
+        )
+        if obs_shape[1] < 36 or obs_shape[2] < 36:
+            raise RlmError(f"encoder 'nature' needs frames of at least 36x36, got {tuple(obs_shape)}")
+        self.fc = nn.Sequential(nn.Linear(_flat_dim(self.conv, obs_shape), hidden), nn.ReLU())
+        self.out_dim = hidden
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.conv(self.scale(obs)))
+
+
+@ENCODERS.register("minatar", "Young & Tian 2019: conv 3x3 (16) + FC 128, for 10x10 frames")
+class MinAtarEncoder(Encoder):
+    """The MinAtar paper's DQN network body: one 3x3 conv (16 channels, stride 1) and FC 128."""
+
+    def __init__(self, obs_shape: Sequence[int], input_scale: float = 1.0, hidden: int = 128,
+                 channels: int = 16) -> None:
+        super().__init__(input_scale)
+        self.conv = nn.Sequential(nn.Conv2d(obs_shape[0], channels, 3, stride=1), nn.ReLU(), nn.Flatten())
+        self.fc = nn.Sequential(nn.Linear(_flat_dim(self.conv, obs_shape), hidden), nn.ReLU())
+        self.out_dim = hidden
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.conv(self.scale(obs)))
+
+
+@ENCODERS.register("mlp", "fully connected layers for vector observations (default 120-84, ReLU)")
+class MLPEncoder(Encoder):
+    """An MLP over the flattened observation."""
+
+    def __init__(self, obs_shape: Sequence[int], input_scale: float = 1.0,
+                 hidden: Sequence[int] = (120, 84)) -> None:
+        super().__init__(input_scale)
+        layers: list[nn.Module] = [nn.Flatten()]
+        size = 1
+        for d in obs_shape:
+            size *= int(d)
+        for h in hidden:
+            layers += [nn.Linear(size, int(h)), nn.ReLU()]
+            size = int(h)
+        self.net = nn.Sequential(*layers)
+        self.out_dim = size
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        return self.net(self.scale(obs))
+
+
+def auto_encoder_name(obs_shape: Sequence[int]) -> str:
+    """The default encoder for an observation shape."""
+    if len(obs_shape) == 3:
+        return "nature" if min(obs_shape[1:]) >= 36 else "minatar"
+    return "mlp"
+
+
+def make_encoder(name: str, obs_shape: Sequence[int], input_scale: float = 1.0, **kwargs: object) -> Encoder:
+    """Build encoder ``name`` (or ``auto``) for ``obs_shape``; bad names/options give one-line errors."""
+    if name == "auto":
+        name = auto_encoder_name(obs_shape)
+    factory = ENCODERS.get(name)
+    try:
+        return factory(obs_shape, input_scale=input_scale, **kwargs)
+    except TypeError as exc:
+        raise RlmError(f"bad encoder_kwargs for encoder '{name}': {exc}") from None

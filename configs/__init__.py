@@ -1,0 +1,1 @@
+"""YAML presets shipped with rlmorning (``--config NAME``)."""

@@ -1,0 +1,178 @@
+"""Environments: name resolution and factories for every env family rlmorning trains on.
+
+Families:
+
+* ``atari`` — ``Breakout``, ``ALE/Breakout-v5``, ``BreakoutNoFrameskip-v4`` (see :mod:`.atari`);
+* ``minatar`` — ``MinAtar/Breakout`` ... (optional extra, see :mod:`.minatar`);
+* ``gym`` — any other Gymnasium id (``CartPole-v1``, ``rlmorning/Copy-v0`` ...).
+
+Training envs are Gymnasium vector envs in same-step autoreset mode (finished episodes' last
+observations in ``info['final_obs']``); evaluation envs are single Gymnasium envs that report the
+true episode return.
+"""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+from gymnasium.vector import AutoresetMode, VectorEnv
+
+from rlmorning.envs import atari, minatar
+from rlmorning.envs.stack import FrameStack
+from rlmorning.errors import RlmError, unknown_name
+
+__all__ = ["EnvInfo", "FrameStack", "resolve", "make_vector", "make_eval", "env_names"]
+
+
+@dataclass(frozen=True)
+class EnvInfo:
+    """What the trainer and agents need to know about an env name."""
+
+    family: str
+    """atari | minatar | gym"""
+    id: str
+    """ROM id (atari), game (minatar) or Gymnasium id (gym)."""
+    frame_stack: int = 1
+
+    @property
+    def display_name(self) -> str:
+        if self.family == "atari":
+            return atari.game_title(self.id)
+        if self.family == "minatar":
+            return f"MinAtar/{self.id}"
+        return self.id
+
+
+def _register_extra_ids() -> None:
+    """Make rlmorning's own Gymnasium ids (``rlmorning/...``) known, where their modules exist."""
+    try:
+        import rlmorning.envs.algorithmic  # noqa: F401  (registers on import)
+    except ImportError:
+        pass
+
+
+def resolve(name: str) -> EnvInfo:
+    """Map a user-facing env name to its family; unknown names raise an RlmError with suggestions."""
+    game = minatar.parse_minatar_name(name)
+    if game is not None:
+        if game not in minatar.MINATAR_GAMES:
+            raise unknown_name("MinAtar game", game, minatar.MINATAR_GAMES)
+        return EnvInfo("minatar", game)
+    _register_extra_ids()
+    if name in gym.registry and not name.startswith("ALE/") and "NoFrameskip" not in name:
+        rom = atari.parse_atari_name(name)
+        if rom is None or gym.registry[name].entry_point != "ale_py.env:AtariEnv":
+            return EnvInfo("gym", name)
+    rom = atari.parse_atari_name(name)
+    if rom is not None:
+        return EnvInfo("atari", rom, frame_stack=atari.FRAME_STACK)
+    choices = [atari.game_title(g) for g in atari.atari_games()]
+    choices += [f"MinAtar/{g}" for g in minatar.MINATAR_GAMES]
+    choices += [k for k in gym.registry if atari.parse_atari_name(k) is None]
+    close = difflib.get_close_matches(name, choices, n=1, cutoff=0.6)
+    hint = f" Did you mean '{close[0]}'?" if close else ""
+    raise RlmError(
+        f"unknown env '{name}'.{hint} Valid: an Atari game (Breakout, Pong, SpaceInvaders, ...), "
+        f"MinAtar/<{'|'.join(minatar.MINATAR_GAMES)}>, or a registered Gymnasium id; "
+        "'rlmorning envs' lists them all"
+    )
+
+
+def _autoreset(mode: str) -> AutoresetMode:
+    if mode not in ("same_step", "next_step"):
+        raise RlmError(f"autoreset_mode must be same_step or next_step, got '{mode}'")
+    return AutoresetMode.SAME_STEP if mode == "same_step" else AutoresetMode.NEXT_STEP
+
+
+def make_vector(info: EnvInfo, num_envs: int, seed: int, **kwargs: Any) -> VectorEnv:
+    """The training vector env for ``info``, reset with ``seed``. ``kwargs`` are family options."""
+    try:
+        if info.family == "atari":
+            return atari.make_atari_vector(info.id, num_envs, seed, **kwargs)
+        mode = _autoreset(kwargs.pop("autoreset_mode", "same_step"))
+        if info.family == "minatar":
+            fns = [lambda i=i: minatar.make_minatar(info.id, seed + i, **kwargs) for i in range(num_envs)]
+            env = gym.vector.SyncVectorEnv(fns, autoreset_mode=mode)
+        else:
+            env = gym.make_vec(
+                info.id, num_envs=num_envs, vectorization_mode="sync",
+                vector_kwargs={"autoreset_mode": mode}, **kwargs
+            )
+    except TypeError as exc:
+        raise RlmError(f"bad env_kwargs for {info.display_name}: {exc}") from None
+    env.reset(seed=seed)
+    return env
+
+
+def make_eval(
+    info: EnvInfo,
+    seed: int,
+    *,
+    sticky_actions: float = 0.0,
+    max_frames: int = 108_000,
+    render_rgb: bool = False,
+    **kwargs: Any,
+) -> gym.Env:
+    """A single evaluation env reporting true returns (Atari: unclipped, all lives)."""
+    kwargs.pop("autoreset_mode", None)
+    try:
+        if info.family == "atari":
+            for key in ("episodic_life", "clip_rewards", "num_threads"):
+                kwargs.pop(key, None)
+            kwargs.pop("sticky_actions", None)
+            kwargs.pop("max_frames", None)
+            return atari.make_atari_eval(
+                info.id, seed, sticky_actions=sticky_actions, max_frames=max_frames,
+                render_rgb=render_rgb, **kwargs
+            )
+        if info.family == "minatar":
+            return minatar.make_minatar(info.id, seed, **kwargs)
+        env = gym.make(info.id, render_mode="rgb_array" if render_rgb else None, **kwargs)
+    except TypeError as exc:
+        raise RlmError(f"bad env_kwargs for {info.display_name}: {exc}") from None
+    env.reset(seed=seed)
+    return env
+
+
+def action_meanings(info: EnvInfo, n: int) -> list[str]:
+    """Human names of the discrete actions (ALE's for Atari, ``0..n-1`` otherwise)."""
+    if info.family == "atari":
+        return atari.atari_action_meanings(info.id)
+    return [str(i) for i in range(n)]
+
+
+def eval_protocol(info: EnvInfo, *, sticky_actions: float, epsilon: float, max_frames: int) -> str:
+    """How evaluation returns were measured; printed and written next to every score."""
+    if info.family == "atari":
+        return atari.eval_protocol(sticky_actions, epsilon, max_frames)
+    return f"undiscounted episode return, epsilon={epsilon}"
+
+
+def env_names() -> dict[str, list[str]]:
+    """Known env names by family (for ``rlmorning envs``)."""
+    _register_extra_ids()
+    return {
+        "atari": [atari.game_title(g) for g in atari.atari_games()],
+        "minatar": [f"MinAtar/{g}" for g in minatar.MINATAR_GAMES],
+        "rlmorning": sorted(k for k in gym.registry if k.startswith("rlmorning/")),
+        "gymnasium": sorted(
+            k for k in gym.registry if "/" not in k and atari.parse_atari_name(k) is None
+        ),
+    }
+
+
+def real_next_obs(next_obs: np.ndarray, info: dict, done: np.ndarray) -> np.ndarray:
+    """The true next observations of a same-step-autoreset vector step (final obs where done)."""
+    if not done.any():
+        return next_obs
+    final = info["final_obs"]
+    if isinstance(final, np.ndarray) and final.dtype != object:
+        return np.where(done.reshape(-1, *([1] * (next_obs.ndim - 1))), final, next_obs)
+    out = np.array(next_obs, copy=True)
+    for i in np.flatnonzero(done):
+        out[i] = final[i]
+    return out

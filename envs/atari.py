@@ -1,0 +1,164 @@
+"""Atari 2600 games through ale-py: a fast C++ vector env for training, a Gymnasium env for evaluation.
+
+Training (``make_atari_vector``): ``ale_py.vector_env.AtariVectorEnv`` (C++ threads) with 84x84 gray
+frames, frame skip 4 with a max over the last two frames, up to 30 no-op starts, FIRE on reset, reward
+clipping to {-1, 0, 1} and episodic life (a life loss ends the learner's episode, the game goes on);
+frames are stacked by :class:`~rlmorning.envs.stack.FrameStack`.
+
+Evaluation (``make_atari_eval``): one ``ALE/<Game>-v5`` env with the same preprocessing through
+Gymnasium's ``AtariPreprocessing``, but **true game scores**: unclipped rewards, all lives, episodes
+capped at 108,000 frames, optional sticky actions (Machado et al. 2018), and RGB screens for video.
+ROMs ship inside ale-py; nothing is downloaded.
+"""
+
+from __future__ import annotations
+
+import re
+from functools import lru_cache
+from typing import Any
+
+import ale_py
+import gymnasium as gym
+import numpy as np
+from gymnasium.vector import AutoresetMode, VectorEnv, VectorWrapper
+
+from rlmorning.envs.stack import FrameStack
+
+gym.register_envs(ale_py)
+
+FRAME_STACK = 4
+
+
+@lru_cache(maxsize=1)
+def atari_games() -> tuple[str, ...]:
+    """ROM ids shipped with ale-py (``breakout``, ``space_invaders``, ...)."""
+    return tuple(sorted(ale_py.roms.get_all_rom_ids()))
+
+
+def game_title(rom: str) -> str:
+    """``space_invaders`` -> ``SpaceInvaders``."""
+    return "".join(part.title() for part in rom.split("_"))
+
+
+def parse_atari_name(name: str) -> str | None:
+    """Map ``Breakout``, ``ALE/Breakout-v5``, ``BreakoutNoFrameskip-v4`` or ``breakout`` to a ROM id."""
+    base = name.split("/", 1)[1] if name.startswith("ALE/") else name
+    base = re.sub(r"-v\d+$", "", base)
+    base = re.sub(r"(NoFrameskip|Deterministic)$", "", base)
+    snake = re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "_", base).lower()
+    games = atari_games()
+    for candidate in (snake, base.lower(), snake.replace("_", "")):
+        if candidate in games:
+            return candidate
+    return None
+
+
+class _EpisodeEndInfo(VectorWrapper):
+    """Adds ``info['episode_end']``: True where a whole game ended (not just a life)."""
+
+    def step(self, actions: Any) -> tuple[Any, Any, Any, Any, dict]:
+        obs, rewards, terminated, truncated, info = self.env.step(actions)
+        lives = np.asarray(info["lives"])
+        info = dict(info)
+        info["episode_end"] = np.asarray(truncated) | (np.asarray(terminated) & (lives == 0))
+        return obs, rewards, terminated, truncated, info
+
+
+def make_atari_vector(
+    rom: str,
+    num_envs: int,
+    seed: int,
+    *,
+    frame_skip: int = 4,
+    noop_max: int = 30,
+    episodic_life: bool = True,
+    clip_rewards: bool = True,
+    sticky_actions: float = 0.0,
+    max_frames: int = 108_000,
+    autoreset_mode: str = "same_step",
+    num_threads: int = 0,
+) -> VectorEnv:
+    """The training vector env: obs ``uint8 [N, 4, 84, 84]``, clipped rewards, episodic life."""
+    env = ale_py.vector_env.AtariVectorEnv(
+        rom,
+        num_envs,
+        num_threads=num_threads,
+        stack_num=1,
+        frameskip=frame_skip,
+        noop_max=noop_max,
+        life_loss_info=episodic_life,
+        episodic_life=False,
+        reward_clipping=clip_rewards,
+        repeat_action_probability=sticky_actions,
+        max_num_frames_per_episode=max_frames,
+        use_fire_reset=True,
+        autoreset_mode=AutoresetMode.SAME_STEP if autoreset_mode == "same_step" else AutoresetMode.NEXT_STEP,
+    )
+    env.metadata = dict(env.metadata)
+    stacked = FrameStack(_EpisodeEndInfo(env), FRAME_STACK)
+    stacked.metadata = dict(env.metadata)
+    stacked.reset(seed=seed)
+    return stacked
+
+
+class FireOnReset(gym.Wrapper):
+    """Press FIRE after reset in games that need it to start (as the training env does)."""
+
+    def reset(self, **kwargs: Any) -> tuple[Any, dict]:
+        obs, info = self.env.reset(**kwargs)
+        meanings = self.env.unwrapped.get_action_meanings()
+        if "FIRE" in meanings:
+            obs, _, terminated, truncated, info = self.env.step(meanings.index("FIRE"))
+            if terminated or truncated:
+                obs, info = self.env.reset(**kwargs)
+        return obs, info
+
+
+def make_atari_eval(
+    rom: str,
+    seed: int,
+    *,
+    sticky_actions: float = 0.0,
+    max_frames: int = 108_000,
+    noop_max: int = 30,
+    frame_skip: int = 4,
+    render_rgb: bool = False,
+) -> gym.Env:
+    """The evaluation env: obs ``uint8 [4, 84, 84]`` like training, true (unclipped, all-lives) scores."""
+    env = gym.make(
+        f"ALE/{game_title(rom)}-v5",
+        frameskip=1,
+        repeat_action_probability=sticky_actions,
+        max_num_frames_per_episode=max_frames,
+        render_mode="rgb_array" if render_rgb else None,
+    )
+    env = gym.wrappers.AtariPreprocessing(
+        env,
+        noop_max=noop_max,
+        frame_skip=frame_skip,
+        screen_size=84,
+        terminal_on_life_loss=False,
+        grayscale_obs=True,
+        scale_obs=False,
+    )
+    env = FireOnReset(env)
+    env = gym.wrappers.FrameStackObservation(env, FRAME_STACK, padding_type="zero")
+    env.reset(seed=seed)
+    return env
+
+
+def atari_action_meanings(rom: str) -> list[str]:
+    """ALE's names of the minimal action set (NOOP, FIRE, RIGHT, LEFT ...)."""
+    env = gym.make(f"ALE/{game_title(rom)}-v5")
+    try:
+        return list(env.unwrapped.get_action_meanings())
+    finally:
+        env.close()
+
+
+def eval_protocol(sticky_actions: float, epsilon: float, max_frames: int) -> str:
+    """The one-line description of how an Atari score was measured, printed beside every score."""
+    return (
+        f"true game score: unclipped, all lives, <= {max_frames} frames, 30 no-op starts, "
+        f"epsilon={epsilon}, sticky actions p={sticky_actions}"
+    )

@@ -1,0 +1,160 @@
+"""Python API behind the CLI: resolve a config, train, resume, evaluate a run."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from rlmorning import envs as envs_mod
+from rlmorning.agents import AGENTS
+from rlmorning.config import RunConfig, apply_overrides, load_preset, split_config
+from rlmorning.errors import RlmError
+from rlmorning.evaluation import evaluate
+from rlmorning.run import find_checkpoint, load_checkpoint, make_writable_dir, new_run_dir, read_config
+
+
+def resolve_run_config(
+    agent: str,
+    env: str,
+    config: str | None = None,
+    overrides: list[str] | None = None,
+    **flags: Any,
+) -> RunConfig:
+    """Defaults -> preset (``config`` or the agent's preset for the env family) -> ``overrides`` -> ``flags``.
+
+    ``flags`` are explicit CLI values (steps, seed, num_envs, device); None values are ignored.
+    """
+    spec = AGENTS.get(agent)
+    info = envs_mod.resolve(env)
+    preset_name = config or spec.presets.get(info.family)
+    flat: dict[str, Any] = load_preset(preset_name) if preset_name else {}
+    if "agent" in flat and flat["agent"] != agent:
+        raise RlmError(f"config '{preset_name}' is for agent '{flat['agent']}', not '{agent}'")
+    flat = apply_overrides(flat, overrides or [])
+    flat.update({k: v for k, v in flags.items() if v is not None})
+    trainer_cfg, agent_cfg = split_config(flat, spec.config_cls)
+    if trainer_cfg.steps < 1:
+        raise RlmError(f"steps must be >= 1, got {trainer_cfg.steps}")
+    if trainer_cfg.num_envs < 1:
+        raise RlmError(f"num_envs must be >= 1, got {trainer_cfg.num_envs}")
+    return RunConfig(agent=agent, env=env, trainer=trainer_cfg, agent_config=agent_cfg)
+
+
+def train(
+    agent: str,
+    env: str,
+    *,
+    config: str | None = None,
+    overrides: list[str] | None = None,
+    run_dir: str | Path | None = None,
+    runs_root: str | Path = "runs",
+    **flags: Any,
+) -> dict[str, Any]:
+    """Train a new run; returns the trainer's summary (run_dir, steps, best eval, eval protocol)."""
+    from rlmorning.trainer import Trainer
+
+    cfg = resolve_run_config(agent, env, config, overrides, **flags)
+    if run_dir is None:
+        path = new_run_dir(runs_root, envs_mod.resolve(env).display_name, agent, cfg.trainer.seed)
+    else:
+        path = Path(run_dir)
+        if (path / "config.yaml").exists():
+            raise RlmError(f"'{path}' already holds a run; use --resume {path} to continue it")
+        make_writable_dir(path)
+    trainer = Trainer(cfg, path)
+    try:
+        return trainer.train()
+    finally:
+        trainer.logger.close()
+        trainer.env.close()
+
+
+def resume(run_dir: str | Path, steps: int | None = None, device: str | None = None,
+           progress: bool | None = None) -> dict[str, Any]:
+    """Continue a run from ``checkpoints/latest.pt``; ``steps`` may raise the run's total."""
+    from rlmorning.trainer import Trainer
+
+    path = Path(run_dir)
+    flat = read_config(path)
+    find_checkpoint(path, "latest")
+    agent, env = flat.pop("agent"), flat.pop("env")
+    if steps is not None:
+        flat["steps"] = steps
+    if device is not None:
+        flat["device"] = device
+    if progress is not None:
+        flat["progress"] = progress
+    spec = AGENTS.get(agent)
+    trainer_cfg, agent_cfg = split_config(flat, spec.config_cls)
+    cfg = RunConfig(agent=agent, env=env, trainer=trainer_cfg, agent_config=agent_cfg)
+    trainer = Trainer(cfg, path, resume=True)
+    if steps is not None:
+        from rlmorning.run import write_yaml
+
+        write_yaml(path / "config.yaml", cfg.to_flat())
+    try:
+        return trainer.train()
+    finally:
+        trainer.logger.close()
+        trainer.env.close()
+
+
+def load_agent(run_dir: str | Path, checkpoint: str = "latest", device: str = "cpu") -> tuple[Any, RunConfig]:
+    """Rebuild a run's agent from its config and load a checkpoint (``best``, ``latest`` or a path)."""
+    path = Path(run_dir)
+    flat = read_config(path)
+    ckpt_path = find_checkpoint(path, checkpoint)
+    state = load_checkpoint(ckpt_path)
+    agent_name, env = flat.pop("agent"), flat.pop("env")
+    spec = AGENTS.get(agent_name)
+    flat["device"] = device
+    trainer_cfg, agent_cfg = split_config(flat, spec.config_cls)
+    cfg = RunConfig(agent=agent_name, env=env, trainer=trainer_cfg, agent_config=agent_cfg)
+    info = envs_mod.resolve(env)
+    probe = envs_mod.make_eval(info, 0, **dict(trainer_cfg.env_kwargs))
+    try:
+        obs_space, act_space = probe.observation_space, probe.action_space
+    finally:
+        probe.close()
+    agent = spec.factory(
+        agent_cfg, obs_space, act_space, num_envs=1, frame_stack=info.frame_stack,
+        total_steps=trainer_cfg.steps, device=torch.device(device), seed=trainer_cfg.seed,
+    )
+    agent_state = dict(state["agent"])
+    agent_state.pop("replay", None)
+    agent.load_state_dict(agent_state)
+    return agent, cfg
+
+
+def evaluate_run(
+    run_dir: str | Path,
+    episodes: int = 10,
+    checkpoint: str = "latest",
+    epsilon: float | None = None,
+    sticky_actions: float | None = None,
+    seed: int = 12_345,
+    device: str = "cpu",
+) -> dict[str, Any]:
+    """Greedy evaluation of a run's checkpoint on fresh envs; returns returns, mean, std, protocol."""
+    agent, cfg = load_agent(run_dir, checkpoint, device)
+    t = cfg.trainer
+    eps = t.eval_epsilon if epsilon is None else epsilon
+    sticky = t.eval_sticky_actions if sticky_actions is None else sticky_actions
+    info = envs_mod.resolve(cfg.env)
+
+    def make(i: int) -> Any:
+        return envs_mod.make_eval(info, seed + i, sticky_actions=sticky, max_frames=t.eval_max_frames,
+                                  **dict(t.env_kwargs))
+
+    returns = evaluate(agent, make, episodes, eps, seed)
+    return {
+        "returns": returns.tolist(),
+        "mean": float(np.mean(returns)),
+        "std": float(np.std(returns)),
+        "episodes": episodes,
+        "protocol": envs_mod.eval_protocol(info, sticky_actions=sticky, epsilon=eps,
+                                           max_frames=t.eval_max_frames),
+    }

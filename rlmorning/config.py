@@ -1,0 +1,228 @@
+"""Configs: typed dataclasses, YAML presets in ``configs/``, and ``--set key=value`` overrides.
+
+A run's configuration is one flat mapping, as written to ``config.yaml`` in the run directory::
+
+    agent: dqn
+    env: Breakout
+    steps: 50000        # a TrainerConfig key
+    lr: 0.0001          # a key of the agent's config dataclass (DQNConfig for dqn)
+
+Resolution order (later wins): dataclass defaults -> preset (``--config NAME|PATH``, or the agent's
+default preset for the env family) -> ``--set`` overrides -> explicit CLI flags (``--steps`` ...).
+Unknown keys are errors that name the valid keys; values are checked against the field's type.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from rlmorning.errors import RlmError, unknown_name
+
+
+@dataclass
+class TrainerConfig:
+    """Settings of the training loop itself; nothing here is agent- or Atari-specific."""
+
+    steps: int = 50_000
+    """Environment steps to train for, summed over parallel envs (one Atari step = 4 frames)."""
+    seed: int = 0
+    num_envs: int = 1
+    device: str = "auto"
+    """auto | cpu | cuda | cuda:N"""
+    eval_every: int = 10_000
+    eval_episodes: int = 10
+    eval_epsilon: float = 0.05
+    """Epsilon of the 'greedy' evaluation policy (Mnih et al. 2015 used 0.05)."""
+    eval_sticky_actions: float = 0.0
+    """Sticky-action probability in evaluation (Machado et al. 2018 recommend 0.25)."""
+    eval_max_frames: int = 108_000
+    """Evaluation episode cap in emulator frames (30 minutes of play at 60 Hz)."""
+    checkpoint_every: int = 10_000
+    log_every: int = 1_000
+    heldout_states: int = 500
+    """States gathered by a random policy at the start; their mean max-Q is logged at every eval."""
+    save_replay: bool = True
+    """Store the replay buffer with the checkpoint so --resume continues exactly (large for Atari)."""
+    torch_threads: int = 0
+    """CPU threads for torch; 0 = auto (all cores but one, at least 1)."""
+    env_kwargs: dict = field(default_factory=dict)
+    """Options passed to the env family's factory (e.g. frame_skip, noop_max for Atari)."""
+    progress: bool = True
+
+
+def _is_optional(tp: Any) -> tuple[bool, Any]:
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        if len(args) == 1:
+            return True, args[0]
+    return False, tp
+
+
+def coerce(key: str, value: Any, tp: Any) -> Any:
+    """Check ``value`` against the annotated type ``tp`` and convert where lossless (int->float, '1e5'->int)."""
+    optional, tp = _is_optional(tp)
+    if value is None:
+        if optional:
+            return None
+        raise RlmError(f"config key '{key}' may not be null")
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in ("true", "false", "yes", "no", "1", "0"):
+            return value.lower() in ("true", "yes", "1")
+        raise RlmError(f"config key '{key}' expects true/false, got {value!r}")
+    if tp is int:
+        if isinstance(value, bool):
+            raise RlmError(f"config key '{key}' expects an integer, got {value!r}")
+        if isinstance(value, int):
+            return value
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+        if isinstance(value, str):
+            try:
+                f = float(value.replace("_", ""))
+            except ValueError:
+                f = None
+            if f is not None and f.is_integer():
+                return int(f)
+        raise RlmError(f"config key '{key}' expects an integer, got {value!r}")
+    if tp is float:
+        if isinstance(value, bool):
+            raise RlmError(f"config key '{key}' expects a number, got {value!r}")
+        if isinstance(value, int | float):
+            return float(value)
+        if isinstance(value, str):
+            try:
+                return float(value)
+            except ValueError:
+                pass
+        raise RlmError(f"config key '{key}' expects a number, got {value!r}")
+    if tp is str:
+        if isinstance(value, str):
+            return value
+        raise RlmError(f"config key '{key}' expects a string, got {value!r}")
+    if tp is dict or typing.get_origin(tp) is dict:
+        if isinstance(value, dict):
+            return dict(value)
+        raise RlmError(f"config key '{key}' expects a mapping, got {value!r}")
+    if tp is list or typing.get_origin(tp) is list:
+        if isinstance(value, list | tuple):
+            return list(value)
+        raise RlmError(f"config key '{key}' expects a list, got {value!r}")
+    return value
+
+
+def field_types(cls: type) -> dict[str, Any]:
+    """Resolved annotations of a config dataclass."""
+    hints = typing.get_type_hints(cls)
+    return {f.name: hints[f.name] for f in dataclasses.fields(cls)}
+
+
+def build(cls: type, values: dict[str, Any]) -> Any:
+    """Instantiate config dataclass ``cls`` from ``values`` (already restricted to its keys), type-checked."""
+    types_ = field_types(cls)
+    return cls(**{k: coerce(k, v, types_[k]) for k, v in values.items()})
+
+
+def parse_set(item: str) -> tuple[str, Any]:
+    """Parse one ``--set key=value``; the value is read as YAML (``3e-4``, ``true``, ``[64, 64]``)."""
+    if "=" not in item:
+        raise RlmError(f"--set expects key=value, got '{item}'")
+    key, raw = item.split("=", 1)
+    key = key.strip()
+    if not key:
+        raise RlmError(f"--set expects key=value, got '{item}'")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError:
+        value = raw
+    return key, value
+
+
+def apply_overrides(config: dict[str, Any], items: list[str]) -> dict[str, Any]:
+    """Apply ``--set`` items to a flat config; dotted keys set entries of dict-valued keys
+    (``encoder_kwargs.channels=[16,32]``)."""
+    out = dict(config)
+    for item in items:
+        key, value = parse_set(item)
+        if "." in key:
+            head, sub = key.split(".", 1)
+            inner = dict(out.get(head) or {})
+            inner[sub] = value
+            out[head] = inner
+        else:
+            out[key] = value
+    return out
+
+
+def preset_names() -> list[str]:
+    """Names of the YAML presets shipped in ``configs/``."""
+    root = resources.files("rlmorning.configs")
+    return sorted(p.name[: -len(".yaml")] for p in root.iterdir() if p.name.endswith(".yaml"))
+
+
+def load_preset(name_or_path: str) -> dict[str, Any]:
+    """Load a preset by name (``atari100k``, ``dqn_atari``) or by path to a YAML file (``safe_load``)."""
+    path = Path(name_or_path)
+    if name_or_path.endswith((".yaml", ".yml")) or path.exists():
+        if not path.is_file():
+            raise RlmError(f"config file '{name_or_path}' does not exist")
+        text = path.read_text()
+    else:
+        names = preset_names()
+        if name_or_path not in names:
+            raise unknown_name("config preset", name_or_path, names)
+        text = (resources.files("rlmorning.configs") / f"{name_or_path}.yaml").read_text()
+    try:
+        data = yaml.safe_load(text) or {}
+    except yaml.YAMLError as exc:
+        raise RlmError(f"config '{name_or_path}' is not valid YAML: {str(exc).splitlines()[0]}") from None
+    if not isinstance(data, dict):
+        raise RlmError(f"config '{name_or_path}' must be a mapping of key: value")
+    return data
+
+
+@dataclass
+class RunConfig:
+    """A fully resolved run: which agent on which env, the trainer's settings and the agent's."""
+
+    agent: str
+    env: str
+    trainer: TrainerConfig
+    agent_config: Any
+
+    def to_flat(self) -> dict[str, Any]:
+        """The flat mapping written to ``config.yaml``."""
+        out: dict[str, Any] = {"agent": self.agent, "env": self.env}
+        out.update(dataclasses.asdict(self.trainer))
+        out.update(dataclasses.asdict(self.agent_config))
+        return out
+
+
+def split_config(flat: dict[str, Any], agent_config_cls: type) -> tuple[TrainerConfig, Any]:
+    """Split a flat mapping into TrainerConfig and the agent's config; unknown keys are errors."""
+    trainer_keys = set(field_types(TrainerConfig))
+    agent_keys = set(field_types(agent_config_cls))
+    clash = trainer_keys & agent_keys
+    if clash:
+        raise ValueError(f"{agent_config_cls.__name__} reuses trainer keys: {sorted(clash)}")
+    trainer_vals, agent_vals = {}, {}
+    for key, value in flat.items():
+        if key in ("agent", "env"):
+            continue
+        if key in trainer_keys:
+            trainer_vals[key] = value
+        elif key in agent_keys:
+            agent_vals[key] = value
+        else:
+            raise unknown_name("config key", key, trainer_keys | agent_keys)
+    return build(TrainerConfig, trainer_vals), build(agent_config_cls, agent_vals)

@@ -1,0 +1,22 @@
+"""User-facing errors: one clear line, no traceback.
+
+Anything a user can cause (a bad name, a bad config key, a missing checkpoint, too little RAM) raises
+:class:`RlmError`; the CLI prints its message on one line and exits with status 2.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable
+
+
+class RlmError(Exception):
+    """An error caused by user input or the user's machine; the CLI prints it without a traceback."""
+
+
+def unknown_name(kind: str, name: str, valid: Iterable[str]) -> RlmError:
+    """Build the standard 'unknown X' error listing the valid names and a close match if there is one."""
+    valid = sorted(valid)
+    close = difflib.get_close_matches(name, valid, n=1, cutoff=0.6)
+    hint = f" Did you mean '{close[0]}'?" if close else ""
+    return RlmError(f"unknown {kind} '{name}'.{hint} Valid: {', '.join(valid)}")

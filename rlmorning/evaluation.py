@@ -1,0 +1,109 @@
+"""Greedy evaluation on separate envs, and the held-out states of the DQN paper's Fig. 2."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import gymnasium as gym
+import numpy as np
+
+from rlmorning.agents.base import Agent
+
+
+def evaluate(
+    agent: Agent,
+    make_env: Callable[[int], gym.Env],
+    episodes: int,
+    epsilon: float,
+    seed: int,
+) -> np.ndarray:
+    """Run ``episodes`` full episodes (one env each, stepped together so the agent acts in batches).
+
+    ``make_env(i)`` builds the i-th evaluation env. With probability ``epsilon`` a uniformly random
+    action replaces the agent's greedy one. Returns the undiscounted episode returns ``float [episodes]``.
+    """
+    envs = [make_env(i) for i in range(episodes)]
+    rng = np.random.default_rng(seed)
+    obs = []
+    for i, env in enumerate(envs):
+        o, _ = env.reset(seed=seed + i)
+        obs.append(o)
+    returns = np.zeros(episodes)
+    active = np.ones(episodes, dtype=bool)
+    state = agent.initial_state(episodes)
+    try:
+        while active.any():
+            idx = np.flatnonzero(active)
+            batch = np.stack([obs[i] for i in idx])
+            actions, sub_state = agent.act(batch, _select(state, idx), explore=False)
+            state = _scatter(state, sub_state, idx)
+            for j, i in enumerate(idx):
+                a = actions[j]
+                if epsilon > 0 and rng.random() < epsilon:
+                    a = envs[i].action_space.sample()
+                o, r, terminated, truncated, _ = envs[i].step(a)
+                returns[i] += float(r)
+                obs[i] = o
+                if terminated or truncated:
+                    active[i] = False
+    finally:
+        for env in envs:
+            env.close()
+    return returns
+
+
+def _select(state: object, idx: np.ndarray) -> object:
+    """Rows ``idx`` of a recurrent state (tensors/arrays, or tuples/dicts of them); None stays None."""
+    if state is None:
+        return None
+    if isinstance(state, tuple | list):
+        return type(state)(_select(s, idx) for s in state)
+    if isinstance(state, dict):
+        return {k: _select(v, idx) for k, v in state.items()}
+    return state[idx]
+
+
+def _scatter(state: object, sub: object, idx: np.ndarray) -> object:
+    if state is None:
+        return None
+    if isinstance(state, tuple | list):
+        return type(state)(_scatter(s, u, idx) for s, u in zip(state, sub, strict=True))
+    if isinstance(state, dict):
+        return {k: _scatter(state[k], sub[k], idx) for k in state}
+    state[idx] = sub
+    return state
+
+
+def gather_heldout_states(env: gym.vector.VectorEnv, count: int, seed: int) -> np.ndarray:
+    """Observations visited by a uniformly random policy (the DQN paper's held-out set)."""
+    rng = np.random.default_rng(seed)
+    space = env.single_action_space
+    space.seed(int(rng.integers(2**31)))
+    obs, _ = env.reset(seed=seed)
+    states = []
+    for _ in range(count):
+        states.append(obs[0].copy())
+        action = np.array([space.sample()])
+        obs, *_ = env.step(action)
+    return np.stack(states)
+
+
+def heldout_mean_max_q(agent: Agent, states: np.ndarray, batch: int = 256) -> float | None:
+    """Mean over ``states`` of max_a Q(s, a), or None for agents without Q-values."""
+    values = []
+    for start in range(0, len(states), batch):
+        q = agent.q_values(states[start : start + batch])
+        if q is None:
+            return None
+        values.append(q.max(dim=1).values.float().cpu().numpy())
+    return float(np.concatenate(values).mean())
+
+
+def save_states(path: Path, states: np.ndarray) -> None:
+    np.savez_compressed(path, states=states)
+
+
+def load_states(path: Path) -> np.ndarray:
+    with np.load(path, allow_pickle=False) as data:
+        return data["states"]

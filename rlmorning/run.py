@@ -1,0 +1,188 @@
+"""The run directory: everything a training run writes, and safe reading of it back.
+
+``runs/<env>-<agent>-<seed>-<time>/`` holds ``config.yaml`` (resolved), ``checkpoints/latest.pt`` and
+``best.pt`` (written atomically: temp file + rename), ``metrics.csv``, TensorBoard events under
+``tb/``, ``versions.json`` (package versions and the eval protocol), ``heldout_states.npz``, and later
+``videos/`` and ``plots/``.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import platform
+import tempfile
+import time
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import torch
+import yaml
+
+from rlmorning.errors import RlmError
+
+CHECKPOINTS = "checkpoints"
+
+
+def new_run_dir(root: str | Path, env_name: str, agent: str, seed: int) -> Path:
+    """Create ``root/<env>-<agent>-<seed>-<YYYYmmdd-HHMMSS>`` (unique) and return it."""
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    safe_env = env_name.replace("/", "-")
+    base = Path(root) / f"{safe_env}-{agent}-{seed}-{stamp}"
+    path, i = base, 1
+    while path.exists():
+        path, i = Path(f"{base}-{i}"), i + 1
+    make_writable_dir(path)
+    return path
+
+
+def make_writable_dir(path: Path) -> None:
+    """Create ``path`` (and checkpoints/) or fail with one clear line."""
+    try:
+        (path / CHECKPOINTS).mkdir(parents=True, exist_ok=True)
+        probe = path / ".write-test"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as exc:
+        raise RlmError(f"cannot write run directory '{path}': {exc.strerror or exc}") from None
+
+
+def write_yaml(path: Path, data: dict[str, Any]) -> None:
+    atomic_write_bytes(path, yaml.safe_dump(data, sort_keys=False).encode())
+
+
+def read_config(run: Path) -> dict[str, Any]:
+    """The resolved config of a run directory (``safe_load``)."""
+    path = Path(run) / "config.yaml"
+    if not path.is_file():
+        raise RlmError(f"'{run}' is not a run directory (no config.yaml)")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError:
+        raise RlmError(f"'{path}' is not valid YAML") from None
+    if not isinstance(data, dict) or "agent" not in data or "env" not in data:
+        raise RlmError(f"'{path}' does not look like an rlmorning config")
+    return data
+
+
+def write_versions(run: Path, extra: dict[str, Any]) -> None:
+    """``versions.json``: rlmorning, torch, gymnasium, ale-py versions, Python, machine, plus ``extra``."""
+    info: dict[str, Any] = {"python": platform.python_version(), "machine": platform.machine()}
+    for pkg in ("rlmorning", "torch", "gymnasium", "ale-py", "numpy"):
+        try:
+            info[pkg] = metadata.version(pkg)
+        except metadata.PackageNotFoundError:
+            info[pkg] = None
+    info.update(extra)
+    atomic_write_bytes(Path(run) / "versions.json", json.dumps(info, indent=2).encode())
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` via a temp file in the same folder and an atomic rename."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
+    """``torch.save`` to a temp file, then rename: a crash never leaves a half-written checkpoint."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        torch.save(state, tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """Load a checkpoint with ``weights_only=True``; missing or corrupt files give one clear line."""
+    path = Path(path)
+    if not path.is_file():
+        raise RlmError(f"checkpoint '{path}' does not exist")
+    try:
+        state = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as exc:  # torch raises many types for corrupt files
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise RlmError(f"checkpoint '{path}' is corrupt or not an rlmorning checkpoint: {first[:200]}") from None
+    if not isinstance(state, dict) or "agent" not in state:
+        raise RlmError(f"checkpoint '{path}' is not an rlmorning checkpoint")
+    return state
+
+
+def find_checkpoint(run: Path, which: str = "latest") -> Path:
+    """``best``/``latest`` inside a run directory, or a path; errors name what exists."""
+    run = Path(run)
+    if which not in ("best", "latest"):
+        return Path(which)
+    path = run / CHECKPOINTS / f"{which}.pt"
+    if path.is_file():
+        return path
+    other = run / CHECKPOINTS / ("latest.pt" if which == "best" else "best.pt")
+    if other.is_file():
+        return other
+    raise RlmError(f"run '{run}' has no checkpoints yet (looked for {path})")
+
+
+class MetricsCSV:
+    """``metrics.csv``: one row per log/eval point; new columns are added when first seen."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self.columns: list[str] = []
+        if self.path.is_file():
+            with self.path.open() as fh:
+                header = fh.readline().strip()
+            self.columns = header.split(",") if header else []
+
+    def truncate_after(self, step: int) -> None:
+        """Drop rows logged after ``step`` (used on resume: those steps will be redone)."""
+        rows = self.read(self.path)
+        keep = [r for r in rows if float(r.get("step") or 0) <= step]
+        self._rewrite(keep)
+
+    def _rewrite(self, rows: list[dict[str, Any]]) -> None:
+        lines: list[str] = []
+        import io
+
+        buf = io.StringIO()
+        writer = csv.DictWriter(buf, fieldnames=self.columns, extrasaction="ignore")
+        writer.writeheader()
+        for r in rows:
+            writer.writerow(r)
+        lines.append(buf.getvalue())
+        atomic_write_bytes(self.path, "".join(lines).encode())
+
+    def write(self, row: dict[str, Any]) -> None:
+        new = [k for k in row if k not in self.columns]
+        if new:
+            old_rows = self.read(self.path) if self.path.is_file() else []
+            self.columns += new
+            self._rewrite(old_rows)
+        with self.path.open("a", newline="") as fh:
+            csv.DictWriter(fh, fieldnames=self.columns, extrasaction="ignore").writerow(
+                {k: _fmt(v) for k, v in row.items()}
+            )
+
+    @staticmethod
+    def read(path: Path) -> list[dict[str, str]]:
+        with Path(path).open(newline="") as fh:
+            return list(csv.DictReader(fh))
+
+
+def _fmt(v: Any) -> Any:
+    if isinstance(v, float):
+        return f"{v:.6g}"
+    return v

@@ -1,0 +1,318 @@
+"""The one training loop that drives every agent (see ``agents/base.py`` for the protocol).
+
+Per vector step: ``act`` -> ``env.step`` -> ``observe`` -> ``update``. Every ``eval_every`` steps a
+greedy evaluation on separate envs and the held-out mean max-Q; every ``checkpoint_every`` steps an
+atomic checkpoint. Nothing Atari- or DQN-specific lives here.
+"""
+
+from __future__ import annotations
+
+import collections
+import math
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from gymnasium.vector import AutoresetMode
+
+from rlmorning import envs as envs_mod
+from rlmorning.agents import AGENTS
+from rlmorning.config import RunConfig
+from rlmorning.envs import EnvInfo, real_next_obs
+from rlmorning.envs.state import capture_env_state, restore_env_state
+from rlmorning.errors import RlmError
+from rlmorning.evaluation import evaluate, gather_heldout_states, heldout_mean_max_q, load_states, save_states
+from rlmorning.logger import Logger
+from rlmorning.run import (
+    CHECKPOINTS,
+    load_checkpoint,
+    make_writable_dir,
+    save_checkpoint,
+    write_versions,
+    write_yaml,
+)
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` -> cuda when available, else cpu; an unavailable cuda is a clear error."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise RlmError("--device cuda was asked for but no CUDA GPU is available (use --device cpu)")
+    if name != "cpu" and not name.startswith("cuda"):
+        raise RlmError(f"unknown device '{name}'. Valid: auto, cpu, cuda, cuda:N")
+    return torch.device(name)
+
+
+def default_torch_threads() -> int:
+    """One core fewer than the machine has (at least 1): the envs keep a core, and torch's OpenMP
+    threads never spin against them (on 2 cores, 2 torch threads beside a busy env ran 5x slower)."""
+    return max(1, (os.cpu_count() or 1) - 1)
+
+
+@dataclass
+class TrainState:
+    """Counters of the loop that a checkpoint must carry."""
+
+    step: int = 0
+    episodes: int = 0
+    evals: int = 0
+    best_eval: float = -math.inf
+    wall_time: float = 0.0
+    recent_returns: list[float] = field(default_factory=list)
+    recent_lengths: list[int] = field(default_factory=list)
+
+
+class Trainer:
+    """Train ``config.agent`` on ``config.env``, writing into ``run_dir``."""
+
+    def __init__(self, config: RunConfig, run_dir: Path, resume: bool = False) -> None:
+        self.config = config
+        self.run_dir = Path(run_dir)
+        make_writable_dir(self.run_dir)
+        t = config.trainer
+        self.device = resolve_device(t.device)
+        torch.set_num_threads(t.torch_threads if t.torch_threads > 0 else default_torch_threads())
+        self.env_info: EnvInfo = envs_mod.resolve(config.env)
+        torch.manual_seed(t.seed)
+        self.env = envs_mod.make_vector(self.env_info, t.num_envs, t.seed, **dict(t.env_kwargs))
+        self.same_step = self.env.metadata.get("autoreset_mode") == AutoresetMode.SAME_STEP
+        spec = AGENTS.get(config.agent)
+        self.agent = spec.factory(
+            config.agent_config,
+            self.env.single_observation_space,
+            self.env.single_action_space,
+            num_envs=t.num_envs,
+            frame_stack=self.env_info.frame_stack,
+            total_steps=t.steps,
+            device=self.device,
+            seed=t.seed,
+        )
+        self.state = TrainState()
+        self.protocol = envs_mod.eval_protocol(
+            self.env_info, sticky_actions=t.eval_sticky_actions, epsilon=t.eval_epsilon,
+            max_frames=t.eval_max_frames,
+        )
+        self.obs, _ = self.env.reset(seed=t.seed)
+        self.agent_state = self.agent.initial_state(t.num_envs)
+        self.prev_done = np.zeros(t.num_envs, dtype=bool)
+        self.ep_return = np.zeros(t.num_envs)
+        self.ep_length = np.zeros(t.num_envs, dtype=np.int64)
+        self.heldout = self._heldout_states()
+        self.logger = Logger(self.run_dir, resume_step=None)
+        if resume:
+            self._load(self.run_dir / CHECKPOINTS / "latest.pt")
+        else:
+            write_yaml(self.run_dir / "config.yaml", config.to_flat())
+            write_versions(self.run_dir, {"eval_protocol": self.protocol, "device": str(self.device)})
+
+    # ------------------------------------------------------------------------------------------ setup
+    def _heldout_states(self) -> np.ndarray | None:
+        n = self.config.trainer.heldout_states
+        if n <= 0:
+            return None
+        path = self.run_dir / "heldout_states.npz"
+        if path.is_file():
+            return load_states(path)
+        t = self.config.trainer
+        env = envs_mod.make_vector(self.env_info, 1, t.seed + 54_321, **dict(t.env_kwargs))
+        try:
+            states = gather_heldout_states(env, n, t.seed + 54_321)
+        finally:
+            env.close()
+        save_states(path, states)
+        return states
+
+    def _make_eval_env(self, index: int) -> Any:
+        t = self.config.trainer
+        kwargs = dict(t.env_kwargs)
+        return envs_mod.make_eval(
+            self.env_info, t.seed + 100_000 + 1_000 * self.state.evals + index,
+            sticky_actions=t.eval_sticky_actions, max_frames=t.eval_max_frames, **kwargs,
+        )
+
+    # ------------------------------------------------------------------------------------------- loop
+    def train(self) -> dict[str, Any]:
+        """Run until ``steps``; Ctrl-C saves ``latest.pt`` and re-raises KeyboardInterrupt."""
+        t = self.config.trainer
+        if self.state.step >= t.steps:
+            return self.summary()
+        c = getattr(self.agent, "config", None)
+        if c is not None and getattr(c, "learning_starts", 0) >= t.steps:
+            self.logger.warn(
+                f"learning_starts ({c.learning_starts}) >= steps ({t.steps}): no gradient step will be "
+                "taken; lower it with --set learning_starts=N"
+            )
+        next_log = _next_multiple(self.state.step, t.log_every)
+        next_eval = _next_multiple(self.state.step, t.eval_every)
+        next_ckpt = _next_multiple(self.state.step, t.checkpoint_every)
+        metric_sums: dict[str, float] = collections.defaultdict(float)
+        metric_counts: dict[str, int] = collections.defaultdict(int)
+        last_log_time, last_log_step = time.perf_counter(), self.state.step
+        start_wall = time.perf_counter() - self.state.wall_time
+        self.logger.start_progress(t.steps, self.state.step, enabled=t.progress)
+        try:
+            while self.state.step < t.steps:
+                new_steps, metrics = self._vector_step()
+                self.state.step += new_steps
+                for k, v in metrics.items():
+                    metric_sums[k] += v
+                    metric_counts[k] += 1
+                self.state.wall_time = time.perf_counter() - start_wall
+                if self.state.step >= next_log:
+                    now = time.perf_counter()
+                    sps = (self.state.step - last_log_step) / max(now - last_log_time, 1e-9)
+                    row = {k: metric_sums[k] / metric_counts[k] for k in metric_sums}
+                    row.update(self._episode_stats(), sps=sps)
+                    self.logger.log(self.state.step, self.state.wall_time, row)
+                    metric_sums.clear()
+                    metric_counts.clear()
+                    last_log_time, last_log_step = now, self.state.step
+                    next_log = _next_multiple(self.state.step, t.log_every)
+                if self.state.step >= next_eval:
+                    self._evaluate()
+                    next_eval = _next_multiple(self.state.step, t.eval_every)
+                if self.state.step >= next_ckpt or self.state.step >= t.steps:
+                    self.save("latest")
+                    next_ckpt = _next_multiple(self.state.step, t.checkpoint_every)
+                self.logger.advance(self.state.step)
+        except KeyboardInterrupt:
+            self.save("latest")
+            self.logger.warn(f"interrupted at step {self.state.step}: saved {self.run_dir}/checkpoints/latest.pt")
+            raise
+        finally:
+            self.logger.stop_progress()
+        return self.summary()
+
+    def _vector_step(self) -> tuple[int, dict[str, float]]:
+        obs = self.obs
+        actions, self.agent_state = self.agent.act(obs, self.agent_state, explore=True)
+        next_obs, rewards, terminated, truncated, info = self.env.step(actions)
+        terminated = np.asarray(terminated, dtype=bool)
+        truncated = np.asarray(truncated, dtype=bool)
+        done = terminated | truncated
+        if self.same_step:
+            valid = None
+            target_obs = real_next_obs(next_obs, info, done)
+        else:  # next-step autoreset: the step after an episode's end is a reset, not a transition
+            valid = ~self.prev_done
+            target_obs = next_obs
+        self.agent.observe(obs, actions, rewards, terminated, truncated, target_obs, valid)
+        self.agent_state = self.agent.reset_state(self.agent_state, done)
+        real = np.ones_like(done) if valid is None else valid
+        self.ep_return[real] += np.asarray(rewards, dtype=np.float64)[real]
+        self.ep_length[real] += 1
+        episode_end = np.asarray(info.get("episode_end", done), dtype=bool) & real
+        for i in np.flatnonzero(episode_end):
+            self.state.episodes += 1
+            self.state.recent_returns = (self.state.recent_returns + [float(self.ep_return[i])])[-100:]
+            self.state.recent_lengths = (self.state.recent_lengths + [int(self.ep_length[i])])[-100:]
+            self.ep_return[i] = 0.0
+            self.ep_length[i] = 0
+        self.prev_done = done
+        self.obs = next_obs
+        new_steps = int(real.sum())
+        return new_steps, self.agent.update(self.state.step + new_steps)
+
+    def _episode_stats(self) -> dict[str, float]:
+        if not self.state.recent_returns:
+            return {"episodes": self.state.episodes}
+        return {
+            "episodes": self.state.episodes,
+            "train_return": float(np.mean(self.state.recent_returns[-20:])),
+            "train_length": float(np.mean(self.state.recent_lengths[-20:])),
+        }
+
+    def _evaluate(self) -> None:
+        t = self.config.trainer
+        returns = evaluate(self.agent, self._make_eval_env, t.eval_episodes, t.eval_epsilon,
+                           seed=t.seed + 100_000 + 1_000 * self.state.evals)
+        self.state.evals += 1
+        row: dict[str, float] = {
+            "eval_return_mean": float(returns.mean()),
+            "eval_return_std": float(returns.std()),
+            "eval_episodes": float(len(returns)),
+        }
+        if self.heldout is not None:
+            q = heldout_mean_max_q(self.agent, self.heldout)
+            if q is not None:
+                row["heldout_q"] = q
+        self.logger.log(self.state.step, self.state.wall_time, row, eval_protocol=self.protocol)
+        if returns.mean() > self.state.best_eval:
+            self.state.best_eval = float(returns.mean())
+            self.save("best")
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "run_dir": str(self.run_dir),
+            "steps": self.state.step,
+            "episodes": self.state.episodes,
+            "best_eval": self.state.best_eval,
+            "eval_protocol": self.protocol,
+        }
+
+    # ------------------------------------------------------------------------------------ checkpoints
+    def save(self, which: str) -> Path:
+        """Write ``checkpoints/<which>.pt`` atomically (agent, loop counters, RNG and env state)."""
+        t = self.config.trainer
+        state = {
+            "format": 1,
+            "agent": self.agent.state_dict(include_buffers=t.save_replay and which == "latest"),
+            "train": {
+                "step": self.state.step,
+                "episodes": self.state.episodes,
+                "evals": self.state.evals,
+                "best_eval": self.state.best_eval,
+                "wall_time": self.state.wall_time,
+                "recent_returns": list(self.state.recent_returns),
+                "recent_lengths": list(self.state.recent_lengths),
+            },
+            "torch_rng": torch.get_rng_state(),
+            "config": self.config.to_flat(),
+        }
+        env_state = capture_env_state(self.env) if which == "latest" else None
+        if env_state is not None:
+            state["env"] = env_state
+            state["loop"] = {
+                "obs": torch.from_numpy(np.ascontiguousarray(self.obs)),
+                "prev_done": torch.from_numpy(self.prev_done.copy()),
+                "ep_return": torch.from_numpy(self.ep_return.copy()),
+                "ep_length": torch.from_numpy(self.ep_length.copy()),
+            }
+        path = self.run_dir / CHECKPOINTS / f"{which}.pt"
+        save_checkpoint(path, state)
+        return path
+
+    def _load(self, path: Path) -> None:
+        ckpt = load_checkpoint(path, map_location=self.device)
+        self.agent.load_state_dict(ckpt["agent"])
+        tr = ckpt["train"]
+        self.state = TrainState(
+            step=int(tr["step"]), episodes=int(tr["episodes"]), evals=int(tr["evals"]),
+            best_eval=float(tr["best_eval"]), wall_time=float(tr["wall_time"]),
+            recent_returns=list(tr["recent_returns"]), recent_lengths=list(tr["recent_lengths"]),
+        )
+        torch.set_rng_state(ckpt["torch_rng"])
+        resumed_envs = "env" in ckpt and restore_env_state(self.env, ckpt["env"])
+        if resumed_envs:
+            loop = ckpt["loop"]
+            self.obs = loop["obs"].numpy().copy()
+            self.prev_done = loop["prev_done"].numpy().copy()
+            self.ep_return = loop["ep_return"].numpy().copy()
+            self.ep_length = loop["ep_length"].numpy().copy()
+        else:
+            self.agent.interrupt_episodes()
+            self.logger.warn("this env's state cannot be saved: resumed training starts fresh episodes")
+        if "replay" not in ckpt["agent"]:
+            self.logger.warn("checkpoint holds no replay buffer (save_replay: false): it refills first")
+        self.logger.truncate_after(self.state.step)
+
+
+def _next_multiple(step: int, every: int) -> int:
+    if every <= 0:
+        return 2**62
+    return (step // every + 1) * every

@@ -1,0 +1,1 @@
+"""Plots and videos of what an agent thinks."""

@@ -1,0 +1,142 @@
+"""DQN: TD targets, schedules, replay ratio, target syncs, heads and checkpoints."""
+
+from __future__ import annotations
+
+import io
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+
+from rlmorning.agents.base import linear_schedule
+from rlmorning.agents.dqn import DQNAgent, DQNConfig, QNetwork, td_target
+from rlmorning.agents.nets.encoders import MLPEncoder
+
+
+def make_agent(**overrides: object) -> DQNAgent:
+    values: dict = dict(encoder="mlp", encoder_kwargs={"hidden": [16]}, buffer_size=1000, batch_size=8,
+                        learning_starts=20, train_freq=4, target_update_period=10)
+    values.update(overrides)
+    cfg = DQNConfig(**values)
+    obs_space = gym.spaces.Box(-1, 1, (3,), np.float32)
+    torch.manual_seed(0)
+    return DQNAgent(cfg, obs_space, gym.spaces.Discrete(2), num_envs=1, frame_stack=1, total_steps=1000,
+                    device=torch.device("cpu"), seed=0)
+
+
+def feed(agent: DQNAgent, steps: int, seed: int = 0) -> None:
+    rng = np.random.default_rng(seed)
+    obs = rng.standard_normal((1, 3)).astype(np.float32)
+    for t in range(steps):
+        nxt = rng.standard_normal((1, 3)).astype(np.float32)
+        agent.observe(obs, rng.integers(0, 2, 1), rng.standard_normal(1), np.array([t % 13 == 12]),
+                      np.array([False]), nxt)
+        obs = nxt
+
+
+def test_td_target_dqn_and_double_against_hand_values() -> None:
+    returns = torch.tensor([1.0, 0.5])
+    discounts = torch.tensor([0.9, 0.0])
+    q_target = torch.tensor([[2.0, 5.0, 1.0], [3.0, 4.0, 7.0]])
+    q_online = torch.tensor([[9.0, 0.0, 1.0], [0.0, 8.0, 1.0]])
+    # DQN: max over the target net: 1 + 0.9*5 = 5.5; terminal row: 0.5
+    assert torch.allclose(td_target(returns, discounts, q_target), torch.tensor([5.5, 0.5]))
+    # Double: online argmax picks action 0 -> target value 2.0: 1 + 0.9*2 = 2.8
+    assert torch.allclose(td_target(returns, discounts, q_target, q_online), torch.tensor([2.8, 0.5]))
+
+
+def test_linear_schedule() -> None:
+    assert linear_schedule(1.0, 0.1, 100, 0) == 1.0
+    assert linear_schedule(1.0, 0.1, 100, 50) == pytest.approx(0.55)
+    assert linear_schedule(1.0, 0.1, 100, 500) == pytest.approx(0.1)
+    assert linear_schedule(1.0, 0.1, 0, 5) == 0.1
+
+
+def test_epsilon_follows_observed_steps() -> None:
+    agent = make_agent(eps_start=1.0, eps_end=0.0, eps_fraction=0.1)  # decays over 100 of 1000 steps
+    assert agent.epsilon == 1.0
+    feed(agent, 50)
+    assert agent.epsilon == pytest.approx(0.5)
+    feed(agent, 100)
+    assert agent.epsilon == 0.0
+
+
+def test_replay_ratio_and_learning_starts() -> None:
+    agent = make_agent(gradient_steps=2)
+    feed(agent, 19)
+    assert agent.update(19) == {} and agent.updates == 0  # before learning_starts
+    feed(agent, 41)  # 60 transitions, 40 after learning starts (20) + the one at the gate
+    metrics = agent.update(60)
+    assert agent.updates == 2 * (41 // 4)
+    assert set(metrics) >= {"loss", "q_mean", "grad_norm", "epsilon"}
+
+
+def test_hard_target_sync_period() -> None:
+    agent = make_agent(target_update_period=10)
+    feed(agent, 30)
+    agent.update(30)  # trains and syncs (30 steps past the period)
+    for p_t, p_o in zip(agent.target.parameters(), agent.online.parameters(), strict=True):
+        assert torch.equal(p_t, p_o)
+    feed(agent, 4)
+    agent.update(34)  # trains again but no sync until step 40
+    assert any(not torch.equal(t, o) for t, o in zip(agent.target.parameters(), agent.online.parameters(),
+                                                     strict=True))
+
+
+def test_polyak_target_update() -> None:
+    agent = make_agent(tau=0.5)
+    before = [p.clone() for p in agent.target.parameters()]
+    with torch.no_grad():
+        for p in agent.online.parameters():
+            p.add_(1.0)
+    agent._sync_target()
+    for b, t, o in zip(before, agent.target.parameters(), agent.online.parameters(), strict=True):
+        assert torch.allclose(t, 0.5 * b + 0.5 * o)
+
+
+def test_dueling_head_is_invariant_to_advantage_shift() -> None:
+    torch.manual_seed(0)
+    net = QNetwork(MLPEncoder((3,), hidden=[8]), 4, dueling=True)
+    x = torch.randn(5, 3)
+    q1 = net(x)
+    with torch.no_grad():
+        net.advantage.bias.add_(3.0)
+    assert torch.allclose(q1, net(x), atol=1e-6)
+    assert q1.shape == (5, 4)
+
+
+def test_greedy_act_matches_q_values_and_explore_is_random() -> None:
+    agent = make_agent()
+    obs = np.random.default_rng(1).standard_normal((64, 3)).astype(np.float32)
+    greedy, _ = agent.act(obs, None, explore=False)
+    assert np.array_equal(greedy, agent.q_values(obs).argmax(1).numpy())
+    explored, _ = agent.act(obs, None, explore=True)  # epsilon 1 at step 0
+    assert not np.array_equal(explored, greedy)
+
+
+def test_checkpoint_round_trip_with_weights_only() -> None:
+    agent = make_agent()
+    feed(agent, 60)
+    agent.update(60)
+    buf = io.BytesIO()
+    torch.save(agent.state_dict(), buf)
+    buf.seek(0)
+    state = torch.load(buf, weights_only=True)
+    other = make_agent()
+    other.load_state_dict(state)
+    obs = np.random.default_rng(2).standard_normal((8, 3)).astype(np.float32)
+    assert torch.equal(agent.q_values(obs), other.q_values(obs))
+    assert other.env_steps == agent.env_steps and other.updates == agent.updates
+    # identical futures: the same next samples and gradient steps
+    m1 = agent._gradient_step()
+    m2 = other._gradient_step()
+    assert m1 == m2
+
+
+def test_bf16_precision_trains() -> None:
+    agent = make_agent(precision="bf16")
+    feed(agent, 60)
+    metrics = agent.update(60)
+    assert np.isfinite(metrics["loss"])
+    assert agent.q_values(np.zeros((2, 3), np.float32)).dtype == torch.float32

@@ -1,0 +1,97 @@
+"""The training loop: determinism, exact resume, and next-step autoreset handling."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from rlmorning import api
+from rlmorning.replay import START, TERMINATED, TRANSITION
+from rlmorning.run import MetricsCSV, load_checkpoint
+from rlmorning.trainer import Trainer
+
+SMALL = [
+    "learning_starts=100", "train_freq=2", "gradient_steps=1", "target_update_period=50", "batch_size=16",
+    "encoder_kwargs.hidden=[32]", "eval_every=200", "eval_episodes=2", "checkpoint_every=200",
+    "log_every=100", "heldout_states=20", "buffer_size=2000", "eps_decay_steps=300",
+]
+TIME_COLUMNS = {"wall_time", "sps"}
+
+
+def run_cartpole(tmp: Path, steps: int, extra: list[str] | None = None, seed: int = 0) -> Path:
+    api.train("dqn", "CartPole-v1", overrides=SMALL + (extra or []), run_dir=tmp, steps=steps, seed=seed,
+              progress=False)
+    return tmp
+
+
+def metrics_without_time(run: Path) -> list[dict[str, str]]:
+    return [{k: v for k, v in row.items() if k not in TIME_COLUMNS} for row in MetricsCSV.read(run / "metrics.csv")]
+
+
+def params(run: Path) -> dict[str, torch.Tensor]:
+    return load_checkpoint(run / "checkpoints" / "latest.pt")["agent"]["online"]
+
+
+def test_same_seed_same_result(tmp_path: Path) -> None:
+    a = run_cartpole(tmp_path / "a", 600)
+    b = run_cartpole(tmp_path / "b", 600)
+    assert metrics_without_time(a) == metrics_without_time(b)
+    for k, v in params(a).items():
+        assert torch.equal(v, params(b)[k])
+    c = run_cartpole(tmp_path / "c", 600, seed=1)
+    assert metrics_without_time(a) != metrics_without_time(c)
+
+
+def test_resume_equals_uninterrupted_run(tmp_path: Path) -> None:
+    full = run_cartpole(tmp_path / "full", 800)
+    part = run_cartpole(tmp_path / "part", 400)
+    api.resume(part, steps=800, progress=False)
+    assert metrics_without_time(full) == metrics_without_time(part)
+    for k, v in params(full).items():
+        assert torch.equal(v, params(part)[k]), k
+
+
+def test_resume_drops_rows_logged_after_the_checkpoint(tmp_path: Path) -> None:
+    run = run_cartpole(tmp_path / "r", 400)
+    # pretend the run was killed after logging past its last checkpoint
+    with (run / "metrics.csv").open("a") as fh:
+        fh.write("999999,1.0\n")
+    api.resume(run, steps=600, progress=False)
+    steps = [int(float(r["step"])) for r in MetricsCSV.read(run / "metrics.csv")]
+    assert 999999 not in steps and max(steps) == 600 and steps == sorted(steps)
+
+
+def test_next_step_autoreset_pseudo_transitions_never_enter_replay(tmp_path: Path) -> None:
+    cfg = api.resolve_run_config("dqn", "CartPole-v1", overrides=SMALL + ["env_kwargs.autoreset_mode=next_step"],
+                                 steps=700, num_envs=2, progress=False)
+    trainer = Trainer(cfg, tmp_path)
+    assert not trainer.same_step
+    summary = trainer.train()
+    replay = trainer.agent.replay
+    episodes = summary["episodes"]
+    assert episodes > 10
+    # every env step is counted except the reset steps that follow each episode end
+    assert trainer.agent.env_steps == trainer.state.step
+    flags = replay.flags
+    stored = int(((flags & TRANSITION) != 0).sum())
+    assert stored == trainer.agent.env_steps
+    # the slot after a terminal one always starts a new episode: no transition from a terminal obs
+    for env in range(replay.num_envs):
+        n = int(replay.count[env])
+        for slot in range(n - 1):
+            if flags[env, slot] & TERMINATED:
+                assert flags[env, slot + 1] & START
+    trainer.logger.close()
+
+
+def test_training_reports_episodes_and_evaluations(tmp_path: Path) -> None:
+    run = run_cartpole(tmp_path / "r", 400)
+    rows = MetricsCSV.read(run / "metrics.csv")
+    evals = [r for r in rows if r.get("eval_return_mean")]
+    assert len(evals) == 2
+    assert all(float(r["eval_episodes"]) == 2 for r in evals)
+    assert all("epsilon" in r["eval_protocol"] for r in evals)
+    assert np.isfinite(float(evals[-1]["heldout_q"]))
+    assert any(r.get("loss") for r in rows)
