@@ -14,10 +14,10 @@ import gymnasium as gym
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch import nn
-
 from rlmorning.agents.base import FeedForwardAgent, linear_schedule
 from rlmorning.agents.nets.encoders import make_encoder
+from torch import nn
+
 from rlmorning.errors import RlmError
 from rlmorning.replay import ReplayBuffer, smallest_int_dtype
 

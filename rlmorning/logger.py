@@ -7,7 +7,14 @@ from pathlib import Path
 from typing import Any
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 
 from rlmorning.run import MetricsCSV
 
@@ -60,9 +67,7 @@ class Logger:
         return "  ".join(parts)
 
     def start_progress(self, total: int, completed: int, enabled: bool = True) -> None:
-        if not enabled:
-            return
-        if not _console.is_terminal:
+        if not enabled or not _console.is_terminal:
             self._plain = True
             return
         self._progress = Progress(

@@ -93,6 +93,7 @@ class Trainer:
             seed=t.seed,
         )
         self.state = TrainState()
+        self._last_eval_step = -1
         self.protocol = envs_mod.eval_protocol(
             self.env_info, sticky_actions=t.eval_sticky_actions, epsilon=t.eval_epsilon,
             max_frames=t.eval_max_frames,
@@ -173,7 +174,8 @@ class Trainer:
                     metric_counts.clear()
                     last_log_time, last_log_step = now, self.state.step
                     next_log = _next_multiple(self.state.step, t.log_every)
-                if self.state.step >= next_eval:
+                final_eval = self.state.step >= t.steps and t.eval_every > 0 and self._last_eval_step != self.state.step
+                if self.state.step >= next_eval or final_eval:
                     self._evaluate()
                     next_eval = _next_multiple(self.state.step, t.eval_every)
                 if self.state.step >= next_ckpt or self.state.step >= t.steps:
@@ -229,6 +231,7 @@ class Trainer:
 
     def _evaluate(self) -> None:
         t = self.config.trainer
+        self._last_eval_step = self.state.step
         returns = evaluate(self.agent, self._make_eval_env, t.eval_episodes, t.eval_epsilon,
                            seed=t.seed + 100_000 + 1_000 * self.state.evals)
         self.state.evals += 1
