@@ -1,0 +1,148 @@
+"""Core commands: train, eval, envs, agents, configs."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable
+
+from rlmorning.errors import RlmError
+
+Handler = Callable[[argparse.Namespace], int]
+
+EPILOG_TRAIN = """examples:
+  rlmorning train dqn --env Breakout --steps 50000 --set learning_starts=5000
+  rlmorning train dqn --env Breakout --config atari100k
+  rlmorning train dqn --env CartPole-v1 --steps 50000
+  rlmorning train dqn --env MinAtar/Breakout --set double=true --set n_step=3
+  rlmorning train dqn --resume runs/Breakout-dqn-0-20261123-101500 --steps 200000
+
+config keys: 'rlmorning agents -v' lists every key with its default.
+"""
+
+
+def register(sub: argparse._SubParsersAction) -> dict[str, Handler]:
+    """Add the core subcommands to ``sub``; returns name -> handler."""
+    tr = sub.add_parser("train", help="train an agent (writes a run directory)", epilog=EPILOG_TRAIN,
+                        formatter_class=argparse.RawDescriptionHelpFormatter)
+    tr.add_argument("agent", help="agent name ('rlmorning agents' lists them), e.g. dqn")
+    tr.add_argument("--env", help="Breakout, ALE/Breakout-v5, BreakoutNoFrameskip-v4, MinAtar/Breakout, "
+                    "or any Gymnasium id such as CartPole-v1")
+    tr.add_argument("--steps", type=int, help="environment steps to train for, summed over parallel envs "
+                    "(Atari: 1 step = 4 frames); default from the preset")
+    tr.add_argument("--seed", type=int, help="seed of envs, networks and sampling (default 0)")
+    tr.add_argument("--config", help="preset name (dqn_atari, atari100k, dqn_classic, dqn_minatar) or a "
+                    "YAML path; default: the agent's preset for the env family")
+    tr.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                    help="override a config key (repeatable; typed and validated), e.g. --set lr=3e-4 "
+                    "--set encoder_kwargs.hidden=[64,64]")
+    tr.add_argument("--run-dir", help="write the run here (default: runs/<env>-<agent>-<seed>-<time>)")
+    tr.add_argument("--resume", metavar="RUN_DIR", help="continue a run from its checkpoints/latest.pt")
+    tr.add_argument("--device", choices=None, help="auto | cpu | cuda | cuda:N (default auto)")
+    tr.add_argument("--num-envs", type=int, help="parallel training envs (default 1)")
+    tr.add_argument("--no-progress", action="store_true", help="no live progress bar")
+
+    ev = sub.add_parser("eval", help="evaluate a run's checkpoint greedily, print mean ± std")
+    ev.add_argument("run", help="run directory")
+    ev.add_argument("--episodes", type=int, default=10, help="episodes (default 10)")
+    ev.add_argument("--checkpoint", default="best", help="best | latest | PATH (default best, else latest)")
+    ev.add_argument("--epsilon", type=float, help="random-action probability (default: the run's eval_epsilon)")
+    ev.add_argument("--sticky-actions", type=float, help="sticky-action probability (Atari; default: the run's)")
+    ev.add_argument("--seed", type=int, default=12_345, help="seed of the evaluation envs")
+    ev.add_argument("--device", default="cpu", help="cpu | cuda (default cpu)")
+
+    en = sub.add_parser("envs", help="list env names")
+    en.add_argument("--family", choices=["atari", "minatar", "rlmorning", "gymnasium"], help="only this family")
+    ag = sub.add_parser("agents", help="list agents (and with -v their config keys)")
+    ag.add_argument("-v", "--verbose", action="store_true", help="show every config key with its default")
+    sub.add_parser("configs", help="list the YAML presets")
+    return {"train": _cmd_train, "eval": _cmd_eval, "envs": _cmd_envs, "agents": _cmd_agents,
+            "configs": _cmd_configs}
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from rlmorning import api
+
+    progress = False if args.no_progress else None
+    if args.resume:
+        conflicting = [name for name, val in (("--set", args.overrides), ("--config", args.config),
+                                              ("--seed", args.seed), ("--num-envs", args.num_envs),
+                                              ("--run-dir", args.run_dir)) if val]
+        if conflicting:
+            raise RlmError(f"{', '.join(conflicting)} cannot be combined with --resume "
+                           "(the run's config.yaml is used; only --steps and --device may change)")
+        from rlmorning.envs import resolve
+        from rlmorning.run import read_config
+
+        saved = read_config(args.resume)
+        if saved["agent"] != args.agent:
+            raise RlmError(f"run '{args.resume}' was trained with agent '{saved['agent']}', not '{args.agent}'")
+        if args.env and resolve(args.env) != resolve(saved["env"]):
+            raise RlmError(f"run '{args.resume}' was trained on '{saved['env']}', not '{args.env}'")
+        summary = api.resume(args.resume, steps=args.steps, device=args.device, progress=progress)
+    else:
+        if not args.env:
+            raise RlmError("train needs --env (e.g. --env Breakout) or --resume RUN_DIR")
+        summary = api.train(
+            args.agent, args.env, config=args.config, overrides=args.overrides, run_dir=args.run_dir,
+            steps=args.steps, seed=args.seed, num_envs=args.num_envs, device=args.device, progress=progress,
+        )
+    best = summary["best_eval"]
+    best_s = f"{best:.2f}" if best != float("-inf") else "n/a (no evaluation ran)"
+    print(f"run: {summary['run_dir']}")
+    print(f"steps: {summary['steps']}  episodes: {summary['episodes']}  best eval return: {best_s}")
+    print(f"eval protocol: {summary['eval_protocol']}")
+    return 0
+
+
+def _cmd_eval(args: argparse.Namespace) -> int:
+    from rlmorning import api
+
+    if args.episodes < 1:
+        raise RlmError("--episodes must be >= 1")
+    res = api.evaluate_run(args.run, episodes=args.episodes, checkpoint=args.checkpoint, epsilon=args.epsilon,
+                           sticky_actions=args.sticky_actions, seed=args.seed, device=args.device)
+    print(f"eval return: {res['mean']:.2f} ± {res['std']:.2f} over {res['episodes']} episodes")
+    print(f"eval protocol: {res['protocol']}")
+    return 0
+
+
+def _cmd_envs(args: argparse.Namespace) -> int:
+    from rlmorning.envs import env_names
+
+    for family, names in env_names().items():
+        if args.family and family != args.family:
+            continue
+        print(f"{family} ({len(names)}):")
+        print("  " + ", ".join(names))
+    return 0
+
+
+def _cmd_agents(args: argparse.Namespace) -> int:
+    import dataclasses
+
+    from rlmorning.agents import AGENTS
+    from rlmorning.config import TrainerConfig
+
+    for name in AGENTS.names():
+        spec = AGENTS.get(name)
+        presets = ", ".join(f"{fam}: {p}" for fam, p in spec.presets.items())
+        print(f"{name}: {spec.description}  (presets {presets})")
+        if args.verbose:
+            for f in dataclasses.fields(spec.config_cls):
+                default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+                print(f"    {f.name} = {default!r}")
+    if args.verbose:
+        print("trainer keys (all agents):")
+        for f in dataclasses.fields(TrainerConfig):
+            default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+            print(f"    {f.name} = {default!r}")
+    return 0
+
+
+def _cmd_configs(args: argparse.Namespace) -> int:
+    from rlmorning.config import preset_names
+
+    print("\n".join(preset_names()))
+    return 0
+
+
