@@ -107,6 +107,21 @@ def test_one_step_truncation_bootstraps_from_final_obs() -> None:
     assert got[1]["next_obs"].tolist() == [2]
 
 
+def test_window_stops_at_truncation_before_a_later_termination() -> None:
+    buf = ReplayBuffer(50, 1, (1,), np.int32, 1, (), np.int64, gamma=0.5, n_step=3, seed=0)
+    add1(buf, [1], 0, 2.0, [2], trunc=True)  # slots: 1, final 2
+    add1(buf, [5], 0, 4.0, [6], term=True)  # a one-step episode inside transition 1's 3-slot window
+    for o in range(10, 14):
+        add1(buf, [o], 0, 1.0, [o + 1])
+    got = sample_by_obs(buf)
+    assert sorted(got) == [1, 5, 10]  # 11, 12, 13 are the newest 3 slots
+    assert got[1]["returns"] == pytest.approx(2.0)
+    assert got[1]["discounts"] == pytest.approx(0.5)  # bootstrapped: the termination is another episode
+    assert got[1]["next_obs"].tolist() == [2]
+    assert got[5]["returns"] == pytest.approx(4.0) and got[5]["discounts"] == 0.0
+    assert got[5]["next_obs"].tolist() == [0]
+
+
 # ------------------------------------------------------------------------------------- frame stacking
 def frames_of(stack: np.ndarray) -> list[int]:
     return [int(f) for f in stack[:, 0, 0]]
