@@ -4,7 +4,7 @@ The trainer owns the loop (see ``rlmorning/trainer.py``); an agent never owns a 
 
     actions, state = agent.act(obs, state, explore=True)
     next_obs, rewards, terminated, truncated, info = env.step(actions)
-    agent.observe(obs, actions, rewards, terminated, truncated, real_next_obs, valid)
+    agent.observe(obs, actions, rewards, terminated, truncated, real_next_obs, valid, info)
     metrics = agent.update(step)
 
 Recurrent agents (e.g. memory policies) carry their memory in ``state``; the trainer calls
@@ -42,8 +42,12 @@ class Agent(Protocol):
         truncated: np.ndarray,
         next_obs: np.ndarray,
         valid: np.ndarray | None = None,
+        info: dict | None = None,
     ) -> None:
-        """Record one vector step; rows where ``valid`` is False are not real transitions."""
+        """Record one vector step; rows where ``valid`` is False are not real transitions.
+
+        ``info`` is the vector env's info dict of this step (e.g. supervised targets of algorithmic tasks).
+        """
 
     def update(self, step: int) -> dict[str, float]:
         """Learn from what was observed; returns metrics (empty when nothing was done)."""

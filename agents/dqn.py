@@ -164,7 +164,8 @@ class DQNAgent(FeedForwardAgent):
         return np.where(random_mask, random_actions, greedy), state
 
     def observe(self, obs: np.ndarray, actions: np.ndarray, rewards: np.ndarray, terminated: np.ndarray,
-                truncated: np.ndarray, next_obs: np.ndarray, valid: np.ndarray | None = None) -> None:
+                truncated: np.ndarray, next_obs: np.ndarray, valid: np.ndarray | None = None,
+                info: dict | None = None) -> None:
         """Store the vector step in replay (rows with ``valid`` False are skipped)."""
         self.replay.add(obs, actions, rewards, terminated, truncated, next_obs, valid)
         new = int(obs.shape[0] if valid is None else np.count_nonzero(valid))

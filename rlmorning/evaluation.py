@@ -39,7 +39,7 @@ def evaluate(
             actions, sub_state = agent.act(batch, _select(state, idx), explore=False)
             state = _scatter(state, sub_state, idx)
             for j, i in enumerate(idx):
-                a = actions[j]
+                a = tuple(part[j] for part in actions) if isinstance(actions, tuple) else actions[j]
                 if epsilon > 0 and rng.random() < epsilon:
                     a = envs[i].action_space.sample()
                 o, r, terminated, truncated, _ = envs[i].step(a)

@@ -203,7 +203,7 @@ class Trainer:
         else:  # next-step autoreset: the step after an episode's end is a reset, not a transition
             valid = ~self.prev_done
             target_obs = next_obs
-        self.agent.observe(obs, actions, rewards, terminated, truncated, target_obs, valid)
+        self.agent.observe(obs, actions, rewards, terminated, truncated, target_obs, valid, info)
         self.agent_state = self.agent.reset_state(self.agent_state, done)
         real = np.ones_like(done) if valid is None else valid
         self.ep_return[real] += np.asarray(rewards, dtype=np.float64)[real]

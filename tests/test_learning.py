@@ -13,5 +13,6 @@ from rlmorning.run import MetricsCSV
 @pytest.mark.slow
 def test_dqn_solves_cartpole_within_50k_steps_seed0(tmp_path: Path) -> None:
     api.train("dqn", "CartPole-v1", run_dir=tmp_path, steps=50_000, seed=0, progress=False)
-    evals = [float(r["eval_return_mean"]) for r in MetricsCSV.read(tmp_path / "metrics.csv") if r.get("eval_return_mean")]
+    rows = MetricsCSV.read(tmp_path / "metrics.csv")
+    evals = [float(r["eval_return_mean"]) for r in rows if r.get("eval_return_mean")]
     assert max(evals) >= 475, evals
