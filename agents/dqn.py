@@ -154,9 +154,10 @@ class DQNAgent(FeedForwardAgent):
 
     def act(self, obs: np.ndarray, state: Any, explore: bool) -> tuple[np.ndarray, Any]:
         """Epsilon-greedy actions when exploring, greedy otherwise."""
+        if not explore:  # greedy acting never touches the exploration RNG (evaluation must not change training)
+            return self.q_values(obs).argmax(dim=1).cpu().numpy(), state
         n = obs.shape[0]
-        eps = self.epsilon if explore else 0.0
-        random_mask = self.rng.random(n) < eps
+        random_mask = self.rng.random(n) < self.epsilon
         random_actions = self.rng.integers(0, self.num_actions, n)
         if random_mask.all():
             return random_actions, state

@@ -67,7 +67,9 @@ class Logger:
         return "  ".join(parts)
 
     def start_progress(self, total: int, completed: int, enabled: bool = True) -> None:
-        if not enabled or not _console.is_terminal:
+        if not enabled:
+            return
+        if not _console.is_terminal:  # logs and CI: one plain line per metrics row
             self._plain = True
             return
         self._progress = Progress(

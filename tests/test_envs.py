@@ -48,15 +48,15 @@ def test_display_names():
 
 
 @pytest.mark.parametrize(
-    ("name", "suggestion"),
-    [("Breakot", "Breakout"), ("CartPol-v1", "CartPole-v1"), ("SpaceInvader", "SpaceInvaders"),
-     ("MinAtar/Brekout", "Breakout")],
+    ("name", "shown", "suggestion"),
+    [("Breakot", "Breakot", "Breakout"), ("CartPol-v1", "CartPol-v1", "CartPole-v1"),
+     ("SpaceInvader", "SpaceInvader", "SpaceInvaders"), ("MinAtar/Brekout", "Brekout", "Breakout")],
 )
-def test_unknown_env_suggests_close_match_in_one_line(name, suggestion):
+def test_unknown_env_suggests_close_match_in_one_line(name, shown, suggestion):
     with pytest.raises(RlmError) as exc:
         resolve(name)
     msg = str(exc.value)
-    assert f"'{name}'" in msg
+    assert msg.startswith("unknown ") and f"'{shown}'" in msg
     assert f"Did you mean '{suggestion}'?" in msg
     assert "\n" not in msg
 
@@ -112,7 +112,6 @@ def test_atari_vector_stack_and_life_loss():
                 for i in np.flatnonzero(done):
                     # the finished row: the stack shifted by one with the last frame appended ...
                     np.testing.assert_array_equal(final[i, :3], prev[i, 1:])
-                    assert final[i, 3].any()
                     # ... and the next obs starts a new (zero-padded) stack
                     assert not obs[i, :3].any() and obs[i, 3].any()
                 for i in np.flatnonzero(~done):
@@ -127,6 +126,28 @@ def test_atari_vector_stack_and_life_loss():
             prev, prev_lives = obs, lives_of(info)
         else:
             pytest.fail("no life was lost in 2000 random Breakout steps")
+    finally:
+        env.close()
+
+
+@pytest.mark.xfail(strict=True, reason="BUG: on a life loss (no ALE reset) ale-py leaves info['final_obs'] "
+                   "unwritten; FrameStack copies that uninitialised frame into the final stack")
+def test_atari_final_frame_of_a_life_loss_is_the_real_screen():
+    env = make_vector(resolve("Breakout"), 1, seed=0)
+    try:
+        rng = np.random.default_rng(0)
+        prev_lives = lives_of(env.reset(seed=1)[1])
+        checked = 0
+        for _ in range(2000):
+            obs, _, terminated, _, info = env.step(rng.integers(0, 4, 1))
+            if terminated[0] and prev_lives[0] > 1:
+                # the game goes on after a lost life, so the screen returned now is the episode's last frame
+                np.testing.assert_array_equal(info["final_obs"][0, 3], obs[0, 3])
+                checked += 1
+                if checked == 3:
+                    return
+            prev_lives = lives_of(info)
+        pytest.fail("fewer than 3 lives lost in 2000 random Breakout steps")
     finally:
         env.close()
 

@@ -95,3 +95,10 @@ def test_training_reports_episodes_and_evaluations(tmp_path: Path) -> None:
     assert all("epsilon" in r["eval_protocol"] for r in evals)
     assert np.isfinite(float(evals[-1]["heldout_q"]))
     assert any(r.get("loss") for r in rows)
+
+
+def test_evaluation_schedule_does_not_change_training(tmp_path: Path) -> None:
+    a = run_cartpole(tmp_path / "a", 400, extra=["eval_every=100"])
+    b = run_cartpole(tmp_path / "b", 400, extra=["eval_every=400"])
+    for k, v in params(a).items():
+        assert torch.equal(v, params(b)[k]), k

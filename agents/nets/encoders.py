@@ -111,3 +111,8 @@ def make_encoder(name: str, obs_shape: Sequence[int], input_scale: float = 1.0, 
         return factory(obs_shape, input_scale=input_scale, **kwargs)
     except TypeError as exc:
         raise RlmError(f"bad encoder_kwargs for encoder '{name}': {exc}") from None
+
+
+# More conv encoders (impala, densenet, inception, deformable) register themselves on import.
+from rlmorning.agents.nets import conv_blocks as _conv_blocks  # noqa: E402,F401
+from rlmorning.agents.nets import deformable as _deformable  # noqa: E402,F401

@@ -39,7 +39,7 @@ def register(sub: argparse._SubParsersAction) -> dict[str, Handler]:
     tr.add_argument("--resume", metavar="RUN_DIR", help="continue a run from its checkpoints/latest.pt")
     tr.add_argument("--device", choices=None, help="auto | cpu | cuda | cuda:N (default auto)")
     tr.add_argument("--num-envs", type=int, help="parallel training envs (default 1)")
-    tr.add_argument("--no-progress", action="store_true", help="no live progress bar")
+    tr.add_argument("--no-progress", action="store_true", help="print nothing while training (no bar, no log lines)")
 
     ev = sub.add_parser("eval", help="evaluate a run's checkpoint greedily, print mean ± std")
     ev.add_argument("run", help="run directory")

@@ -1,0 +1,260 @@
+"""``rlmorning record``: MP4 videos of evaluation episodes with a live Q-value panel and a JSON sidecar.
+
+A video has one frame per state of the episode (``steps + 1`` frames: the last shows the final
+screen and score). Frame ``t`` shows the screen of state ``t`` (upscaled by nearest neighbour), and
+beside it the panel: Q-values of state ``t`` per action with the action taken highlighted, the score
+and lives *before* that action's reward, and the max-Q trace of the last ~10 s of video. Videos are
+H.264 with yuv420p pixels (plays in browsers), written by ffmpeg from ``imageio-ffmpeg``.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections import deque
+from collections.abc import Callable
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from rlmorning.errors import RlmError
+from rlmorning.viz.panel import QRange, auto_scale, draw_panel, pad_even, upscale
+from rlmorning.viz.rollout import DEFAULT_SEED, EpisodeLog, PolicySource, load_source, play
+
+SIDECAR_FORMAT = 1
+TRACE_SECONDS = 10.0
+
+
+class VideoWriter:
+    """Stream RGB frames into an H.264 MP4 (yuv420p, ``+faststart``) through imageio-ffmpeg's ffmpeg."""
+
+    def __init__(self, path: Path, fps: int, crf: int = 20) -> None:
+        self.path = Path(path)
+        self.fps = fps
+        self.crf = crf
+        self._gen: Any = None
+        self.size: tuple[int, int] | None = None
+        self.frames = 0
+
+    def write(self, frame: np.ndarray) -> None:
+        frame = pad_even(frame)
+        h, w = frame.shape[:2]
+        if self._gen is None:
+            import imageio_ffmpeg
+
+            self.size = (w, h)
+            self._gen = imageio_ffmpeg.write_frames(
+                str(self.path), (w, h), fps=self.fps, codec="libx264", pix_fmt_in="rgb24", pix_fmt_out="yuv420p",
+                quality=None, macro_block_size=2, ffmpeg_log_level="error",
+                output_params=["-crf", str(self.crf), "-preset", "veryfast", "-movflags", "+faststart"],
+            )
+            self._gen.send(None)
+        elif (w, h) != self.size:
+            raise ValueError(f"frame size changed from {self.size} to {(w, h)}")
+        self._gen.send(np.ascontiguousarray(frame, dtype=np.uint8))
+        self.frames += 1
+
+    def close(self) -> None:
+        if self._gen is not None:
+            self._gen.close()
+            self._gen = None
+
+
+def mp4_to_gif(mp4: Path, gif: Path, fps: int = 15, width: int | None = None) -> Path:
+    """Convert an MP4 into a GIF (ffmpeg palette, nearest-neighbour scaling; default half width)."""
+    import imageio_ffmpeg
+
+    scale = f"scale={width}:-2:flags=neighbor" if width else "scale=trunc(iw/4)*2:-2:flags=neighbor"
+    cmd = [imageio_ffmpeg.get_ffmpeg_exe(), "-y", "-loglevel", "error", "-i", str(mp4), "-vf",
+           f"fps={fps},{scale},split[a][b];[a]palettegen=max_colors=128[p];[b][p]paletteuse=dither=none",
+           str(gif)]
+    res = subprocess.run(cmd, capture_output=True, text=True)
+    if res.returncode != 0:
+        raise RlmError(f"ffmpeg could not write '{gif}': {(res.stderr.strip().splitlines() or ['?'])[-1]}")
+    return gif
+
+
+@contextmanager
+def progress_bar(enabled: bool = True) -> Any:
+    """A rich progress bar on stderr (only on a terminal); yields ``add(description, total) -> advance()``."""
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    console = Console(stderr=True)
+    if not enabled or not console.is_terminal:
+        yield lambda description, total: (lambda n=1: None)
+        return
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  console=console, transient=True) as prog:
+
+        def add(description: str, total: int | None) -> Callable[..., None]:
+            task = prog.add_task(description, total=total)
+            return lambda n=1: prog.advance(task, n)
+
+        yield add
+
+
+def video_stem(src: PolicySource, seed: int, overlay: bool, saliency: bool) -> str:
+    ckpt = Path(src.checkpoint).stem
+    step = f"-step{src.checkpoint_step}" if src.checkpoint_step is not None else ""
+    tags = ("" if overlay else "-plain") + ("-saliency" if saliency else "")
+    return f"{src.info.display_name.replace('/', '-')}-{ckpt}{step}-seed{seed}{tags}"
+
+
+def record_episode(
+    src: PolicySource,
+    seed: int,
+    out_dir: Path,
+    *,
+    fps: int = 30,
+    max_steps: int | None = None,
+    overlay: bool = True,
+    gif: bool = False,
+    saliency: bool = False,
+    saliency_every: int = 2,
+    saliency_stride: int = 5,
+    scale: int | None = None,
+    advance: Callable[..., None] | None = None,
+) -> dict[str, Path]:
+    """Record one episode: writes ``<stem>.mp4``, ``<stem>.json`` (sidecar) and optionally ``<stem>.gif``."""
+    from rlmorning.viz.saliency import overlay_heatmap, perturbation_saliency
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    stem = video_stem(src, seed, overlay, saliency)
+    mp4, side = out_dir / f"{stem}.mp4", out_dir / f"{stem}.json"
+    log = EpisodeLog(seed=seed)
+    writer = VideoWriter(mp4, fps)
+    window = int(round(TRACE_SECONDS * fps))
+    trace: deque[float] = deque(maxlen=window)
+    q_range = QRange()
+    sal_map: np.ndarray | None = None
+    sal_max = 0.0
+    sal_steps: list[int] = []
+    frame_size: tuple[int, int] | None = None
+    try:
+        for m in play(src, seed, log, max_steps=max_steps):
+            screen = m.frame
+            if saliency:
+                if m.t % saliency_every == 0 or sal_map is None:
+                    sal_map = perturbation_saliency(src.agent.q_values, np.asarray(m.obs), stride=saliency_stride)
+                    sal_max = max(sal_max, float(sal_map.max()))
+                    sal_steps.append(m.t)
+                screen = overlay_heatmap(screen, sal_map, sal_max)
+            k = scale or auto_scale(screen.shape[0])
+            game = upscale(screen, k)
+            if overlay:
+                if m.q is not None:
+                    q_range.update(m.q)
+                    trace.append(float(np.max(m.q)))
+                panel_w = max(300, (int(game.shape[0] * 0.58) // 2) * 2)
+                panel = draw_panel(
+                    game.shape[0], panel_w, title=src.title, step=m.t, score=m.score, lives=m.lives,
+                    q=None if m.q is None else [float(v) for v in m.q], meanings=src.action_meanings,
+                    action=m.action, greedy=m.greedy, random=m.random, trace=list(trace), window=window,
+                    q_range=q_range, trace_seconds=TRACE_SECONDS,
+                )
+                image = np.concatenate([game, panel], axis=1)
+            else:
+                image = game
+            writer.write(image)
+            frame_size = writer.size
+            if advance is not None:
+                advance()
+    finally:
+        writer.close()
+    sidecar = {
+        "format": SIDECAR_FORMAT,
+        "video": mp4.name,
+        "source": src.source,
+        "checkpoint": src.checkpoint,
+        "checkpoint_step": src.checkpoint_step,
+        "agent": src.agent_name,
+        "env": src.info.display_name,
+        "eval_protocol": src.protocol,
+        "epsilon": src.epsilon,
+        "action_meanings": src.action_meanings,
+        "fps": fps,
+        "frames": writer.frames,
+        "frame_size": list(frame_size) if frame_size else None,
+        "overlay": overlay,
+        "saliency": {"stride": saliency_stride, "every": saliency_every, "steps": sal_steps} if saliency else None,
+        **log.to_json(),
+    }
+    side.write_text(json.dumps(sidecar, separators=(",", ":")))
+    paths = {"video": mp4, "sidecar": side}
+    if gif:
+        paths["gif"] = mp4_to_gif(mp4, out_dir / f"{stem}.gif")
+    return paths
+
+
+def record(
+    source: str,
+    *,
+    episodes: int = 3,
+    checkpoint: str = "best",
+    out: str | Path | None = None,
+    fps: int = 30,
+    max_steps: int | None = None,
+    overlay: bool = True,
+    gif: bool = False,
+    saliency: bool = False,
+    saliency_every: int = 2,
+    seed: int = DEFAULT_SEED,
+    env: str | None = None,
+    epsilon: float | None = None,
+    device: str = "cpu",
+    scale: int | None = None,
+    progress: bool = True,
+) -> list[dict[str, Path]]:
+    """Record ``episodes`` evaluation episodes (seeds ``seed``, ``seed + 1`` ...) of a run or ``sb3:`` model.
+
+    Returns the written paths per episode (``video``, ``sidecar``, and ``gif``). Default folder:
+    ``<run>/videos/`` (SB3: ``videos/`` beside the model).
+    """
+    for name, value, low in (("--episodes", episodes, 1), ("--fps", fps, 1), ("--saliency-every", saliency_every, 1)):
+        if value < low:
+            raise RlmError(f"{name} must be >= {low}, got {value}")
+    if max_steps is not None and max_steps < 1:
+        raise RlmError(f"--max-steps must be >= 1, got {max_steps}")
+    if scale is not None and scale < 1:
+        raise RlmError(f"--scale must be >= 1, got {scale}")
+    src = load_source(source, checkpoint, env=env, device=device, epsilon=epsilon)
+    if saliency and len(_obs_shape(src)) != 3:
+        raise RlmError(f"--saliency needs image observations; {src.info.display_name}'s are vectors")
+    out_dir = Path(out) if out is not None else src.out_dir / "videos"
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise RlmError(f"cannot write '{out_dir}': {exc.strerror or exc}") from None
+    bound = max_steps
+    if bound is None and src.info.family == "atari":
+        bound = src.max_frames // src.frame_skip
+    results = []
+    with progress_bar(progress) as add:
+        for i in range(episodes):
+            advance = add(f"episode {i + 1}/{episodes}", None if bound is None else bound + 1)
+            results.append(record_episode(
+                src, seed + i, out_dir, fps=fps, max_steps=max_steps, overlay=overlay, gif=gif,
+                saliency=saliency, saliency_every=saliency_every, scale=scale, advance=advance,
+            ))
+    return results
+
+
+def _obs_shape(src: PolicySource) -> tuple[int, ...]:
+    env = src.make_env(0)
+    try:
+        return tuple(env.observation_space.shape)
+    finally:
+        env.close()
+
+
+def print_paths(results: list[dict[str, Path]], file: Any = sys.stdout) -> None:
+    for r in results:
+        side = json.loads(Path(r["sidecar"]).read_text())
+        print(f"{r['video']}  ({side['steps']} steps, score {side['score']:g})", file=file)
+        print(f"{r['sidecar']}", file=file)
+        if "gif" in r:
+            print(f"{r['gif']}", file=file)
