@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -51,9 +52,13 @@ def train(
     overrides: list[str] | None = None,
     run_dir: str | Path | None = None,
     runs_root: str | Path = "runs",
+    on_metrics: Callable[[int, dict[str, Any]], None] | None = None,
     **flags: Any,
 ) -> dict[str, Any]:
-    """Train a new run; returns the trainer's summary (run_dir, steps, best eval, eval protocol)."""
+    """Train a new run; returns the trainer's summary (run_dir, steps, best eval, eval protocol).
+
+    ``on_metrics(step, row)`` is called with every metrics row (see :class:`rlmorning.trainer.Trainer`).
+    """
     from rlmorning.trainer import Trainer
 
     cfg = resolve_run_config(agent, env, config, overrides, **flags)
@@ -64,7 +69,7 @@ def train(
         if (path / "config.yaml").exists():
             raise RlmError(f"'{path}' already holds a run; use --resume {path} to continue it")
         make_writable_dir(path)
-    trainer = Trainer(cfg, path)
+    trainer = Trainer(cfg, path, on_metrics=on_metrics)
     try:
         return trainer.train()
     finally:
@@ -73,7 +78,8 @@ def train(
 
 
 def resume(run_dir: str | Path, steps: int | None = None, device: str | None = None,
-           progress: bool | None = None) -> dict[str, Any]:
+           progress: bool | None = None,
+           on_metrics: Callable[[int, dict[str, Any]], None] | None = None) -> dict[str, Any]:
     """Continue a run from ``checkpoints/latest.pt``; ``steps`` may raise the run's total."""
     from rlmorning.trainer import Trainer
 
@@ -90,7 +96,7 @@ def resume(run_dir: str | Path, steps: int | None = None, device: str | None = N
     spec = AGENTS.get(agent)
     trainer_cfg, agent_cfg = split_config(flat, spec.config_cls)
     cfg = RunConfig(agent=agent, env=env, trainer=trainer_cfg, agent_config=agent_cfg)
-    trainer = Trainer(cfg, path, resume=True)
+    trainer = Trainer(cfg, path, resume=True, on_metrics=on_metrics)
     if steps is not None:
         from rlmorning.run import write_yaml
 

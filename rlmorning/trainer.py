@@ -11,6 +11,7 @@ import collections
 import math
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -70,8 +71,17 @@ class TrainState:
 class Trainer:
     """Train ``config.agent`` on ``config.env``, writing into ``run_dir``."""
 
-    def __init__(self, config: RunConfig, run_dir: Path, resume: bool = False) -> None:
+    def __init__(
+        self,
+        config: RunConfig,
+        run_dir: Path,
+        resume: bool = False,
+        on_metrics: Callable[[int, dict[str, Any]], None] | None = None,
+    ) -> None:
+        """``on_metrics(step, row)`` is called after every metrics row (log and eval rows), e.g. to
+        report to Ray Tune; ``row`` holds the same values as that row of metrics.csv."""
         self.config = config
+        self.on_metrics = on_metrics
         self.run_dir = Path(run_dir)
         make_writable_dir(self.run_dir)
         t = config.trainer
@@ -169,7 +179,7 @@ class Trainer:
                     sps = (self.state.step - last_log_step) / max(now - last_log_time, 1e-9)
                     row = {k: metric_sums[k] / metric_counts[k] for k in metric_sums}
                     row.update(self._episode_stats(), sps=sps)
-                    self.logger.log(self.state.step, self.state.wall_time, row)
+                    self._log(row)
                     metric_sums.clear()
                     metric_counts.clear()
                     last_log_time, last_log_step = now, self.state.step
@@ -244,10 +254,15 @@ class Trainer:
             q = heldout_mean_max_q(self.agent, self.heldout)
             if q is not None:
                 row["heldout_q"] = q
-        self.logger.log(self.state.step, self.state.wall_time, row, eval_protocol=self.protocol)
+        self._log(row, eval_protocol=self.protocol)
         if returns.mean() > self.state.best_eval:
             self.state.best_eval = float(returns.mean())
             self.save("best")
+
+    def _log(self, row: dict[str, Any], eval_protocol: str | None = None) -> None:
+        self.logger.log(self.state.step, self.state.wall_time, row, eval_protocol=eval_protocol)
+        if self.on_metrics is not None:
+            self.on_metrics(self.state.step, dict(row))
 
     def summary(self) -> dict[str, Any]:
         return {

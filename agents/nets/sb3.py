@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from rlmorning.agents.nets.encoders import ENCODERS, make_encoder
+from rlmorning.agents.nets.encoders import ENCODERS, auto_encoder_name, make_encoder
 from torch import nn
 
 from rlmorning.errors import RlmError
@@ -75,6 +75,8 @@ def _extractor_class() -> type:
             if not shape:
                 raise RlmError(f"rlmorning encoders need a Box observation space, got {observation_space}")
             scale = encoder_input_scale(observation_space, normalize_images)
+            if encoder == "auto":
+                encoder = auto_encoder_name(shape)
             kwargs = dict(encoder_kwargs)
             project = False
             if features_dim is not None:
@@ -116,7 +118,8 @@ def features_extractor(name: str, observation_space: Any, features_dim: int | No
 def policy_kwargs(name: str, features_dim: int | None = None, normalize_images: bool = True,
                   **encoder_kwargs: Any) -> dict[str, Any]:
     """``policy_kwargs`` for any SB3 algorithm so that its policy uses rlmorning encoder ``name``."""
-    ENCODERS.get(name)  # unknown name -> one-line error now, not inside SB3
+    if name != "auto":
+        ENCODERS.get(name)  # unknown name -> one-line error now, not inside SB3
     kwargs: dict[str, Any] = {"encoder": name, "normalize_images": normalize_images, **encoder_kwargs}
     if features_dim is not None:
         kwargs["features_dim"] = features_dim
