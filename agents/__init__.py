@@ -33,3 +33,18 @@ AGENTS.register("dqn", "DQN (Mnih et al. 2015) with Double/Dueling/n-step switch
 )
 
 __all__ = ["AGENTS", "Agent", "AgentSpec", "DQNAgent", "DQNConfig", "FeedForwardAgent"]
+
+from rlmorning.agents.a2c import A2CAgent, A2CConfig  # noqa: E402
+from rlmorning.agents.ntm import NTMAgent, NTMConfig  # noqa: E402
+
+AGENTS.register("ntm", "Neural Turing Machine (Graves et al. 2014) trained by BPTT on the NTM tasks' targets")(
+    AgentSpec(NTMConfig, NTMAgent, {"gym": "ntm_copy"},
+              "Neural Turing Machine (Graves et al. 2014) trained by BPTT on the NTM tasks' targets; core=lstm "
+              "for the LSTM baseline")
+)
+AGENTS.register("a2c", "recurrent actor-critic with an LSTM or NTM memory core (RL-NTM setting)")(
+    AgentSpec(A2CConfig, A2CAgent, {"gym": "a2c_algorithmic"},
+              "recurrent n-step actor-critic with an LSTM or NTM memory core (core=lstm|ntm) for the "
+              "algorithmic envs")
+)
+__all__ += ["A2CAgent", "A2CConfig", "NTMAgent", "NTMConfig"]

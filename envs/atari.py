@@ -52,14 +52,40 @@ def parse_atari_name(name: str) -> str | None:
     return None
 
 
-class _EpisodeEndInfo(VectorWrapper):
-    """Adds ``info['episode_end']``: True where a whole game ended (not just a life)."""
+class _GameEndInfo(VectorWrapper):
+    """Marks whole-game ends and repairs ``final_obs`` of life losses.
+
+    Adds ``info['episode_end']``: True where a whole game ended, not just a life. With same-step
+    autoreset ``info['lives']`` already shows the next game's lives, so a game over is a termination
+    where the lives did not go down; with next-step autoreset it is a termination with 0 lives left.
+    On a life loss the ALE does not reset, so it leaves ``info['final_obs']`` unwritten: the final frame
+    of that learner episode is the observation returned in the same step, and is put there.
+    """
+
+    def __init__(self, env: VectorEnv) -> None:
+        super().__init__(env)
+        self._same_step = env.metadata.get("autoreset_mode") == AutoresetMode.SAME_STEP
+        self._lives = np.zeros(self.num_envs, dtype=np.int64)
+
+    def reset(self, *, seed: Any = None, options: Any = None) -> tuple[Any, dict]:
+        obs, info = self.env.reset(seed=seed, options=options)
+        self._lives = np.asarray(info["lives"]).copy()
+        return obs, info
 
     def step(self, actions: Any) -> tuple[Any, Any, Any, Any, dict]:
         obs, rewards, terminated, truncated, info = self.env.step(actions)
+        terminated, truncated = np.asarray(terminated), np.asarray(truncated)
         lives = np.asarray(info["lives"])
+        game_over = lives >= self._lives if self._same_step else lives == 0
         info = dict(info)
-        info["episode_end"] = np.asarray(truncated) | (np.asarray(terminated) & (lives == 0))
+        info["episode_end"] = truncated | (terminated & game_over)
+        if self._same_step:
+            life_lost = terminated & ~info["episode_end"]
+            if life_lost.any():
+                final = np.array(info["final_obs"], copy=True)
+                final[life_lost] = obs[life_lost]
+                info["final_obs"] = final
+        self._lives = lives.copy()
         return obs, rewards, terminated, truncated, info
 
 
@@ -94,7 +120,7 @@ def make_atari_vector(
         autoreset_mode=AutoresetMode.SAME_STEP if autoreset_mode == "same_step" else AutoresetMode.NEXT_STEP,
     )
     env.metadata = dict(env.metadata)
-    stacked = FrameStack(_EpisodeEndInfo(env), FRAME_STACK)
+    stacked = FrameStack(_GameEndInfo(env), FRAME_STACK)
     stacked.metadata = dict(env.metadata)
     stacked.reset(seed=seed)
     return stacked

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -64,12 +65,19 @@ def train(
     cfg = resolve_run_config(agent, env, config, overrides, **flags)
     if run_dir is None:
         path = new_run_dir(runs_root, envs_mod.resolve(env).display_name, agent, cfg.trainer.seed)
+        created = True
     else:
         path = Path(run_dir)
         if (path / "config.yaml").exists():
             raise RlmError(f"'{path}' already holds a run; use --resume {path} to continue it")
+        created = not path.exists()
         make_writable_dir(path)
-    trainer = Trainer(cfg, path, on_metrics=on_metrics)
+    try:
+        trainer = Trainer(cfg, path, on_metrics=on_metrics)
+    except BaseException:
+        if created:  # a config the agent rejects leaves no half-made run directory behind
+            shutil.rmtree(path, ignore_errors=True)
+        raise
     try:
         return trainer.train()
     finally:

@@ -116,7 +116,8 @@ def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dic
         state = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as exc:  # torch raises many types for corrupt files
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        raise RlmError(f"checkpoint '{path}' is corrupt or not an rlmorning checkpoint: {first[:200]}") from None
+        detail = "" if first.startswith("Weights only load failed") else f": {first[:160]}"
+        raise RlmError(f"checkpoint '{path}' is corrupt or not an rlmorning checkpoint{detail}") from None
     if not isinstance(state, dict) or "agent" not in state:
         raise RlmError(f"checkpoint '{path}' is not an rlmorning checkpoint")
     return state

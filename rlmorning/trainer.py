@@ -174,7 +174,7 @@ class Trainer:
                     metric_sums[k] += v
                     metric_counts[k] += 1
                 self.state.wall_time = time.perf_counter() - start_wall
-                if self.state.step >= next_log:
+                if self.state.step >= next_log or (self.state.step >= t.steps and self.state.step != last_log_step):
                     now = time.perf_counter()
                     sps = (self.state.step - last_log_step) / max(now - last_log_time, 1e-9)
                     row = {k: metric_sums[k] / metric_counts[k] for k in metric_sums}

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 import yaml
-from rlmorning.agents import DQNAgent, DQNConfig
+from rlmorning.agents import AGENTS, DQNAgent, DQNConfig
 
 from rlmorning import api
 from rlmorning.config import (
@@ -25,16 +25,16 @@ from rlmorning.config import (
 )
 from rlmorning.errors import RlmError
 
-ALL_KEYS = set(field_types(TrainerConfig)) | set(field_types(DQNConfig))
+FAMILY_ENV = {"atari": "Breakout", "minatar": "MinAtar/Breakout", "gym": "CartPole-v1"}
 
 
 def env_for_preset(name: str) -> str:
     """An env of the family a preset is written for."""
     if "minatar" in name:
         return "MinAtar/Breakout"
-    if "classic" in name:
-        return "CartPole-v1"
-    return "Breakout"
+    if "atari" in name:
+        return "Breakout"
+    return "CartPole-v1"
 
 
 # ------------------------------------------------------------------------------------------- coerce
@@ -168,17 +168,29 @@ def test_preset_names_are_the_shipped_files():
 def test_every_preset_loads_and_builds(name):
     data = load_preset(name)
     assert isinstance(data, dict) and data
-    assert set(data) - {"agent", "env"} <= ALL_KEYS, f"{name}: unknown keys {set(data) - ALL_KEYS}"
-    cfg = api.resolve_run_config("dqn", env_for_preset(name), config=name)
+    agent = data.get("agent", "dqn")
+    spec = AGENTS.get(agent)
+    valid = set(field_types(TrainerConfig)) | set(field_types(spec.config_cls))
+    assert set(data) - {"agent", "env"} <= valid, f"{name}: unknown keys {set(data) - valid - {'agent', 'env'}}"
+    family = next((fam for fam, preset in spec.presets.items() if preset == name), None)
+    env = data.get("env") or FAMILY_ENV.get(family) or env_for_preset(name)
+    cfg = api.resolve_run_config(agent, env, config=name)
+    assert isinstance(cfg.agent_config, spec.config_cls)
     flat = cfg.to_flat()
     for key, value in data.items():
         if key in ("agent", "env"):
             continue
         assert flat[key] == value, (name, key)
-    # the agent config built from every preset passes DQN's own validation
-    from rlmorning.agents.dqn import _validate
+    if agent == "dqn":  # the DQN config built from the preset passes DQN's own validation
+        from rlmorning.agents.dqn import _validate
 
-    _validate(cfg.agent_config)
+        _validate(cfg.agent_config)
+
+
+def test_dqn_presets_exist():
+    assert {"atari100k", "dqn_atari", "dqn_classic", "dqn_minatar"} <= set(preset_names())
+    for name in ("atari100k", "dqn_atari", "dqn_classic", "dqn_minatar"):
+        assert load_preset(name).get("agent") == "dqn"
 
 
 def test_unknown_preset_lists_valid_ones():

@@ -56,7 +56,12 @@ class DeformConv2d(nn.Module):
         return self.offset(x), mask
 
     def apply(self, x: torch.Tensor, offset: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
-        """The deformable conv of ``x`` at the given offsets and mask."""
+        """The deformable conv of ``x`` at the given offsets and mask (in the weights' dtype: torchvision's CPU
+        kernel has no bfloat16, so under bf16 autocast this layer runs in float32)."""
+        dtype = self.weight.dtype
+        if x.dtype != dtype or offset.dtype != dtype:
+            x, offset = x.to(dtype), offset.to(dtype)
+            mask = mask.to(dtype) if mask is not None else None
         return deform_conv2d(x, offset, self.weight, self.bias, stride=self.stride, padding=self.padding,
                              mask=mask)
 

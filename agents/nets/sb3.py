@@ -27,7 +27,7 @@ from torch import nn
 
 from rlmorning.errors import RlmError
 
-__all__ = ["RlmorningExtractor", "encoder_input_scale", "features_extractor", "policy_kwargs"]
+__all__ = ["RlmorningExtractor", "encoder_input_scale", "features_extractor", "policy_kwargs"]  # noqa: F822
 
 _CLASS: type | None = None
 

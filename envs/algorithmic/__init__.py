@@ -64,3 +64,4 @@ def register_algorithmic_envs() -> None:
 
 
 register_algorithmic_envs()
+from . import ntm_tasks  # noqa: E402, F401  (registers rlmorning/NTMCopy-v0 and the other NTM paper tasks)

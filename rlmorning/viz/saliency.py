@@ -31,15 +31,24 @@ def gaussian_masks(height: int, width: int, stride: int, sigma: float) -> np.nda
     return np.stack(masks).astype(np.float32)
 
 
-def perturbation_saliency(q_fn: QFn, obs: np.ndarray, stride: int = 5, sigma: float = 5.0,
-                          blur_sigma: float = 3.0, target: str = "q", batch: int = 512) -> np.ndarray:
+def default_params(height: int, width: int) -> tuple[int, float, float]:
+    """Grid stride, mask sigma and blur sigma: 5, 5, 3 pixels at 84x84, scaled with the frame size."""
+    f = min(height, width) / 84.0
+    return max(1, round(5 * f)), max(0.5, 5.0 * f), max(0.5, 3.0 * f)
+
+
+def perturbation_saliency(q_fn: QFn, obs: np.ndarray, stride: int | None = None, sigma: float | None = None,
+                          blur_sigma: float | None = None, target: str = "q", batch: int = 512) -> np.ndarray:
     """Saliency map ``float32 [H, W]`` of one observation ``[C, H, W]`` (uint8 frames or floats).
 
-    ``target`` ``q`` compares all actions' Q-values, ``v`` only max-Q.
+    ``target`` ``q`` compares all actions' Q-values, ``v`` only max-Q. ``stride``, ``sigma`` and
+    ``blur_sigma`` default to 5, 5 and 3 pixels at 84x84 (Greydanus et al.), scaled with the frame size.
     """
     if obs.ndim != 3:
         raise ValueError(f"saliency needs image observations [C, H, W], got shape {obs.shape}")
     c, h, w = obs.shape
+    d_stride, d_sigma, d_blur = default_params(h, w)
+    stride, sigma, blur_sigma = stride or d_stride, sigma or d_sigma, blur_sigma or d_blur
     x = obs.astype(np.float32)
     blurred = np.stack([cv2.GaussianBlur(x[i], (0, 0), blur_sigma) for i in range(c)])
     masks = gaussian_masks(h, w, stride, sigma)
@@ -72,5 +81,5 @@ def overlay_heatmap(frame: np.ndarray, saliency: np.ndarray, vmax: float, alpha:
     heat = np.clip(saliency / max(vmax, 1e-12), 0.0, 1.0).astype(np.float32)
     heat = cv2.resize(heat, (w, h), interpolation=cv2.INTER_LINEAR)
     color = cv2.applyColorMap((heat * 255).astype(np.uint8), cv2.COLORMAP_JET)[..., ::-1].astype(np.float32)
-    a = (alpha * np.sqrt(heat))[..., None]
+    a = (alpha * heat)[..., None]
     return np.clip(frame.astype(np.float32) * (1 - a) + color * a, 0, 255).astype(np.uint8)

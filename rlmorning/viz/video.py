@@ -114,13 +114,13 @@ def record_episode(
     overlay: bool = True,
     gif: bool = False,
     saliency: bool = False,
-    saliency_every: int = 2,
-    saliency_stride: int = 5,
+    saliency_every: int = 4,
+    saliency_stride: int | None = None,
     scale: int | None = None,
     advance: Callable[..., None] | None = None,
 ) -> dict[str, Path]:
     """Record one episode: writes ``<stem>.mp4``, ``<stem>.json`` (sidecar) and optionally ``<stem>.gif``."""
-    from rlmorning.viz.saliency import overlay_heatmap, perturbation_saliency
+    from rlmorning.viz.saliency import default_params, overlay_heatmap, perturbation_saliency
 
     out_dir.mkdir(parents=True, exist_ok=True)
     stem = video_stem(src, seed, overlay, saliency)
@@ -139,7 +139,9 @@ def record_episode(
             screen = m.frame
             if saliency:
                 if m.t % saliency_every == 0 or sal_map is None:
-                    sal_map = perturbation_saliency(src.agent.q_values, np.asarray(m.obs), stride=saliency_stride)
+                    obs = np.asarray(m.obs)
+                    saliency_stride = saliency_stride or default_params(*obs.shape[-2:])[0]
+                    sal_map = perturbation_saliency(src.agent.q_values, obs, stride=saliency_stride)
                     sal_max = max(sal_max, float(sal_map.max()))
                     sal_steps.append(m.t)
                 screen = overlay_heatmap(screen, sal_map, sal_max)
@@ -201,7 +203,7 @@ def record(
     overlay: bool = True,
     gif: bool = False,
     saliency: bool = False,
-    saliency_every: int = 2,
+    saliency_every: int = 4,
     seed: int = DEFAULT_SEED,
     env: str | None = None,
     epsilon: float | None = None,
@@ -251,7 +253,9 @@ def _obs_shape(src: PolicySource) -> tuple[int, ...]:
         env.close()
 
 
-def print_paths(results: list[dict[str, Path]], file: Any = sys.stdout) -> None:
+def print_paths(results: list[dict[str, Path]], file: Any = None) -> None:
+    """Print each episode's video (with steps and score), sidecar and GIF paths."""
+    file = file or sys.stdout
     for r in results:
         side = json.loads(Path(r["sidecar"]).read_text())
         print(f"{r['video']}  ({side['steps']} steps, score {side['score']:g})", file=file)

@@ -1,0 +1,209 @@
+"""``rlmorning plot``: learning curves of any ``metrics.csv`` column against environment steps.
+
+Runs that share env, agent and config and differ only in seed form one group, drawn as the mean over
+seeds with a ± std band (values are interpolated onto the first run's steps where the runs overlap).
+Atari plots get a second x axis in emulator frames (steps x frame skip). For evaluation metrics the
+legend states the evaluation protocol. The plotted numbers are saved as JSON next to the PNG.
+"""
+
+from __future__ import annotations
+
+import json
+import textwrap
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from rlmorning import envs as envs_mod
+from rlmorning.errors import RlmError
+from rlmorning.run import MetricsCSV, read_config
+
+ALIASES = {"eval_return": "eval_return_mean", "return": "train_return"}
+EVAL_METRICS = {"eval_return_mean", "eval_return_std", "eval_episodes", "heldout_q"}
+NOT_GROUPING = {"seed", "device", "progress", "torch_threads"}
+"""Config keys that do not separate groups (runs differing only in these are seeds of one setting)."""
+
+
+@dataclass
+class RunData:
+    path: Path
+    config: dict[str, Any]
+    rows: list[dict[str, str]]
+
+    @property
+    def seed(self) -> int:
+        return int(self.config.get("seed", 0))
+
+    def numeric_columns(self) -> set[str]:
+        cols: set[str] = set()
+        for row in self.rows:
+            for k, v in row.items():
+                if k and v not in (None, "") and k not in ("step", "eval_protocol") and _is_float(v):
+                    cols.add(k)
+        return cols
+
+    def series(self, column: str) -> tuple[np.ndarray, np.ndarray]:
+        """``(steps, values)`` of the rows where ``column`` is set (the last value per step)."""
+        by_step: dict[float, float] = {}
+        for row in self.rows:
+            v = row.get(column)
+            if v not in (None, "") and _is_float(v) and _is_float(row.get("step")):
+                by_step[float(row["step"])] = float(v)
+        steps = np.array(sorted(by_step), dtype=np.float64)
+        return steps, np.array([by_step[s] for s in steps], dtype=np.float64)
+
+    def protocols(self) -> set[str]:
+        return {r["eval_protocol"] for r in self.rows if r.get("eval_protocol")}
+
+
+def _is_float(s: Any) -> bool:
+    try:
+        float(s)
+    except (TypeError, ValueError):
+        return False
+    return True
+
+
+def load_run(path: str | Path) -> RunData:
+    """A run's config and metrics rows; one-line errors for missing dirs or metrics."""
+    p = Path(path)
+    if not p.is_dir():
+        raise RlmError(f"run directory '{path}' does not exist")
+    config = read_config(p)
+    csv_path = p / "metrics.csv"
+    if not csv_path.is_file():
+        raise RlmError(f"run '{path}' has no metrics.csv yet")
+    return RunData(p, config, MetricsCSV.read(csv_path))
+
+
+def group_key(config: dict[str, Any]) -> str:
+    return json.dumps({k: v for k, v in config.items() if k not in NOT_GROUPING}, sort_keys=True, default=str)
+
+
+def frames_per_step(config: dict[str, Any]) -> int | None:
+    """Emulator frames per agent step for Atari runs (frame skip, default 4); None otherwise."""
+    try:
+        info = envs_mod.resolve(str(config["env"]))
+    except RlmError:
+        return None
+    if info.family != "atari":
+        return None
+    return int((config.get("env_kwargs") or {}).get("frame_skip", 4))
+
+
+def plot_curves(runs: Sequence[str | Path], metric: str = "eval_return",
+                out: str | Path | None = None) -> dict[str, Path]:
+    """Plot ``metric`` of ``runs`` (seeds of one setting grouped into mean ± std); returns ``{"png", "json"}``.
+
+    Default output: ``<first run>/plots/<metric>.png``.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    if not runs:
+        raise RlmError("plot needs at least one run directory")
+    data = [load_run(r) for r in runs]
+    column = ALIASES.get(metric, metric)
+    available = set.union(*(d.numeric_columns() for d in data))
+    if column not in available:
+        names = sorted(available | {a for a, c in ALIASES.items() if c in available})
+        raise RlmError(f"unknown metric '{metric}'. Available: {', '.join(names)}")
+    missing = [str(d.path) for d in data if column not in d.numeric_columns()]
+    if missing:
+        raise RlmError(f"metric '{column}' is not in the metrics.csv of: {', '.join(missing)}")
+    png = Path(out) if out is not None else data[0].path / "plots" / f"{metric}.png"
+    if png.suffix.lower() != ".png":
+        raise RlmError(f"--out must be a .png file, got '{png}'")
+    try:
+        png.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise RlmError(f"cannot write '{png.parent}': {exc.strerror or exc}") from None
+
+    groups: dict[str, list[RunData]] = {}
+    for d in data:
+        groups.setdefault(group_key(d.config), []).append(d)
+    differing = _differing_keys([members[0].config for members in groups.values()])
+    is_eval = column in EVAL_METRICS
+    protocols = sorted(set.union(*(d.protocols() for d in data))) if is_eval else []
+
+    fig, ax = plt.subplots(figsize=(9, 5.2), dpi=100)
+    colors = plt.get_cmap("tab10")
+    out_groups = []
+    for gi, members in enumerate(groups.values()):
+        color = colors(gi % 10)
+        cfg = members[0].config
+        label = f"{envs_mod.resolve(str(cfg['env'])).display_name} {cfg['agent']}"
+        if differing:
+            label += " (" + ", ".join(f"{k}={cfg.get(k)}" for k in differing) + ")"
+        seeds = [m.seed for m in members]
+        per_run = {str(m.path): dict(zip(("step", "value"), (a.tolist() for a in m.series(column)), strict=True))
+                   for m in members}
+        if len(members) == 1:
+            steps, mean = members[0].series(column)
+            std = None
+            label += f", seed {seeds[0]}"
+            if column == "eval_return_mean":
+                _, ep_std = members[0].series("eval_return_std")
+                if len(ep_std) == len(mean):
+                    std = ep_std
+                    label += " (± std over eval episodes)"
+        else:
+            steps, mean, std = _mean_std([m.series(column) for m in members])
+            label += f", {len(members)} seeds ({', '.join(map(str, seeds))}): mean ± std"
+        if is_eval and len(protocols) > 1:
+            label += f"\n[{'; '.join(sorted(set.union(*(m.protocols() for m in members))))}]"
+        ax.plot(steps, mean, color=color, lw=1.8, marker="o" if len(steps) < 40 else None, ms=3, label=label)
+        if std is not None and len(steps):
+            ax.fill_between(steps, mean - std, mean + std, color=color, alpha=0.2, lw=0)
+        if len(members) > 1:
+            for m in members:
+                s, v = m.series(column)
+                ax.plot(s, v, color=color, lw=0.6, alpha=0.35)
+        out_groups.append({
+            "label": label, "runs": [str(m.path) for m in members], "seeds": seeds, "step": steps.tolist(),
+            "mean": mean.tolist(), "std": None if std is None else std.tolist(), "per_run": per_run,
+        })
+    ax.set_xlabel("environment steps")
+    ax.set_ylabel(metric if metric == column else f"{metric} ({column})")
+    ax.grid(alpha=0.25)
+    fps = {frames_per_step(d.config) for d in data}
+    frame_factor = fps.pop() if len(fps) == 1 else None
+    if frame_factor:
+        sec = ax.secondary_xaxis("top", functions=(lambda s: s * frame_factor, lambda f: f / frame_factor))
+        sec.set_xlabel(f"emulator frames (steps x {frame_factor})")
+    title = None
+    if is_eval and len(protocols) == 1:
+        title = "\n".join(textwrap.wrap(f"eval protocol: {protocols[0]}", 80))
+    ax.legend(fontsize=8, title=title, title_fontsize=7, loc="best")
+    fig.tight_layout()
+    fig.savefig(png)
+    plt.close(fig)
+    js = png.with_suffix(".json")
+    js.write_text(json.dumps({"metric": metric, "column": column, "eval_protocols": protocols,
+                              "frames_per_step": frame_factor, "groups": out_groups}, indent=1))
+    return {"png": png, "json": js}
+
+
+def _differing_keys(configs: list[dict[str, Any]]) -> list[str]:
+    if len(configs) < 2:
+        return []
+    keys = sorted(set().union(*configs) - NOT_GROUPING)
+    return [k for k in keys if len({json.dumps(c.get(k), sort_keys=True, default=str) for c in configs}) > 1]
+
+
+def _mean_std(series: list[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Mean and std over runs, on the first run's steps inside the range every run covers."""
+    nonempty = [(s, v) for s, v in series if len(s)]
+    if not nonempty:
+        return np.array([]), np.array([]), np.array([])
+    lo = max(s[0] for s, _ in nonempty)
+    hi = min(s[-1] for s, _ in nonempty)
+    grid = nonempty[0][0]
+    grid = grid[(grid >= lo) & (grid <= hi)]
+    stacked = np.stack([np.interp(grid, s, v) for s, v in nonempty])
+    return grid, stacked.mean(axis=0), stacked.std(axis=0)
