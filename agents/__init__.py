@@ -7,7 +7,6 @@ from dataclasses import dataclass
 
 from rlmorning.agents.base import Agent, FeedForwardAgent
 from rlmorning.agents.dqn import DQNAgent, DQNConfig
-
 from rlmorning.registry import Registry
 
 

@@ -8,7 +8,8 @@ step minimises ``policy loss + vf_coef * value loss - ent_coef * entropy``. With
 estimator of Zaremba & Sutskever's RL-NTM (2015).
 
 Actions: one categorical head per component of a ``Tuple`` of ``Discrete`` (the algorithmic envs'
-``(move, write, symbol)``), of a ``MultiDiscrete``, or a single one for ``Discrete``. Inputs: the
+``(move, write, symbol)``), of a ``MultiDiscrete`` or ``MultiBinary`` (the NTM tasks, rewarded per correct
+bit), or a single one for ``Discrete``. Inputs: the
 observation (one-hot for ``Discrete``, flattened for ``Box``) and, with ``prev_action_input``, the
 previous action (one-hot per component), so the core knows what it wrote.
 """
@@ -140,6 +141,8 @@ class A2CAgent(RecurrentStateMixin):
             return tuple(a[:, k] for k in range(a.shape[1]))
         if self.action_kind == "discrete":
             return a[:, 0]
+        if self.action_kind == "multibinary":
+            return a.astype(np.int8)
         return a
 
     def _agent_actions(self, actions: Any) -> np.ndarray:
@@ -323,8 +326,11 @@ def _action_parts(space: gym.Space) -> tuple[str, list[int], list[int]]:
     if isinstance(space, gym.spaces.Tuple) and all(isinstance(s, gym.spaces.Discrete) for s in space.spaces):
         return "tuple", [int(s.n) for s in space.spaces], [int(s.start) for s in space.spaces]
     if isinstance(space, gym.spaces.MultiDiscrete) and len(space.shape) == 1:
-        return "multidiscrete", [int(n) for n in space.nvec], [int(s) for s in np.zeros(len(space.nvec))]
-    raise RlmError(f"a2c needs Discrete, Tuple(Discrete, ...) or MultiDiscrete actions, this env has {space}")
+        return "multidiscrete", [int(n) for n in space.nvec], [0] * len(space.nvec)
+    if isinstance(space, gym.spaces.MultiBinary) and len(space.shape) == 1:
+        return "multibinary", [2] * int(space.shape[0]), [0] * int(space.shape[0])
+    raise RlmError(f"a2c needs Discrete, Tuple(Discrete, ...), MultiDiscrete or MultiBinary actions, this env has "
+                   f"{space}")
 
 
 def _obs_encoding(space: gym.Space) -> tuple[str, int]:

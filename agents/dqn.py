@@ -14,10 +14,10 @@ import gymnasium as gym
 import numpy as np
 import torch
 import torch.nn.functional as F
-from rlmorning.agents.base import FeedForwardAgent, linear_schedule
-from rlmorning.agents.nets.encoders import make_encoder
 from torch import nn
 
+from rlmorning.agents.base import FeedForwardAgent, linear_schedule
+from rlmorning.agents.nets.encoders import make_encoder
 from rlmorning.errors import RlmError
 from rlmorning.replay import ReplayBuffer, smallest_int_dtype
 
@@ -115,7 +115,7 @@ class DQNAgent(FeedForwardAgent):
         encoder = make_encoder(config.encoder, obs_shape, _input_scale(observation_space),
                                **config.encoder_kwargs)
         self.online = QNetwork(encoder, self.num_actions, config.dueling).to(device)
-        self.target = copy.deepcopy(self.online).requires_grad_(False)
+        self.target = copy.deepcopy(self.online).requires_grad_(False).eval()
         params = self.online.parameters()
         fused = device.type in ("cpu", "cuda")
         if config.optimizer == "adam":
@@ -149,6 +149,7 @@ class DQNAgent(FeedForwardAgent):
 
     def q_values(self, obs: np.ndarray) -> torch.Tensor:
         """Q-values ``float32 [B, A]`` of the online network for ``obs [B, *obs_shape]``."""
+        self.online.eval()  # acting and evaluation never use batch statistics (BatchNorm) or dropout
         with torch.inference_mode(), torch.autocast(self.device.type, torch.bfloat16, enabled=self._autocast):
             return self.online(self._obs_tensor(obs)).float()
 
@@ -214,6 +215,7 @@ class DQNAgent(FeedForwardAgent):
         actions = torch.as_tensor(b["actions"].astype(np.int64), device=self.device)
         returns = torch.as_tensor(b["returns"], device=self.device)
         discounts = torch.as_tensor(b["discounts"], device=self.device)
+        self.online.train()
         with torch.autocast(self.device.type, torch.bfloat16, enabled=self._autocast):
             with torch.no_grad():
                 next_q_target = self.target(next_obs).float()

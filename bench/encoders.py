@@ -1,8 +1,8 @@
 """Each conv encoder with DQN's ``atari100k`` preset on Breakout and MinAtar/Breakout.
 
 For every (env, encoder, seed): the final greedy evaluation (the preset's protocol: 10 episodes,
-epsilon 0.001), training env steps/s (the trainer's ``sps``, evaluation excluded) and the encoder's
-parameters. Prints a Markdown table (mean ± std over seeds when several are given).
+epsilon 0.001), training env steps/s over the whole run (learning-starts phase included, evaluation
+excluded) and the encoder's parameters. Prints a Markdown table (mean ± std over seeds when several are given).
 
 The preset's 100k steps take hours per encoder on a CPU (one gradient step per env step), so
 ``--steps`` defaults to 20000 and the table says what was run. ``nature`` needs frames of at least
@@ -55,11 +55,18 @@ def run_one(env: str, encoder: str, seed: int, args: argparse.Namespace, root: P
     wall = time.perf_counter() - start
     rows = MetricsCSV.read(run_dir / "metrics.csv")
     evals = [r for r in rows if r.get("eval_return_mean")]
-    sps = [float(r["sps"]) for r in rows if r.get("sps")]
+    # each log row's sps covers the steps since the previous log row (evaluation runs after the last one):
+    # the run's rate is total steps over the summed interval times
+    seconds, steps, prev = 0.0, 0, 0
+    for r in rows:
+        if r.get("sps") and float(r["sps"]) > 0:
+            step = int(float(r["step"]))
+            seconds += (step - prev) / float(r["sps"])
+            steps, prev = step, step
     return {
         "eval": float(evals[-1]["eval_return_mean"]) if evals else float("nan"),
         "eval_std": float(evals[-1]["eval_return_std"]) if evals else float("nan"),
-        "sps": statistics.mean(sps) if sps else args.steps / wall,
+        "sps": steps / seconds if seconds > 0 else args.steps / wall,
         "params": encoder_params(run_dir),
         "wall": wall,
     }

@@ -127,6 +127,8 @@ def find_checkpoint(run: Path, which: str = "latest") -> Path:
     """``best``/``latest`` inside a run directory, or a path; errors name what exists."""
     run = Path(run)
     if which not in ("best", "latest"):
+        if not Path(which).is_file():
+            raise RlmError(f"checkpoint '{which}' does not exist (use best, latest or a path to a .pt file)")
         return Path(which)
     path = run / CHECKPOINTS / f"{which}.pt"
     if path.is_file():

@@ -8,6 +8,7 @@ import gymnasium as gym
 import numpy as np
 import pytest
 import torch
+
 from rlmorning.agents.base import linear_schedule
 from rlmorning.agents.dqn import DQNAgent, DQNConfig, QNetwork, td_target
 from rlmorning.agents.nets.encoders import MLPEncoder

@@ -12,13 +12,13 @@ import numpy as np
 import pytest
 import torch
 import yaml
-from rlmorning.agents.dqn import DQNAgent, DQNConfig
-from rlmorning.agents.nets.deformable import DeformConv2d
-from rlmorning.agents.nets.encoders import ENCODERS, NatureEncoder, make_encoder
 from torch import nn
 from torchvision.ops import deform_conv2d
 
 from rlmorning import api
+from rlmorning.agents.dqn import DQNAgent, DQNConfig
+from rlmorning.agents.nets.deformable import DeformConv2d
+from rlmorning.agents.nets.encoders import ENCODERS, NatureEncoder, make_encoder
 from rlmorning.cli import main
 from rlmorning.errors import RlmError
 
@@ -330,8 +330,9 @@ class TinyImageEnv(gym.Env):
 
 def test_sb3_extractor_scaling_and_features_dim() -> None:
     pytest.importorskip("stable_baselines3")
-    from rlmorning.agents.nets.sb3 import RlmorningExtractor, encoder_input_scale, features_extractor, policy_kwargs
     from stable_baselines3 import DQN
+
+    from rlmorning.agents.nets.sb3 import RlmorningExtractor, encoder_input_scale, features_extractor, policy_kwargs
 
     image = TinyImageEnv.observation_space
     planes = gym.spaces.Box(0, 1, (4, 10, 10), np.uint8)
@@ -355,9 +356,10 @@ def test_sb3_extractor_scaling_and_features_dim() -> None:
 
 def test_sb3_dqn_trains_with_an_rlmorning_encoder() -> None:
     pytest.importorskip("stable_baselines3")
+    from stable_baselines3 import DQN
+
     from rlmorning.agents.nets.sb3 import RlmorningExtractor
     from rlmorning.envs import make_eval, resolve
-    from stable_baselines3 import DQN
 
     env = make_eval(resolve("MinAtar/Breakout"), 0)
     model = DQN("CnnPolicy", env, learning_starts=100, buffer_size=1000, batch_size=8, train_freq=4, seed=0,

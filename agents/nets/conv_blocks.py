@@ -15,9 +15,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
-from rlmorning.agents.nets.encoders import ENCODERS, Encoder
 from torch import nn
 
+from rlmorning.agents.nets.encoders import ENCODERS, Encoder
 from rlmorning.errors import RlmError
 
 LARGE_FRAME_SIDE = 36

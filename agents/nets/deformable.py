@@ -12,11 +12,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
-from rlmorning.agents.nets.conv_blocks import check_image_shape, large_frames, positive_int, positive_ints
-from rlmorning.agents.nets.encoders import ENCODERS, Encoder
 from torch import nn
 from torchvision.ops import deform_conv2d
 
+from rlmorning.agents.nets.conv_blocks import check_image_shape, large_frames, positive_int, positive_ints
+from rlmorning.agents.nets.encoders import ENCODERS, Encoder
 from rlmorning.errors import RlmError
 
 

@@ -109,7 +109,7 @@ def make_encoder(name: str, obs_shape: Sequence[int], input_scale: float = 1.0, 
     factory = ENCODERS.get(name)
     try:
         return factory(obs_shape, input_scale=input_scale, **kwargs)
-    except TypeError as exc:
+    except (TypeError, ValueError) as exc:
         raise RlmError(f"bad encoder_kwargs for encoder '{name}': {exc}") from None
 
 

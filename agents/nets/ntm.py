@@ -69,9 +69,9 @@ def circular_shift(w: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
 
 
 def sharpen(w: torch.Tensor, gamma: torch.Tensor, eps: float = EPS) -> torch.Tensor:
-    """``w^gamma / sum(w^gamma)`` with ``gamma [B, H]`` >= 1."""
-    w = (w + eps) ** gamma.unsqueeze(-1)
-    return w / (w.sum(-1, keepdim=True) + eps)
+    """``w^gamma / sum(w^gamma)`` with ``gamma [B, H]`` >= 1, computed as a softmax of ``gamma log w``
+    (no underflow for large ``gamma``)."""
+    return torch.softmax(gamma.unsqueeze(-1) * torch.log(w + eps), dim=-1)
 
 
 def address(memory: torch.Tensor, w_prev: torch.Tensor, key: torch.Tensor, beta: torch.Tensor,

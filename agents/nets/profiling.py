@@ -20,8 +20,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
-from rlmorning.agents.nets.deformable import DeformConv2d
 from torch import nn
+
+from rlmorning.agents.nets.deformable import DeformConv2d
 
 
 @dataclass
@@ -61,15 +62,21 @@ def layer_costs(model: nn.Module, obs_shape: Sequence[int], dtype: torch.dtype =
                 macs += 4 * sampled + (sampled if mod.mask is not None else 0)
             own = sum(p.numel() for p in mod.parameters(recurse=False))
             shape = tuple(output.shape[1:]) if isinstance(output, torch.Tensor) else ()
-            if name not in records:
-                order.append(name)
             records[name] = LayerCost(name, type(mod).__name__, own, macs, shape)
+        return fn
+
+    def pre_hook(name: str):
+        def fn(mod: nn.Module, inputs: tuple) -> None:
+            if name not in order:  # listed when entered, so a layer comes before its offset branch
+                order.append(name)
         return fn
 
     for name, module in model.named_modules():
         counted = isinstance(module, nn.Conv2d | nn.Linear | DeformConv2d)
         if counted or any(True for _ in module.parameters(recurse=False)):
-            hooks.append(module.register_forward_hook(hook(name or type(module).__name__, module)))
+            label = name or type(module).__name__
+            hooks.append(module.register_forward_pre_hook(pre_hook(label)))
+            hooks.append(module.register_forward_hook(hook(label, module)))
     try:
         with torch.no_grad():
             obs = torch.zeros(1, *obs_shape, dtype=dtype)
@@ -77,7 +84,7 @@ def layer_costs(model: nn.Module, obs_shape: Sequence[int], dtype: torch.dtype =
     finally:
         for h in hooks:
             h.remove()
-    return [records[n] for n in order]
+    return [records[n] for n in order if n in records]
 
 
 def count_params(model: nn.Module) -> int:

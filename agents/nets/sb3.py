@@ -22,9 +22,9 @@ from typing import Any
 
 import numpy as np
 import torch
-from rlmorning.agents.nets.encoders import ENCODERS, auto_encoder_name, make_encoder
 from torch import nn
 
+from rlmorning.agents.nets.encoders import ENCODERS, auto_encoder_name, make_encoder
 from rlmorning.errors import RlmError
 
 __all__ = ["RlmorningExtractor", "encoder_input_scale", "features_extractor", "policy_kwargs"]  # noqa: F822

@@ -38,6 +38,7 @@ def register(sub: argparse._SubParsersAction) -> dict[str, Handler]:
     en.add_argument("--batch", type=int, default=32, help="batch size of the timing (default 32)")
     en.add_argument("--iters", type=int, default=3, help="timed forward+backward passes per encoder (default 3)")
     en.add_argument("--encoder", action="append", metavar="NAME", help="only this encoder (repeatable)")
+    en.add_argument("--threads", type=int, help="torch CPU threads for the timing (default: torch's)")
 
     po = sub.add_parser("plot-offsets", help="draw a deformable run's learned sampling locations on frames",
                         epilog=EPILOG_OFFSETS, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -84,6 +85,10 @@ def _cmd_encoders(args: argparse.Namespace) -> int:
     shape = parse_obs(args.obs)
     if args.batch < 1 or args.iters < 1:
         raise RlmError("--batch and --iters must be >= 1")
+    if args.threads is not None:
+        if args.threads < 1:
+            raise RlmError("--threads must be >= 1")
+        torch.set_num_threads(args.threads)
     names = ENCODERS.names()
     if args.encoder:
         for n in args.encoder:

@@ -134,9 +134,10 @@ def plot_offsets(run_dir: str | Path, checkpoint: str = "best", out: str | Path 
     n_units = min(units, act.shape[1] * act.shape[2])
 
     rows, cols = len(states), n_units
-    fig = Figure(figsize=(3.2 * cols, 3.4 * rows + 0.6), dpi=100)
-    fig.suptitle(f"{run.name} ({where}): sampling locations of conv {last + 1}, deformable layers "
-                 f"{[i + 1 for i in encoder.deformable_layers]}", fontsize=9)
+    fig = Figure(figsize=(3.2 * cols, 3.6 * rows + 0.6), dpi=100)
+    deformable = ", ".join(str(i + 1) for i in encoder.deformable_layers)
+    fig.suptitle(f"{run.name} ({where}): sampling locations of conv {last + 1} units "
+                 f"(deformable convs: {deformable})", fontsize=9)
     for r, obs in enumerate(states):
         order = np.argsort(-act[r].ravel(), kind="stable")[:n_units]
         image, style = _frame_image(np.asarray(obs))
