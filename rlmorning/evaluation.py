@@ -28,6 +28,7 @@ def evaluate(
     obs = []
     for i, env in enumerate(envs):
         o, _ = env.reset(seed=seed + i)
+        env.action_space.seed(seed + i)  # the epsilon-random actions are reproducible too
         obs.append(o)
     returns = np.zeros(episodes)
     active = np.ones(episodes, dtype=bool)

@@ -17,7 +17,7 @@ from rlmorning.cli import main
 from rlmorning.viz.rollout import obs_digest
 
 BREAKOUT = [
-    "learning_starts=100", "buffer_size=2000", "eval_every=200", "eval_episodes=1", "eval_max_frames=2000",
+    "learning_starts=100", "buffer_size=2000", "eval_every=200", "eval_episodes=1", "eval_max_frames=1000",
     "heldout_states=20", "checkpoint_every=200", "log_every=100", "batch_size=8", "torch_threads=1",
 ]
 CARTPOLE = [
@@ -137,15 +137,15 @@ def test_plot_q_trace_matches_the_sidecar(breakout_run: Path, breakout_video: di
 
 
 def test_saliency_overlays_a_heatmap(breakout_run: Path, tmp_path: Path) -> None:
-    args = ["record", str(breakout_run), "--episodes", "1", "--max-steps", "4", "--no-overlay"]
+    args = ["record", str(breakout_run), "--episodes", "1", "--max-steps", "2", "--no-overlay"]
     assert main(args + ["--out", str(tmp_path / "plain")]) == 0
     assert main(args + ["--out", str(tmp_path / "sal"), "--saliency", "--saliency-every", "2"]) == 0
     _, plain = decode(only(tmp_path / "plain", "*.mp4"))
     _, sal = decode(only(tmp_path / "sal", "*.mp4"))
-    assert len(plain) == len(sal) == 5 and plain[0].shape == sal[0].shape == (630, 480, 3)
+    assert len(plain) == len(sal) == 3 and plain[0].shape == sal[0].shape == (630, 480, 3)
     assert np.abs(plain[0].astype(int) - sal[0].astype(int)).mean() > 2.0
     side = json.loads(only(tmp_path / "sal", "*.json").read_text())
-    assert side["saliency"]["steps"] == [0, 2, 4]
+    assert side["saliency"]["steps"] == [0, 2] and side["saliency"]["stride"] == 5
 
 
 def test_saliency_finds_the_region_the_q_function_reads() -> None:

@@ -49,7 +49,7 @@ def pad_even(img: np.ndarray) -> np.ndarray:
 
 @dataclass
 class QRange:
-    """Running [lo, hi] of the Q-values seen so far in the episode; bars and trace are drawn in it."""
+    """Running [lo, hi] of the Q-values seen so far in the episode; the bars are drawn in this range."""
 
     lo: float = np.inf
     hi: float = -np.inf
@@ -73,7 +73,8 @@ def fmt_q(v: float) -> str:
 
 
 def fmt_score(v: float) -> str:
-    return f"{v:g}"
+    """Scores print as integers when they are whole (Atari), else with two decimals."""
+    return str(int(v)) if float(v).is_integer() else f"{v:.2f}"
 
 
 def _text(img: np.ndarray, s: str, org: tuple[int, int], scale: float, color: tuple[int, int, int],

@@ -26,9 +26,11 @@ TRACE_FORMAT = 1
 
 
 def value_events(v: np.ndarray, k: int = 5) -> list[dict[str, Any]]:
-    """The ``k`` largest rises/falls of ``v``: ``{step, dv, kind}``, at least ``len(v) / (2k)`` steps apart.
+    """Up to ``k`` of the largest rises/falls of ``v`` as ``{step, dv, kind, label}``, sorted by step.
 
-    ``dv`` is the change of V over the ``w`` steps before ``step`` (``w`` = 1..10, by episode length).
+    ``dv`` is the change of V over the ``w`` steps before ``step`` (``w`` = 1..10 by episode length);
+    events are at least ``max(2w, len(v) / 8k)`` steps apart, and beyond the first three only changes of
+    at least 15% of the largest are kept.
     """
     v = np.asarray(v, dtype=np.float64)
     n = len(v)
@@ -37,16 +39,15 @@ def value_events(v: np.ndarray, k: int = 5) -> list[dict[str, Any]]:
     w = int(max(1, min(10, n // 60)))
     dv = v[w:] - v[:-w]
     dv = np.where(np.isfinite(dv), dv, 0.0)
-    sep = max(w, n // (2 * max(k, 1)))
+    sep = max(2 * w, n // (8 * max(k, 1)), 1)
+    biggest = float(np.abs(dv).max())
     chosen: list[dict[str, Any]] = []
     for i in np.argsort(-np.abs(dv), kind="stable"):
-        t = int(i + w)
-        if dv[i] == 0 and chosen:
+        if len(chosen) >= k or (len(chosen) >= 3 and abs(dv[i]) < 0.15 * biggest):
             break
+        t = int(i + w)
         if all(abs(t - c["step"]) >= sep for c in chosen):
             chosen.append({"step": t, "dv": float(dv[i]), "kind": "rise" if dv[i] >= 0 else "fall"})
-        if len(chosen) == k:
-            break
     chosen.sort(key=lambda c: c["step"])
     for j, c in enumerate(chosen):
         c["label"] = chr(ord("A") + j)

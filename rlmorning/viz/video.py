@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from rlmorning.errors import RlmError
-from rlmorning.viz.panel import QRange, auto_scale, draw_panel, pad_even, upscale
+from rlmorning.viz.panel import QRange, auto_scale, draw_panel, fmt_score, pad_even, upscale
 from rlmorning.viz.rollout import DEFAULT_SEED, EpisodeLog, PolicySource, load_source, play
 
 SIDECAR_FORMAT = 1
@@ -258,7 +258,7 @@ def print_paths(results: list[dict[str, Path]], file: Any = None) -> None:
     file = file or sys.stdout
     for r in results:
         side = json.loads(Path(r["sidecar"]).read_text())
-        print(f"{r['video']}  ({side['steps']} steps, score {side['score']:g})", file=file)
+        print(f"{r['video']}  ({side['steps']} steps, score {fmt_score(side['score'])})", file=file)
         print(f"{r['sidecar']}", file=file)
         if "gif" in r:
             print(f"{r['gif']}", file=file)
