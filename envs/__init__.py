@@ -20,9 +20,9 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 from gymnasium.vector import AutoresetMode, VectorEnv
+
 from rlmorning.envs import atari, minatar
 from rlmorning.envs.stack import FrameStack
-
 from rlmorning.errors import RlmError, unknown_name
 
 __all__ = ["EnvInfo", "FrameStack", "resolve", "make_vector", "make_eval", "env_names"]

@@ -21,6 +21,7 @@ import ale_py
 import gymnasium as gym
 import numpy as np
 from gymnasium.vector import AutoresetMode, VectorEnv, VectorWrapper
+
 from rlmorning.envs.stack import FrameStack
 
 gym.register_envs(ale_py)

@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 import torch
 import yaml
-from rlmorning.agents import AGENTS, DQNAgent, DQNConfig
 
 from rlmorning import api
+from rlmorning.agents import AGENTS, DQNAgent, DQNConfig
 from rlmorning.config import (
     TrainerConfig,
     apply_overrides,

@@ -8,10 +8,10 @@ import pytest
 import torch
 from gymnasium import spaces
 from gymnasium.vector import AutoresetMode
-from rlmorning.envs import EnvInfo, FrameStack, env_names, make_eval, make_vector, real_next_obs, resolve
-from rlmorning.envs.state import capture_env_state, restore_env_state
 
 from rlmorning import envs
+from rlmorning.envs import EnvInfo, FrameStack, env_names, make_eval, make_vector, real_next_obs, resolve
+from rlmorning.envs.state import capture_env_state, restore_env_state
 from rlmorning.errors import RlmError
 
 CARTPOLE_X, CARTPOLE_THETA = 2.4, 12 * 2 * np.pi / 360
