@@ -20,6 +20,7 @@ import contextlib
 import glob
 import json
 import math
+import os
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -260,6 +261,14 @@ class Report:
         return "\n".join(lines)
 
 
+def _rel(path: Path, out: Path) -> str:
+    """``path`` relative to the report's folder (links in the Markdown keep working when both move)."""
+    try:
+        return os.path.relpath(path, Path(out).resolve().parent)
+    except ValueError:  # another drive
+        return str(path)
+
+
 def _fmt(x: float) -> str:
     if not math.isfinite(x):
         return str(x)
@@ -349,13 +358,13 @@ def _markdown(rep: Report, runs_total: int) -> str:
     for g in groups:
         for t in g.tasks:
             for r in g.runs[t]:
-                out.append(f"| {g.label} | {t} | {r.seed} | {_fmt(r.score)} | `{r.path}` |")
+                out.append(f"| {g.label} | {t} | {r.seed} | {_fmt(r.score)} | `{_rel(r.path, rep.out)}` |")
     dropped = [r for g in groups for r in g.dropped]
     if dropped:
         out += ["", "Left out so that every env of a group has the same number of runs (rliable needs a "
-                    "runs × tasks matrix): " + ", ".join(f"`{r.path}`" for r in dropped)]
+                    "runs × tasks matrix): " + ", ".join(f"`{_rel(r.path, rep.out)}`" for r in dropped)]
     if rep.skipped:
-        out += ["", "Skipped (no evaluation): " + ", ".join(f"`{p}` ({why})" for p, why in rep.skipped)]
+        out += ["", "Skipped (no evaluation): " + ", ".join(f"`{_rel(p, rep.out)}` ({why})" for p, why in rep.skipped)]
     return "\n".join(out) + "\n"
 
 

@@ -36,10 +36,12 @@ from rlmorning.errors import RlmError
 
 RAY_MISSING = "sweeps need Ray: pip install 'rlmorning[ray]'"
 OPTUNA_MISSING = "--search optuna needs optuna: pip install 'rlmorning[ray]'"
-FAULT_ENV = "RLMORNING_SWEEP_FAULT_ONCE"
-"""Testing hook: a marker path; the first trial to pass a checkpoint creates it and kills its worker."""
+FAULT_ENV = "RLMORNING_SWEEP_FAULT"
+"""Testing hook: a marker path. The first trial to write a checkpoint claims it and kills its own worker
+(``os._exit``) after each attempt's first new checkpoint, ``RLMORNING_SWEEP_FAULT_TIMES`` times (default 1)."""
 TUNE_DIR = "tune"
-METRIC_ALIASES = {"eval_return": "eval_return_mean"}
+METRICS = ("eval_return", "eval_return_mean", "eval_return_std", "heldout_q")
+"""What each evaluation reports to Tune (``eval_return`` is ``eval_return_mean``)."""
 SEARCHES = ("optuna",)
 SCHEDULERS = ("asha",)
 
@@ -199,6 +201,8 @@ def validate(spec: SweepSpec) -> int:
         raise RlmError(f"--max-concurrent must be >= 1, got {spec.max_concurrent}")
     if spec.max_failures < 0:
         raise RlmError(f"--max-failures must be >= 0, got {spec.max_failures}")
+    if spec.metric not in METRICS:
+        raise RlmError(f"unknown --metric '{spec.metric}'. Valid: {', '.join(METRICS)}")
     if spec.mode not in ("max", "min"):
         raise RlmError(f"--mode must be max or min, got '{spec.mode}'")
     if spec.search is not None and spec.search not in SEARCHES:
@@ -281,7 +285,14 @@ def _eval_rows(run_dir: Path) -> list[dict[str, str]]:
 
 
 def _tune_metrics(step: int, row: dict[str, Any]) -> dict[str, Any]:
-    out = {k: float(v) for k, v in row.items() if k not in ("eval_protocol", "step", "wall_time") and v not in ("", None)}
+    out: dict[str, Any] = {}
+    for k, v in row.items():
+        if k in ("step", "wall_time") or v in ("", None):
+            continue
+        try:
+            out[k] = float(v)
+        except (TypeError, ValueError):
+            continue  # eval_protocol and other text
     out["eval_return"] = out["eval_return_mean"]
     out["step"] = int(step)
     return out
@@ -331,19 +342,29 @@ def run_trial(config: dict[str, Any], spec: dict[str, Any]) -> None:
                  attempts=int(state.get("attempts", 0)) + 1)
     _write_trial_state(sweep_dir, name, state)
 
-    fault_marker = spec.get("fault_marker")
+    fault = spec.get("fault")
+    start_mtime = latest.stat().st_mtime_ns if latest.is_file() else None
+    pending: list[tuple[int, dict[str, Any]]] = []
+    reported: list[int] = []
+
+    def report_pending() -> None:
+        # Reported one metrics row late, i.e. after the trainer wrote the checkpoint that follows an
+        # evaluation: a scheduler that stops the trial on this report cannot cut that checkpoint short.
+        while pending:
+            step, row = pending.pop(0)
+            with tempfile.TemporaryDirectory() as tmp:
+                # A pointer, not a copy: the state lives in the run directory's checkpoints/latest.pt.
+                Path(tmp, "rlmorning.json").write_text(json.dumps({"run_dir": str(run_dir), "step": step}))
+                checkpoint = tune.Checkpoint.from_directory(tmp) if latest.is_file() else None
+                tune.report(_tune_metrics(step, row), checkpoint=checkpoint)
+            reported.append(step)
 
     def on_metrics(step: int, row: dict[str, Any]) -> None:
-        if fault_marker and latest.is_file() and not os.path.exists(fault_marker):
-            Path(fault_marker).write_text(name)
-            os._exit(1)  # simulate a worker that dies (tests of the retry path)
-        if row.get("eval_return_mean") is None:
-            return
-        with tempfile.TemporaryDirectory() as tmp:
-            # A pointer, not a copy: the state lives in the run directory's checkpoints/latest.pt.
-            Path(tmp, "rlmorning.json").write_text(json.dumps({"run_dir": str(run_dir), "step": step}))
-            checkpoint = tune.Checkpoint.from_directory(tmp) if latest.is_file() else None
-            tune.report(_tune_metrics(step, row), checkpoint=checkpoint)
+        if fault and _fault_due(fault, name, latest, start_mtime):
+            os._exit(1)  # a worker that dies (tests of the retry and resume paths)
+        report_pending()
+        if row.get("eval_return_mean") is not None:
+            pending.append((step, row))
 
     if latest.is_file():
         summary = api.resume(run_dir, steps=spec["steps"], progress=False, on_metrics=on_metrics)
@@ -356,6 +377,29 @@ def run_trial(config: dict[str, Any], spec: dict[str, Any]) -> None:
         )
     state.update(status="done", steps=summary["steps"])
     _write_trial_state(sweep_dir, name, state)
+    if not pending and not reported:  # resumed at its last step: nothing was evaluated in this attempt
+        rows = _eval_rows(run_dir)
+        if rows:
+            pending.append((int(float(rows[-1]["step"])), rows[-1]))
+    report_pending()
+
+
+def _fault_due(fault: dict[str, Any], name: str, latest: Path, start_mtime: int | None) -> bool:
+    """The testing hook of :data:`FAULT_ENV`: True when this trial should kill its worker now."""
+    if not latest.is_file() or latest.stat().st_mtime_ns == start_mtime:
+        return False  # no checkpoint written by this attempt yet
+    marker = Path(fault["marker"])
+    try:
+        fd = os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+        os.write(fd, f"{name}\n0".encode())
+        os.close(fd)
+    except FileExistsError:
+        pass
+    owner, count = marker.read_text().split("\n")
+    if owner != name or int(count) >= fault["times"]:
+        return False
+    marker.write_text(f"{name}\n{int(count) + 1}")
+    return True
 
 
 def trial_overrides_from(spec: dict[str, Any], params: dict[str, Any]) -> list[str]:
@@ -367,16 +411,28 @@ def trial_overrides_from(spec: dict[str, Any], params: dict[str, Any]) -> list[s
 
 # ---------------------------------------------------------------------------------- the driver side
 def quiet_ray_env() -> None:
-    """Environment for a quiet Ray: no usage-stats prompt, no Tune console tables, no TensorBoard logger."""
+    """Environment (``setdefault``: the user's settings win) and log levels for a quiet Ray: no usage-stats
+    prompt, no Tune console tables, no Tune result loggers (each run has its own metrics.csv)."""
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
-    os.environ.setdefault("RAY_DEDUP_LOGS", "0")
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
-    os.environ.setdefault("RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO", "0")
     for name in ("ray", "ray.tune", "ray.train", "ray.air"):
         logging.getLogger(name).setLevel(logging.ERROR)
     warnings.filterwarnings("ignore", module=r"ray(\..*)?")
+
+
+def _check_local_resources(spec: SweepSpec) -> None:
+    """A trial that needs more than this machine has would wait forever on a local Ray: say so instead."""
+    cpus = os.cpu_count() or 1
+    if spec.cpus_per_trial > cpus:
+        raise RlmError(f"--cpus-per-trial {spec.cpus_per_trial:g} is more than this machine's {cpus} CPUs")
+    if spec.gpus_per_trial > 0:
+        import torch
+
+        gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if spec.gpus_per_trial > gpus:
+            raise RlmError(f"--gpus-per-trial {spec.gpus_per_trial:g} but this machine has {gpus} CUDA GPU(s)")
 
 
 def init_ray(address: str | None = None, num_cpus: int | None = None) -> bool:
@@ -398,8 +454,13 @@ def init_ray(address: str | None = None, num_cpus: int | None = None) -> bool:
             ray.init(address=address, **common)
         else:
             ray.init(num_cpus=num_cpus or os.cpu_count() or 1, **common)
-    except ConnectionError as exc:
-        raise RlmError(f"cannot connect to the Ray cluster at '{address}': {str(exc).splitlines()[0]}") from None
+    except (ConnectionError, RuntimeError) as exc:
+        hint = ""
+        if address != "auto" and os.environ.get("RAY_AUTH_MODE", "").lower() != "token":
+            hint = (" (clusters started with 'ray start' use token authentication: set RAY_AUTH_MODE=token and "
+                    "the cluster's token in RAY_AUTH_TOKEN or ~/.ray/auth_token; 'ray get-auth-token' on the head "
+                    "prints it)")
+        raise RlmError(f"cannot connect to the Ray cluster at '{address}': {str(exc).splitlines()[0]}{hint}") from None
     return True
 
 
@@ -417,7 +478,8 @@ class TrialRow:
     run_dir: str
 
 
-def collect_trials(sweep_dir: Path, spec: SweepSpec, steps: int, errors: dict[str, str] | None = None) -> list[TrialRow]:
+def collect_trials(sweep_dir: Path, spec: SweepSpec, steps: int,
+                   errors: dict[str, str] | None = None) -> list[TrialRow]:
     """The trials table, read from the run directories and trial state files (not from Ray)."""
     errors = errors or {}
     rows = []
@@ -458,20 +520,30 @@ def write_trials_csv(path: Path, rows: list[TrialRow]) -> None:
                         r.run_dir])
 
 
+def _display_path(path: str) -> str:
+    """``path`` relative to the working directory when it lies below it."""
+    try:
+        return str(Path(path).resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return path
+
+
 def trials_table(rows: list[TrialRow], title: str = "") -> Any:
-    """A rich Table of the trials."""
+    """A rich Table of the trials (the run directory's name is the trial's)."""
     from rich.table import Table
 
     table = Table(title=title)
-    for col, justify in (("trial", "left"), ("config", "left"), ("seed", "right"), ("status", "left"),
-                         ("steps", "right"), ("final eval", "right"), ("attempts", "right"), ("run dir", "left")):
-        table.add_column(col, justify=justify)  # type: ignore[arg-type]
+    for col, justify in (("config", "left"), ("seed", "right"), ("status", "left"), ("steps", "right"),
+                         ("final eval", "right"), ("attempts", "right"), ("run dir", "left")):
+        wrap = col in ("config", "run dir")
+        table.add_column(col, justify=justify, overflow="fold" if wrap else "ellipsis",  # type: ignore[arg-type]
+                         no_wrap=not wrap)
     for r in rows:
         cfg = " ".join(f"{k}={_fmt_value(v)}" for k, v in r.params.items()) or "-"
         final = "-" if r.final_eval is None else f"{r.final_eval:.2f}"
         style = {"done": "green", "error": "red"}.get(r.status, "yellow")
-        table.add_row(r.trial, cfg, str(r.seed), f"[{style}]{r.status}[/{style}]", str(r.steps), final,
-                      str(r.attempts), r.run_dir)
+        table.add_row(cfg, str(r.seed), f"[{style}]{r.status}[/{style}]", str(r.steps), final,
+                      str(r.attempts), _display_path(r.run_dir))
     return table
 
 
@@ -499,10 +571,11 @@ def _make_tuner(spec: SweepSpec, trainable: Any, trial_specs: list[TrialSpec], s
     search_alg = None
     if spec.search == "optuna":
         try:
-            import optuna  # noqa: F401
+            import optuna
             from ray.tune.search.optuna import OptunaSearch
         except ImportError:
             raise RlmError(OPTUNA_MISSING) from None
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
         search_alg = OptunaSearch(seed=0)
         param_space = _search_space(spec)
     else:
@@ -553,6 +626,8 @@ def run_sweep(spec: SweepSpec | None = None, *, resume: str | Path | None = None
     if spec.config and (spec.config.endswith((".yaml", ".yml")) or Path(spec.config).exists()):
         spec.config = str(Path(spec.config).resolve())  # trials run with another working directory
     steps = validate(spec)
+    if not (address or os.environ.get("RAY_ADDRESS")):
+        _check_local_resources(spec)
     sweep_dir = spec.sweep_dir
     if resume is None:
         if sweep_dir.exists() and any(sweep_dir.iterdir()):
@@ -565,7 +640,8 @@ def run_sweep(spec: SweepSpec | None = None, *, resume: str | Path | None = None
         "steps": steps, "grid": {k: list(v) for k, v in spec.grid.items()},
         "trials": [asdict(t) for t in trial_specs], "sweep_dir": str(sweep_dir.resolve()),
         "cpus_per_trial": spec.cpus_per_trial, "gpus_per_trial": spec.gpus_per_trial,
-        "fault_marker": os.environ.get(FAULT_ENV) or None,
+        "fault": {"marker": os.environ[FAULT_ENV], "times": int(os.environ.get(f"{FAULT_ENV}_TIMES", "1"))}
+        if os.environ.get(FAULT_ENV) else None,
     }
     started = init_ray(address)
     try:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import builtins
 import csv
-import json
 import sys
 from pathlib import Path
 
@@ -101,44 +100,36 @@ def test_resume_of_finished_sweep_reruns_nothing(finished_sweep):
     assert {p: p.stat().st_mtime_ns for p in files} == before
 
 
-def test_dead_worker_is_retried_and_resumes_from_checkpoint(local_ray, tmp_path, monkeypatch):
+def test_dead_worker_is_retried_from_checkpoint_and_resume_finishes_the_sweep(local_ray, tmp_path, monkeypatch):
+    """One trial's worker dies after its first checkpoint (step 100, at step 150); Ray retries it
+    (max_failures=1) from that checkpoint; the retry dies again after its next checkpoint (step 200, at
+    step 250) and the trial errors. ``--resume`` then finishes it from step 200 and leaves the other,
+    finished trial alone."""
     from rlmorning.sweep import FAULT_ENV, run_sweep
 
     marker = tmp_path / "crashed"
     monkeypatch.setenv(FAULT_ENV, str(marker))
-    rows = run_sweep(_spec(tmp_path, "crash", max_failures=2))
-    assert marker.is_file(), "the fault hook never fired"
-    (row,) = rows
-    assert row.trial == marker.read_text() == "000-seed0"
-    assert row.status == "done" and row.attempts == 2 and row.steps == 400
-    run = Path(row.run_dir)
-    # Rows up to the checkpoint (step 100) were kept, the crashed step-150 row redone once; not from zero.
-    _check_run_dir(run)
-
-
-def test_resume_continues_errored_trial_and_skips_finished_one(local_ray, tmp_path, monkeypatch):
-    from rlmorning.sweep import FAULT_ENV, run_sweep
-
-    marker = tmp_path / "crashed"
-    monkeypatch.setenv(FAULT_ENV, str(marker))
-    rows = run_sweep(_spec(tmp_path, "partial", seeds=2, max_failures=0))
-    crashed = marker.read_text()
-    status = {r.trial: r.status for r in rows}
-    assert status[crashed] == "error"
+    monkeypatch.setenv(f"{FAULT_ENV}_TIMES", "2")
+    rows = run_sweep(_spec(tmp_path, "crash", seeds=2, max_failures=1))
+    crashed, crashes = marker.read_text().split("\n")
+    assert crashes == "2"
+    by_name = {r.trial: r for r in rows}
+    assert by_name[crashed].status == "error" and by_name[crashed].attempts == 2
     (finished,) = [r for r in rows if r.trial != crashed]
-    assert finished.status == "done"
-    crashed_dir = Path([r.run_dir for r in rows if r.trial == crashed][0])
-    assert _steps(crashed_dir)[:3] == [50, 100, 150]  # died at step 150, after the step-100 checkpoint
+    assert finished.status == "done" and finished.attempts == 1
+    _check_run_dir(Path(finished.run_dir))
+    crashed_dir = Path(by_name[crashed].run_dir)
+    # The retry resumed at step 100: the rows before it were kept, the step-150 row was redone once,
+    # and training went on to step 250 instead of starting again from 0.
+    assert _steps(crashed_dir) == [50, 100, 150, 200, 200, 250]
     done_csv = Path(finished.run_dir) / "metrics.csv"
     mtime = done_csv.stat().st_mtime_ns
 
-    rows = run_sweep(resume=tmp_path / "sweeps" / "partial")
-    assert {r.trial: r.status for r in rows} == {crashed: "done", finished.trial: "done"}
-    assert {r.trial: r.attempts for r in rows} == {crashed: 2, finished.trial: 1}
+    rows = run_sweep(resume=tmp_path / "sweeps" / "crash")
+    assert {r.trial: (r.status, r.attempts) for r in rows} == {crashed: ("done", 3), finished.trial: ("done", 1)}
     assert done_csv.stat().st_mtime_ns == mtime
     _check_run_dir(crashed_dir)
-    state = json.loads((tmp_path / "sweeps" / "partial" / "trials" / f"{crashed}.json").read_text())
-    assert state["status"] == "done"
+    assert (tmp_path / "sweeps" / "crash" / "trials.csv").read_text().count("done") == 2
 
 
 def test_optuna_search_with_asha(local_ray, tmp_path):
@@ -185,6 +176,18 @@ def test_bad_specs_fail_before_ray_starts(tmp_path):
         validate(SweepSpec(agent="dqn", env="CartPole-v1", samples=3))
     with pytest.raises(RlmError, match="eval_every must be > 0"):
         validate(SweepSpec(agent="dqn", env="CartPole-v1", overrides=["eval_every=0"]))
+    with pytest.raises(RlmError, match="unknown --metric 'eval_retrun'"):
+        validate(SweepSpec(agent="dqn", env="CartPole-v1", metric="eval_retrun"))
+
+
+def test_more_cpus_than_the_machine_has_is_an_error(tmp_path):
+    pytest.importorskip("ray.tune")
+    from rlmorning.sweep import SweepSpec, run_sweep
+
+    spec = SweepSpec(agent="dqn", env="CartPole-v1", cpus_per_trial=10_000, root=str(tmp_path), name="big")
+    with pytest.raises(RlmError, match="more than this machine's"):
+        run_sweep(spec)
+    assert not (tmp_path / "big").exists()
 
 
 def test_missing_ray_is_one_line(monkeypatch, capsys, tmp_path):
