@@ -47,3 +47,12 @@ AGENTS.register("a2c", "recurrent actor-critic with an LSTM or NTM memory core (
               "algorithmic envs")
 )
 __all__ += ["A2CAgent", "A2CConfig", "NTMAgent", "NTMConfig"]
+
+from rlmorning.agents.world_model import WorldModelAgent, WorldModelConfig  # noqa: E402
+
+AGENTS.register("worldmodel", "generative world model (codec ae|vae + GRU dynamics) trained on random-policy data")(
+    AgentSpec(WorldModelConfig, WorldModelAgent, {"minatar": "worldmodel_minatar"},
+              "generative world model: frame codec (ae|vae) + latent dynamics (gru) with reward and termination "
+              "heads, trained on real transitions of a uniformly random policy; logs k-step prediction accuracy")
+)
+__all__ += ["WorldModelAgent", "WorldModelConfig"]

@@ -1,0 +1,257 @@
+"""World models (issue 7, first part): codecs, GRU dynamics, imagination, the imagined vector env, the
+``worldmodel`` agent through the trainer, and the ``dream`` video."""
+
+from __future__ import annotations
+
+import csv
+import io
+from pathlib import Path
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+
+from rlmorning import api
+from rlmorning import envs as envs_mod
+from rlmorning.agents import AGENTS
+from rlmorning.agents.nets.world_model_nets import CODECS, DYNAMICS, make_codec, make_dynamics
+from rlmorning.agents.world_model import SequenceBuffer, WorldModel, WorldModelAgent, WorldModelConfig
+from rlmorning.cli import main
+from rlmorning.envs import real_next_obs
+from rlmorning.errors import RlmError
+
+pytest.importorskip("minatar")
+
+SMALL = {"latent_dim": 16, "codec_channels": 8, "hidden": 64}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def make_agent(env: gym.vector.VectorEnv, seed: int = 0, **kw: object) -> WorldModelAgent:
+    cfg = WorldModelConfig(**{**SMALL, "batch_size": 16, "seq_len": 5, "learning_starts": 0,
+                              "train_freq": 10**9, **kw})
+    return WorldModelAgent(cfg, env.single_observation_space, env.single_action_space, num_envs=env.num_envs,
+                           frame_stack=1, total_steps=1, device=torch.device("cpu"), seed=seed)
+
+
+@pytest.fixture(scope="module")
+def breakout():
+    """A fixed dataset: 1,500 random-policy transitions of MinAtar Breakout (2 envs)."""
+    env = envs_mod.make_vector(envs_mod.resolve("MinAtar/Breakout"), 2, 0)
+    rng = np.random.default_rng(0)
+    obs, _ = env.reset(seed=0)
+    steps = []
+    for _ in range(750):
+        a = rng.integers(0, env.single_action_space.n, 2)
+        nxt, r, te, tr, info = env.step(a)
+        steps.append((obs, a, r, te, tr, real_next_obs(nxt, info, te | tr)))
+        obs = nxt
+    yield env, steps
+    env.close()
+
+
+def fill(agent: WorldModelAgent, steps: list) -> None:
+    for s in steps:
+        agent.observe(*s)
+
+
+@pytest.fixture(scope="module")
+def trained(breakout):
+    """A VAE + GRU model after 200 updates on the fixed dataset, with its first and last metrics."""
+    env, steps = breakout
+    torch.manual_seed(0)
+    agent = make_agent(env)
+    fill(agent, steps)
+    first = agent.train_step()
+    for _ in range(198):
+        agent.train_step()
+    last = agent.train_step()
+    return agent, first, last
+
+
+def test_registries_and_unknown_names():
+    assert {"ae", "vae"} <= set(CODECS.names())
+    assert "gru" in DYNAMICS.names()
+    assert "worldmodel" in AGENTS
+    with pytest.raises(RlmError, match="Valid: ae, vae"):
+        make_codec("vqvae", (4, 10, 10))
+    with pytest.raises(RlmError, match="Valid: gru"):
+        make_dynamics("mdn-gru", 8, 3)
+    with pytest.raises(RlmError, match="unknown world-model codec 'pixelcnn'"):
+        WorldModel((4, 10, 10), 3, codec="pixelcnn")
+
+
+@pytest.mark.parametrize("name", ["ae", "vae"])
+def test_codec_and_dynamics_shapes(name):
+    codec = make_codec(name, (4, 10, 10), latent_dim=12, channels=8)
+    x = torch.randint(0, 2, (5, 4, 10, 10), dtype=torch.uint8)
+    z, mu, kl = codec.encode(x)
+    assert z.shape == mu.shape == (5, 12) and kl.shape == (5,)
+    assert (kl == 0).all() if name == "ae" else (kl >= 0).all()
+    assert codec.decode(z).shape == (5, 4, 10, 10)
+    dyn = make_dynamics("gru", 12, 3, hidden=20)
+    h = dyn.initial(z)
+    h2, z2, r, t = dyn(z, torch.tensor([0, 1, 2, 0, 1]), h)
+    assert h2.shape == (5, 20) and z2.shape == (5, 12) and r.shape == t.shape == (5,)
+
+
+def test_sequence_buffer_windows_stay_in_one_episode():
+    buf = SequenceBuffer(40, 1, (1, 2, 2), np.uint8, seed=0)
+    for t in range(30):
+        o = np.full((1, 1, 2, 2), t % 256, np.uint8)
+        done = np.array([t % 7 == 6])
+        buf.add(o, np.array([t % 3]), np.array([float(t)]), done, np.array([False]), o + 1)
+    b = buf.sample(64, 4)
+    assert b["frames"].shape == (5, 64, 1, 2, 2) and b["mask"].shape == (4, 64)
+    assert b["mask"][0].all()
+    for j in range(64):
+        for k in range(4):
+            if b["mask"][k, j]:  # consecutive steps: rewards count up, frames follow each other
+                assert b["rewards"][k, j] == b["rewards"][0, j] + k
+                assert b["frames"][k + 1, j, 0, 0, 0] == b["frames"][0, j, 0, 0, 0] + k + 1
+        ends = np.flatnonzero(b["terminated"][:, j])
+        if len(ends):
+            assert not b["mask"][ends[0] + 1:, j].any()
+
+
+@pytest.mark.parametrize("codec", ["ae", "vae"])
+def test_losses_drop_on_fixed_breakout_data(breakout, codec, trained):
+    if codec == "vae":
+        _, first, last = trained
+    else:
+        env, steps = breakout
+        torch.manual_seed(1)
+        agent = make_agent(env, codec="ae")
+        fill(agent, steps)
+        first = agent.train_step()
+        for _ in range(148):
+            agent.train_step()
+        last = agent.train_step()
+    assert last["recon_loss"] < 0.25 * first["recon_loss"], (first, last)
+    assert last["pred_loss"] < 0.25 * first["pred_loss"], (first, last)
+    assert last["term_loss"] < 0.8 * first["term_loss"], (first, last)
+    assert last["reward_loss"] < 0.2, (first, last)
+    if codec == "vae":
+        assert last["kl"] > 0
+
+
+def test_imagine_shapes_and_one_step_beats_random(trained):
+    agent, _, _ = trained
+    model = agent.model
+    b = agent.buffer.sample(64, 5)
+    out = model.imagine(b["frames"][0], b["actions"])
+    assert out["frames"].shape == (5, 64, 4, 10, 10)
+    assert out["rewards"].shape == out["terminals"].shape == (5, 64)
+    assert ((out["frames"] >= 0) & (out["frames"] <= 1)).all()
+    binary = model.imagine(b["frames"][0], b["actions"], binary=True)
+    assert binary["frames"].dtype == torch.uint8 and binary["terminals"].dtype == torch.bool
+    real = torch.as_tensor(b["frames"][1])
+    acc = (binary["frames"][0] == real).float().mean().item()
+    rand = (torch.randint(0, 2, real.shape, dtype=torch.uint8) == real).float().mean().item()
+    assert acc > 0.95 and acc > rand + 0.3, (acc, rand)
+    # a policy instead of actions sees the imagined frames
+    seen = []
+
+    def policy(frames: np.ndarray) -> np.ndarray:
+        seen.append(frames.shape)
+        return np.zeros(len(frames), np.int64)
+
+    out = model.imagine(b["frames"][0][:3], policy, horizon=4)
+    assert out["frames"].shape == (4, 3, 4, 10, 10) and seen == [(3, 4, 10, 10)] * 4
+    metrics = agent.evaluate_model(batch=64, horizon=5)
+    assert {"kstep_acc_1", "copy_acc_1", "kstep_acc_5", "copy_acc_5", "reward_sign_acc"} <= set(metrics)
+
+
+def test_as_env_step_reset_api(trained):
+    agent, _, _ = trained
+    starts = agent.buffer.sample(8, 1)["frames"][0]
+    env = agent.model.as_env(starts, num_envs=3, horizon=4, seed=0)
+    assert isinstance(env, gym.vector.VectorEnv) and env.num_envs == 3
+    assert env.metadata["autoreset_mode"] == gym.vector.AutoresetMode.NEXT_STEP
+    obs, info = env.reset(seed=1)
+    assert obs.shape == (3, 4, 10, 10) and obs.dtype == np.uint8 and env.observation_space.contains(obs)
+    done_before = np.zeros(3, bool)
+    for t in range(9):
+        obs, r, te, tr, info = env.step(env.action_space.sample())
+        assert obs.shape == (3, 4, 10, 10) and r.shape == te.shape == tr.shape == (3,)
+        assert set(np.unique(obs)) <= {0, 1}
+        assert not (te & tr).any()
+        assert not (done_before & (te | tr)).any()  # the step after an end is a reset
+        assert (r[done_before] == 0).all()
+        done_before = te | tr
+        if t == 3:
+            assert (te | tr | done_before).all()  # horizon 4 truncates
+    with pytest.raises(RlmError):
+        agent.model.as_env(np.zeros((2, 3, 10, 10), np.uint8))
+
+
+def test_checkpoint_round_trip(breakout, trained):
+    agent, _, _ = trained
+    env, _ = breakout
+    state = agent.state_dict(include_buffers=True)
+    blob = io.BytesIO()
+    torch.save(state, blob)
+    blob.seek(0)
+    loaded = torch.load(blob, weights_only=True)
+    other = make_agent(env, seed=5)
+    other.load_state_dict(loaded)
+    assert other.updates == agent.updates and len(other.buffer) == len(agent.buffer)
+    x = agent.buffer.sample(4, 3)
+    a = agent.model.imagine(x["frames"][0], x["actions"])
+    b = other.model.imagine(x["frames"][0], x["actions"])
+    for k in ("frames", "rewards", "terminals"):
+        torch.testing.assert_close(a[k], b[k])
+    with pytest.raises(RlmError, match="does not fit"):
+        make_agent(env, latent_dim=7).load_state_dict(state)
+
+
+def test_train_worldmodel_run_logs_kstep_and_dream_video(tmp_path, capsys):
+    run = tmp_path / "run"
+    summary = api.train(
+        "worldmodel", "MinAtar/Breakout", run_dir=run, steps=600, seed=0, device="cpu", progress=False,
+        overrides=[f"{k}={v}" for k, v in SMALL.items()] + [
+            "learning_starts=100", "train_freq=4", "batch_size=8", "seq_len=4", "kstep_every=20",
+            "kstep_batch=32", "kstep_horizon=5", "log_every=200", "eval_every=600", "eval_episodes=2",
+            "checkpoint_every=600", "torch_threads=1"],
+    )
+    assert summary["steps"] == 600
+    with (run / "metrics.csv").open() as fh:
+        rows = list(csv.DictReader(fh))
+    cols = set(rows[0])
+    for c in ("recon_loss", "kl", "reward_loss", "term_loss", "kstep_acc_1", "copy_acc_1", "kstep_acc_5",
+              "copy_acc_5", "reward_sign_acc", "eval_return_mean"):
+        assert c in cols, c
+    assert any(r["kstep_acc_1"] for r in rows)
+    agent, cfg = api.load_agent(run, "latest")
+    assert cfg.agent == "worldmodel" and agent.q_values(np.zeros((1, 4, 10, 10), np.uint8)) is None
+
+    out = tmp_path / "dream.mp4"
+    capsys.readouterr()
+    assert main(["dream", str(run), "--horizon", "6", "--out", str(out), "--seed", "3"]) == 0
+    printed = capsys.readouterr().out
+    assert str(out) in printed
+    frames = _read_ffmpeg(out)
+    steps = int(printed.split("frames, ")[1].split(" ")[0])
+    assert len(frames) == steps + 1 and 1 <= steps <= 6
+    assert frames[0].ndim == 3 and frames[0].shape[2] == 3
+    # default output folder
+    from rlmorning.viz.dream import dream
+
+    res = dream(run, horizon=3, seed=3)
+    assert res["video"].parent == run / "videos" and res["video"].is_file()
+
+
+def _read_ffmpeg(path: Path) -> list[np.ndarray]:
+    import imageio_ffmpeg
+
+    reader = imageio_ffmpeg.read_frames(str(path))
+    meta = reader.__next__()
+    w, h = meta["size"]
+    return [np.frombuffer(f, np.uint8).reshape(h, w, 3) for f in reader]
