@@ -16,6 +16,7 @@ previous action (one-hot per component), so the core knows what it wrote.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,6 +24,8 @@ import gymnasium as gym
 import numpy as np
 import torch
 import torch.nn.functional as F
+from torch import nn
+
 from rlmorning.agents.nets.ntm import NTM, CoreConfig, State, make_core, reset_rows
 from rlmorning.agents.ntm import (
     RecurrentStateMixin,
@@ -32,8 +35,6 @@ from rlmorning.agents.ntm import (
     to_numpy_tree,
     to_tensor_tree,
 )
-from torch import nn
-
 from rlmorning.errors import RlmError
 
 
@@ -48,11 +49,11 @@ class A2CConfig(CoreConfig):
     memory_width: int = 16
     lstm_size: int = 128
     lstm_layers: int = 1
-    n_steps: int = 20
+    n_steps: int = 10
     """vector steps per rollout (the BPTT window)"""
     gamma: float = 0.99
     gae_lambda: float = 0.95
-    lr: float = 1e-3
+    lr: float = 2e-3
     optimizer: str = "adam"
     """adam | rmsprop"""
     momentum: float = 0.0
@@ -98,6 +99,7 @@ class A2CAgent(RecurrentStateMixin):
         self.generator.manual_seed(seed + 7)
         self.env_steps = 0
         self.updates = 0
+        self.skipped = 0  # gradient steps skipped because the gradient was not finite
         self.rollout: dict[str, list[np.ndarray]] = _empty_rollout()
         self.rollout_state: State | None = None  # the state the rollout started from
         self.curriculum: list[float] = []
@@ -109,6 +111,7 @@ class A2CAgent(RecurrentStateMixin):
 
     # --------------------------------------------------------------------------------------- encoding
     def fresh_state(self, batch_size: int) -> State:
+        """The core's initial state plus a zero previous action, for ``batch_size`` episodes."""
         state = self.core.initial_state(batch_size, self.device)
         state["prev_action"] = torch.zeros(batch_size, self.prev_dim, device=self.device)
         return state
@@ -174,6 +177,7 @@ class A2CAgent(RecurrentStateMixin):
         return self._env_actions(a.numpy()), core_state
 
     def q_values(self, obs: np.ndarray) -> None:
+        """No Q-values: an actor-critic."""
         return None
 
     # ----------------------------------------------------------------------------------------- observe
@@ -217,6 +221,7 @@ class A2CAgent(RecurrentStateMixin):
         return metrics
 
     def _train(self) -> dict[str, float]:
+        """Replay the rollout through the core from its start state, then one actor-critic gradient step."""
         c = self.config
         r = {k: np.stack(v) for k, v in self.rollout.items()}  # [T, B, ...]
         t_len, b = r["rewards"].shape
@@ -272,7 +277,10 @@ class A2CAgent(RecurrentStateMixin):
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         grad_norm = clip_gradients(list(self.net.parameters()), c.max_grad_norm, 0.0)
-        self.optimizer.step()
+        if math.isfinite(grad_norm):
+            self.optimizer.step()
+        else:  # a non-finite loss or gradient never reaches the weights
+            self.skipped += 1
         self.updates += 1
         return {"loss": float(loss.detach()), "policy_loss": float(policy_loss.detach()),
                 "value_loss": float(value_loss.detach()), "entropy": float(entropy.detach()),
@@ -280,11 +288,13 @@ class A2CAgent(RecurrentStateMixin):
 
     # ------------------------------------------------------------------------------------- checkpoints
     def state_dict(self, include_buffers: bool = True) -> dict[str, Any]:
+        """Networks, optimizer, counters, sampling generator; with buffers the rollout and recurrent states."""
         out: dict[str, Any] = {
             "net": self.net.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "env_steps": self.env_steps,
             "updates": self.updates,
+            "skipped": self.skipped,
             "generator": self.generator.get_state(),
             "curriculum": list(self.curriculum),
         }
@@ -296,6 +306,7 @@ class A2CAgent(RecurrentStateMixin):
         return out
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore from :meth:`state_dict`."""
         try:
             self.net.load_state_dict(state["net"])
         except RuntimeError as exc:
@@ -304,6 +315,7 @@ class A2CAgent(RecurrentStateMixin):
         self.optimizer.load_state_dict(state["optimizer"])
         self.env_steps = int(state["env_steps"])
         self.updates = int(state["updates"])
+        self.skipped = int(state.get("skipped", 0))
         self.generator.set_state(state["generator"])
         self.curriculum = [float(x) for x in state.get("curriculum", [])]
         if "rollout" in state:

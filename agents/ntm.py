@@ -19,9 +19,9 @@ import gymnasium as gym
 import numpy as np
 import torch
 import torch.nn.functional as F
-from rlmorning.agents.nets.ntm import NTM, Core, CoreConfig, State, make_core, reset_rows
 from torch import nn
 
+from rlmorning.agents.nets.ntm import NTM, Core, CoreConfig, State, make_core, reset_rows
 from rlmorning.errors import RlmError
 
 
@@ -37,7 +37,7 @@ class NTMConfig(CoreConfig):
     momentum: float = 0.9
     """RMSProp momentum"""
     rmsprop_alpha: float = 0.95
-    max_grad_norm: float = 50.0
+    max_grad_norm: float = 10.0
     """clip the global gradient norm (0 disables)"""
     grad_clip: float = 0.0
     """clip every gradient component to +-this (Graves et al.: 10; 0 disables)"""
@@ -98,6 +98,7 @@ class RecurrentStateMixin:
     _resume_state: State | None = None
 
     def fresh_state(self, batch_size: int) -> State:
+        """The core's initial state for ``batch_size`` episodes."""
         return self.core.initial_state(batch_size, self.device)
 
     def initial_state(self, batch_size: int) -> State:
@@ -184,8 +185,12 @@ class NTMAgent(RecurrentStateMixin):
         self.updates = 0
         self.sequences = 0  # sequences used in gradient steps
         self.dropped = 0  # sequences dropped because max_pending was exceeded
+        self.skipped = 0  # gradient steps skipped because the gradient was not finite
         self.pending: collections.deque[dict[str, np.ndarray]] = collections.deque()
         self.partial: list[dict[str, list[np.ndarray]]] = []
+        # rows whose episode began before a checkpoint that did not save it: dropped until they end
+        self.skip: np.ndarray = np.zeros(0, bool)
+        self._episodes_unknown = False
 
     @property
     def has_memory(self) -> bool:
@@ -203,6 +208,7 @@ class NTMAgent(RecurrentStateMixin):
         return bits, state
 
     def q_values(self, obs: np.ndarray) -> None:
+        """No Q-values: a supervised learner."""
         return None
 
     def predict(self, inputs: np.ndarray, record: bool = False) -> tuple[np.ndarray, list[State]]:
@@ -228,8 +234,15 @@ class NTMAgent(RecurrentStateMixin):
         n = obs.shape[0]
         while len(self.partial) < n:
             self.partial.append({"inputs": [], "targets": [], "mask": []})
+        if len(self.skip) < n:
+            self.skip = np.concatenate([self.skip, np.full(n - len(self.skip), self._episodes_unknown)])
+        self._episodes_unknown = False
         rows = range(n) if valid is None else np.flatnonzero(valid)
         for i in rows:
+            if self.skip[i]:  # the start of this episode was not saved: not a whole sequence
+                self.skip[i] = not done[i]
+                self.env_steps += 1
+                continue
             seq = self.partial[i]
             seq["inputs"].append(np.asarray(obs[i], np.float32))
             seq["targets"].append(np.asarray(targets[i], np.int8))
@@ -245,6 +258,8 @@ class NTMAgent(RecurrentStateMixin):
     def interrupt_episodes(self) -> None:
         """Episodes in flight were lost: drop their partial sequences."""
         self.partial = []
+        self.skip = np.zeros(0, bool)
+        self._episodes_unknown = False
         self._resume_state = None
 
     # ---------------------------------------------------------------------------------------- learning
@@ -272,7 +287,10 @@ class NTMAgent(RecurrentStateMixin):
         loss.backward()
         c = self.config
         grad_norm = clip_gradients(list(self.net.parameters()), c.max_grad_norm, c.grad_clip)
-        self.optimizer.step()
+        if math.isfinite(grad_norm):
+            self.optimizer.step()
+        else:  # a non-finite loss or gradient never reaches the weights
+            self.skipped += 1
         self.updates += 1
         self.sequences += b
         with torch.no_grad():
@@ -286,6 +304,7 @@ class NTMAgent(RecurrentStateMixin):
 
     # ------------------------------------------------------------------------------------- checkpoints
     def state_dict(self, include_buffers: bool = True) -> dict[str, Any]:
+        """Networks, optimizer, counters; with buffers the pending and partial sequences and recurrent state."""
         out: dict[str, Any] = {
             "net": self.net.state_dict(),
             "optimizer": self.optimizer.state_dict(),
@@ -293,15 +312,18 @@ class NTMAgent(RecurrentStateMixin):
             "updates": self.updates,
             "sequences": self.sequences,
             "dropped": self.dropped,
+            "skipped": self.skipped,
         }
         if include_buffers:
             out["pending"] = to_tensor_tree(list(self.pending))
             out["partial"] = to_tensor_tree([{k: (np.stack(v) if v else np.zeros((0,), np.float32))
                                               for k, v in seq.items()} for seq in self.partial])
+            out["skip"] = torch.from_numpy(self.skip.copy())
             self._save_live_state(out)
         return out
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore from :meth:`state_dict`."""
         try:
             self.net.load_state_dict(state["net"])
         except RuntimeError as exc:
@@ -312,9 +334,15 @@ class NTMAgent(RecurrentStateMixin):
         self.updates = int(state["updates"])
         self.sequences = int(state["sequences"])
         self.dropped = int(state.get("dropped", 0))
+        self.skipped = int(state.get("skipped", 0))
         if "pending" in state:
             self.pending = collections.deque(to_numpy_tree(state["pending"]))
             self.partial = [{k: list(v) for k, v in seq.items()} for seq in to_numpy_tree(state["partial"])]
+            self.skip = state["skip"].numpy().copy() if "skip" in state else np.zeros(len(self.partial), bool)
+            self._episodes_unknown = False
+        else:  # saved without sequences: episodes still running (if the envs are restored) are incomplete
+            self.pending, self.partial, self.skip = collections.deque(), [], np.zeros(0, bool)
+            self._episodes_unknown = True
         self._load_live_state(state)
 
 

@@ -27,11 +27,14 @@ def bench_rlmorning(args: argparse.Namespace) -> dict[str, float]:
         f"learning_starts={args.learning_starts}", "train_freq=4", "gradient_steps=1", "batch_size=32",
         "target_update_period=1000", f"buffer_size={args.buffer_size}", "eval_every=0", "checkpoint_every=0",
         "heldout_states=0", "log_every=0", f"precision={args.precision}", f"torch_threads={args.threads}",
+        # SB3's defaults: epsilon 1 -> 0.05 over exploration_fraction 0.1 of the run
+        "eps_end=0.05", f"eps_decay_steps={max(1, (args.learning_starts + args.measure) // 10)}",
     ]
     import tempfile
 
     cfg = resolve_run_config("dqn", "Breakout", config="dqn_atari", overrides=overrides,
-                             steps=10**9, num_envs=args.num_envs, device="cpu", progress=False)
+                             steps=args.learning_starts + args.measure, num_envs=args.num_envs, device="cpu",
+                             progress=False)
     trainer = Trainer(cfg, tempfile.mkdtemp(prefix="bench-rlm-"))
     agent, env = trainer.agent, trainer.env
     phases = {"act": 0.0, "env": 0.0, "observe": 0.0, "update": 0.0}

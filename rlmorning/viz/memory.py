@@ -26,7 +26,8 @@ def _as_row(x: Any, space: gym.Space) -> np.ndarray:
 def record_episode(agent: Any, env: gym.Env, options: dict[str, Any] | None = None,
                    seed: int = 0) -> dict[str, Any]:
     """Play one greedy episode; returns per-step ``inputs``, ``outputs`` (NTM tasks: scored steps only),
-    ``targets`` (NTM tasks; else None), ``read_w [T, R, N]``, ``write_w [T, W, N]``, ``return`` and ``bit_errors`` (NTM tasks)."""
+    ``targets`` (NTM tasks; else None), ``read_w [T, R, N]``, ``write_w [T, W, N]``, ``return`` and
+    ``bit_errors`` (NTM tasks)."""
     obs, _ = env.reset(seed=seed, options=options)
     state = agent.initial_state(1)
     rec: dict[str, list] = {"inputs": [], "outputs": [], "targets": [], "read_w": [], "write_w": []}
