@@ -97,7 +97,8 @@ def bench_sb3(args: argparse.Namespace) -> dict[str, float]:
 
     model = DQN(
         "CnnPolicy", env, buffer_size=args.buffer_size, learning_starts=args.learning_starts, batch_size=32,
-        train_freq=4, gradient_steps=1, target_update_interval=1000, learning_rate=1e-4,
+        # SB3 counts train_freq in vector steps: keep one update per 4 env transitions for any n_envs
+        train_freq=max(1, 4 // args.sb3_envs), gradient_steps=1, target_update_interval=1000, learning_rate=1e-4,
         optimize_memory_usage=False, device="cpu", seed=0, verbose=0,
     )
     timer = Timer()
