@@ -26,6 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from rlmorning.agents.base import load_module_state
 from rlmorning.agents.nets.ntm import NTM, CoreConfig, State, make_core, reset_rows
 from rlmorning.agents.ntm import (
     RecurrentStateMixin,
@@ -307,11 +308,7 @@ class A2CAgent(RecurrentStateMixin):
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore from :meth:`state_dict`."""
-        try:
-            self.net.load_state_dict(state["net"])
-        except RuntimeError as exc:
-            first = str(exc).splitlines()[0]
-            raise RlmError(f"checkpoint does not fit this network (different core/sizes/env?): {first}") from None
+        load_module_state(self.net, state["net"], "core/sizes/env")
         self.optimizer.load_state_dict(state["optimizer"])
         self.env_steps = int(state["env_steps"])
         self.updates = int(state["updates"])

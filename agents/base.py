@@ -80,6 +80,18 @@ class FeedForwardAgent:
             replay.interrupt_episodes()
 
 
+def load_module_state(module: torch.nn.Module, state: dict[str, Any], hint: str) -> None:
+    """``module.load_state_dict(state)``; a shape/key mismatch becomes one RlmError line naming ``hint``
+    (what usually differs, e.g. "encoder/env")."""
+    from rlmorning.errors import RlmError
+
+    try:
+        module.load_state_dict(state)
+    except RuntimeError as exc:
+        first = str(exc).splitlines()[0]
+        raise RlmError(f"checkpoint does not fit this network (different {hint}?): {first}") from None
+
+
 def linear_schedule(start: float, end: float, duration: float, t: float) -> float:
     """Linear interpolation from ``start`` to ``end`` over ``duration`` steps, constant afterwards."""
     if duration <= 0:

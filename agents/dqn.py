@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from rlmorning.agents.base import FeedForwardAgent, linear_schedule
+from rlmorning.agents.base import FeedForwardAgent, linear_schedule, load_module_state
 from rlmorning.agents.nets.encoders import make_encoder
 from rlmorning.errors import RlmError
 from rlmorning.replay import ReplayBuffer, smallest_int_dtype
@@ -250,12 +250,8 @@ class DQNAgent(FeedForwardAgent):
         return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        try:
-            self.online.load_state_dict(state["online"])
-            self.target.load_state_dict(state["target"])
-        except RuntimeError as exc:
-            first = str(exc).splitlines()[0]
-            raise RlmError(f"checkpoint does not fit this network (different encoder/env?): {first}") from None
+        load_module_state(self.online, state["online"], "encoder/env")
+        load_module_state(self.target, state["target"], "encoder/env")
         self.optimizer.load_state_dict(state["optimizer"])
         self.env_steps = int(state["env_steps"])
         self.updates = int(state["updates"])

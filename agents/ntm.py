@@ -21,6 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from rlmorning.agents.base import load_module_state
 from rlmorning.agents.nets.ntm import NTM, Core, CoreConfig, State, make_core, reset_rows
 from rlmorning.errors import RlmError
 
@@ -324,11 +325,7 @@ class NTMAgent(RecurrentStateMixin):
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore from :meth:`state_dict`."""
-        try:
-            self.net.load_state_dict(state["net"])
-        except RuntimeError as exc:
-            first = str(exc).splitlines()[0]
-            raise RlmError(f"checkpoint does not fit this network (different core/sizes/env?): {first}") from None
+        load_module_state(self.net, state["net"], "core/sizes/env")
         self.optimizer.load_state_dict(state["optimizer"])
         self.env_steps = int(state["env_steps"])
         self.updates = int(state["updates"])

@@ -36,7 +36,7 @@ from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 from torch import nn
 
-from rlmorning.agents.base import FeedForwardAgent
+from rlmorning.agents.base import FeedForwardAgent, load_module_state
 from rlmorning.agents.nets.world_model_nets import make_codec, make_dynamics
 from rlmorning.errors import RlmError
 
@@ -542,11 +542,7 @@ class WorldModelAgent(FeedForwardAgent):
         return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        try:
-            self.model.load_state_dict(state["model"])
-        except RuntimeError as exc:
-            first = str(exc).splitlines()[0]
-            raise RlmError(f"checkpoint does not fit this world model (different codec/env?): {first}") from None
+        load_module_state(self.model, state["model"], "codec/env")
         self.model.optimizer.load_state_dict(state["optimizer"])
         self.model.updates = int(state["updates"])
         self.env_steps = int(state["env_steps"])

@@ -22,6 +22,7 @@ and the head weightings start focused on slot 0 so a shift can walk the memory f
 
 from __future__ import annotations
 
+import abc
 from dataclasses import dataclass
 
 import torch
@@ -111,14 +112,14 @@ def reset_rows(state: State, fresh: State, mask: torch.Tensor) -> State:
 
 
 # ------------------------------------------------------------------------------------ cores
-class Core(nn.Module):
+class Core(nn.Module, abc.ABC):
     """Base of the recurrent cores: ``forward(x, state) -> (features, state)``."""
 
     out_dim: int
 
+    @abc.abstractmethod
     def initial_state(self, batch: int, device: torch.device | str = "cpu") -> State:
         """The state of ``batch`` fresh sequences."""
-        raise NotImplementedError
 
     def forward_sequence(self, xs: torch.Tensor, state: State, resets: torch.Tensor | None = None,
                          record: bool = False) -> tuple[torch.Tensor, State, list[State]]:
