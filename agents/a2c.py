@@ -181,6 +181,14 @@ class A2CAgent(RecurrentStateMixin):
         """No Q-values: an actor-critic."""
         return None
 
+    def policy_outputs(self, obs: np.ndarray, state: State) -> dict[str, Any]:
+        """What the policy computes in ``state`` for ``obs`` (``rlmorning record`` logs it): the value
+        ``float32 [B]`` and the probabilities of each action component (``action_probs``, ``[B, n_k]`` each)."""
+        with torch.no_grad():
+            logits, value, _ = self._step(self._encode_obs(obs), state)
+        return {"value": value.float().cpu().numpy(),
+                "action_probs": [torch.softmax(lg.float(), -1).cpu().numpy() for lg in logits]}
+
     # ----------------------------------------------------------------------------------------- observe
     def observe(self, obs: np.ndarray, actions: Any, rewards: np.ndarray, terminated: np.ndarray,
                 truncated: np.ndarray, next_obs: np.ndarray, valid: np.ndarray | None = None,

@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from rlmorning.agents.base import FeedForwardAgent, linear_schedule, load_module_state
+from rlmorning.agents.dyna import DynaPlanner
 from rlmorning.agents.nets.encoders import make_encoder
 from rlmorning.errors import RlmError
 from rlmorning.replay import ReplayBuffer, smallest_int_dtype
@@ -58,6 +59,33 @@ class DQNConfig:
     """0 disables gradient-norm clipping."""
     precision: str = "fp32"
     """fp32 | bf16 (bf16 autocast for forward passes; weights and optimizer stay fp32)"""
+    # --- model-based DQN (rlmorning.agents.dyna); off while world_model is empty
+    world_model: str = ""
+    """<codec>-<dynamics>, e.g. vae-gru, vqvae-gru, vae-mdn-gru: learn a world model and imagine in it."""
+    world_model_kwargs: dict = field(default_factory=dict)
+    """Other world-model settings (ModelConfig fields: latent_dim, hidden, beta, lr, adversarial, ...)."""
+    model_mode: str = "dyna"
+    """dyna (real + imagined transitions per batch) | simple (the DQN learns only from imagined ones)"""
+    imagined_ratio: float = 1.0
+    """dyna: imagined transitions per real one in each batch (batch_size real + ratio x batch_size imagined)."""
+    model_batch_size: int = 32
+    model_seq_len: int = 8
+    """Steps per training window (open-loop horizon of the model's training)."""
+    model_train_freq: int = 4
+    """Env steps per model update."""
+    model_learning_starts: int = 2_000
+    imagine_starts: int = 5_000
+    """Env steps before imagined rollouts begin."""
+    rollout_horizon: int = 5
+    rollout_batch: int = 64
+    """Start states (from replay) per imagination round."""
+    rollout_every: int = 16
+    """Env steps per imagination round."""
+    imagined_buffer_size: int = 50_000
+    kstep_every: int = 1_000
+    """Model updates between k-step prediction checks on replay windows (0: never)."""
+    kstep_horizon: int = 10
+    kstep_batch: int = 128
 
 
 class QNetwork(nn.Module):
@@ -136,6 +164,9 @@ class DQNAgent(FeedForwardAgent):
         self._update_credit = 0.0  # update rounds owed (fractional with many envs)
         self._last_target_sync = 0
         self._autocast = config.precision == "bf16"
+        self.planner: DynaPlanner | None = None
+        if config.world_model:
+            self.planner = DynaPlanner(config, observation_space, self.num_actions, self.replay, device, seed)
 
     # ------------------------------------------------------------------------------------------ acting
     @property
@@ -176,13 +207,26 @@ class DQNAgent(FeedForwardAgent):
         # without a saved buffer, which must refill first)
         if len(self.replay) >= min(self.config.learning_starts, self.config.buffer_size):
             self._update_credit += new / self.config.train_freq
+        if self.planner is not None:
+            rows = slice(None) if valid is None else np.asarray(valid, bool)
+            self.planner.observe(np.asarray(rewards)[rows], new)
+
+    def _imagination_policy(self, obs: np.ndarray, epsilon: float) -> np.ndarray:
+        """Epsilon-greedy actions for imagined rollouts (the planner's RNG, not the acting one)."""
+        assert self.planner is not None
+        rng = self.planner.rng
+        greedy = self.q_values(obs).argmax(dim=1).cpu().numpy()
+        explore = rng.random(len(obs)) < epsilon
+        return np.where(explore, rng.integers(0, self.num_actions, len(obs)), greedy)
 
     # ---------------------------------------------------------------------------------------- learning
     def update(self, step: int) -> dict[str, float]:
         """Take the gradient steps owed by the replay ratio, then sync the target net when due."""
         c = self.config
         metrics: list[dict[str, float]] = []
-        if self.replay.num_sampleable() >= c.batch_size:
+        model_metrics = self.planner.step(self._imagination_policy, self.epsilon) if self.planner else {}
+        ready = self.planner is None or self.planner.ready(c.batch_size)
+        if self.replay.num_sampleable() >= c.batch_size and ready:
             while self._update_credit >= 1.0:
                 self._update_credit -= 1.0
                 for _ in range(c.gradient_steps):
@@ -193,9 +237,10 @@ class DQNAgent(FeedForwardAgent):
             self._last_target_sync = self.env_steps - self.env_steps % c.target_update_period
             self._sync_target()
         if not metrics:
-            return {}
+            return model_metrics
         out = {k: float(np.mean([m[k] for m in metrics])) for k in metrics[0]}
         out["epsilon"] = self.epsilon
+        out.update(model_metrics)
         return out
 
     def _sync_target(self) -> None:
@@ -207,9 +252,21 @@ class DQNAgent(FeedForwardAgent):
                 for t, o in zip(self.target.parameters(), self.online.parameters(), strict=True):
                     t.lerp_(o, tau)
 
+    def _batch(self) -> dict[str, np.ndarray]:
+        """A replay batch; with a world model, imagined transitions are appended (dyna) or used alone (simple)."""
+        c = self.config
+        n_imagined = self.planner.imagined_count(c.batch_size) if self.planner is not None else 0
+        if n_imagined == 0:
+            return self.replay.sample(c.batch_size)
+        imagined = self.planner.imagined.sample(n_imagined)
+        if self.planner.simple:
+            return imagined
+        real = self.replay.sample(c.batch_size)
+        return {k: np.concatenate([real[k], imagined[k].astype(real[k].dtype)]) for k in real}
+
     def _gradient_step(self) -> dict[str, float]:
         c = self.config
-        b = self.replay.sample(c.batch_size)
+        b = self._batch()
         obs = self._obs_tensor(b["obs"])
         next_obs = self._obs_tensor(b["next_obs"])
         actions = torch.as_tensor(b["actions"].astype(np.int64), device=self.device)
@@ -247,6 +304,8 @@ class DQNAgent(FeedForwardAgent):
         }
         if include_buffers:
             state["replay"] = self.replay.state_dict()
+        if self.planner is not None:
+            state["world_model"] = self.planner.state_dict(include_buffers)
         return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -260,6 +319,10 @@ class DQNAgent(FeedForwardAgent):
         self.rng.bit_generator.state = state["rng"]
         if "replay" in state:
             self.replay.load_state_dict(state["replay"])
+        if self.planner is not None:
+            if "world_model" not in state:
+                raise RlmError("checkpoint has no world model, but this config sets world_model")
+            self.planner.load_state_dict(state["world_model"])
 
 
 def td_target(

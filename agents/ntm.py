@@ -212,6 +212,13 @@ class NTMAgent(RecurrentStateMixin):
         """No Q-values: a supervised learner."""
         return None
 
+    def policy_outputs(self, obs: np.ndarray, state: State) -> dict[str, Any]:
+        """The predicted probability of each output bit being 1 in ``state`` for ``obs`` (``bit_probs``,
+        ``float32 [B, bits]``; ``rlmorning record`` logs it)."""
+        with torch.no_grad():
+            feats, _ = self.core(torch.as_tensor(obs, dtype=torch.float32, device=self.device), state)
+            return {"bit_probs": torch.sigmoid(self.head(feats)).float().cpu().numpy()}
+
     def predict(self, inputs: np.ndarray, record: bool = False) -> tuple[np.ndarray, list[State]]:
         """Predicted bits ``int8 [T, B, bits]`` for whole input sequences ``[T, B, in]`` from a fresh state;
         with ``record`` also the state after every step (memory, read/write weightings)."""

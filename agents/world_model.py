@@ -2,30 +2,32 @@
 
 * :class:`WorldModel` is the one interface: ``update(batch) -> metrics``, ``imagine(start_obs, actions or
   policy, horizon)`` and ``as_env(start_obs)`` (a Gymnasium vector env in which an agent can act).
-  Its parts are chosen by name: ``codec`` (``ae`` | ``vae``) and ``dynamics`` (``gru``), see
-  :mod:`rlmorning.agents.nets.world_model_nets`.
-* :class:`WorldModelAgent` (``rlmorning train worldmodel``) acts with a uniformly random policy, stores
-  the real transitions in a :class:`SequenceBuffer` and trains the model in ``update``. Every
-  ``kstep_every`` model updates its metrics also hold the open-loop k-step per-cell accuracy next to
-  the copy-last-frame baseline (``kstep_acc_K``, ``copy_acc_K``) and the reward-sign accuracy.
+  Its parts are chosen by name (:class:`ModelConfig`): ``codec`` (``ae`` | ``vae`` | ``vqvae``),
+  ``dynamics`` (``gru`` | ``mdn-gru``), an optional ``adversarial`` PatchGAN term and an optional
+  ``prior`` (``pixelcnn`` over VQ codes); see :mod:`rlmorning.agents.nets.world_model_nets`.
+* :class:`WorldModelAgent` (``rlmorning train worldmodel``) acts with a uniformly random policy (or starts
+  from another run's saved replay, ``from_run``), keeps real transitions in a
+  :class:`rlmorning.replay.ReplayBuffer` and trains the model in ``update``. Every ``kstep_every`` model
+  updates its metrics also hold the open-loop k-step per-cell error next to the copy-last-frame baseline
+  (``kstep_err_K``, ``copy_err_K``) and the reward-sign accuracy.
+* Dyna-DQN (:mod:`rlmorning.agents.dyna`) trains the same model from the DQN's replay and learns in it.
 
-Training (one ``update``): a batch of windows of ``seq_len`` consecutive real steps (never crossing an
-episode's end; steps after it are masked). All frames are encoded and reconstructed (``recon_loss``, plus
-``beta * kl`` for the VAE). From the first frame's latent the dynamics roll out *open loop* with the real
-actions, feeding their own predicted latents back in; each predicted latent is decoded and scored against
-the real next frame (``pred_loss``, Bernoulli), pulled towards the encoder's mean of that frame
-(``latent_loss``), and the heads predict the reward (``reward_loss``, MSE) and the termination
+Training (one ``update``): a batch of windows of ``seq_len`` consecutive real steps
+(:meth:`ReplayBuffer.sample_sequences`: never crossing an episode's end; steps after it are masked). All
+frames are encoded and reconstructed (``recon_loss``, plus the codec's regulariser: ``beta * kl`` for the
+VAE, the codebook + commitment loss for the VQ-VAE). From the first frame's latent the dynamics roll out
+*open loop* with the real actions, feeding their own predicted latents back in (snapped to the codebook for
+the VQ-VAE); each predicted latent is decoded and scored against the real next frame (``pred_loss``,
+Bernoulli), pulled towards the encoder's latent of that frame (``latent_loss``: squared error, or the
+mixture NLL for ``mdn-gru``), and the heads predict the reward (``reward_loss``, MSE) and the termination
 (``term_loss``, BCE). Training open loop is what makes multi-step predictions hold up.
-
-Why a sequence buffer and not :class:`rlmorning.replay.ReplayBuffer`: ``ReplayBuffer.sample`` returns
-single transitions at random positions, and the dynamics need windows of consecutive steps of one
-episode. :class:`SequenceBuffer` is a small per-env ring of transitions with episode ids.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import gymnasium as gym
@@ -37,142 +39,66 @@ from gymnasium.vector.utils import batch_space
 from torch import nn
 
 from rlmorning.agents.base import FeedForwardAgent, load_module_state
+from rlmorning.agents.nets.adversarial import PatchDiscriminator, discriminator_loss, generator_loss
+from rlmorning.agents.nets.pixelcnn import PixelCNNPrior
 from rlmorning.agents.nets.world_model_nets import make_codec, make_dynamics
 from rlmorning.errors import RlmError
+from rlmorning.replay import ReplayBuffer, smallest_int_dtype
 
+PRIORS = ("none", "pixelcnn")
 Policy = Callable[[np.ndarray], np.ndarray]
 """``policy(frames uint8 [B, C, H, W]) -> actions [B]`` for :meth:`WorldModel.imagine`."""
 
 
-# ------------------------------------------------------------------------------------------------ buffer
-class SequenceBuffer:
-    """Per-env rings of real transitions that can return windows of consecutive steps of one episode.
-
-    Each slot holds ``obs``, ``action``, ``reward``, ``terminated`` and ``next_obs`` (the true next
-    observation, also at episode ends) with the slot's episode id and step index within the episode.
-    """
-
-    def __init__(self, capacity: int, num_envs: int, obs_shape: tuple[int, ...], obs_dtype: Any,
-                 seed: int = 0) -> None:
-        self.num_envs = num_envs
-        self.stream_capacity = max(2, capacity // num_envs)
-        shape = (num_envs, self.stream_capacity)
-        self.obs = np.zeros(shape + tuple(obs_shape), dtype=obs_dtype)
-        self.next_obs = np.zeros_like(self.obs)
-        self.actions = np.zeros(shape, np.int64)
-        self.rewards = np.zeros(shape, np.float32)
-        self.terminated = np.zeros(shape, bool)
-        self.episode = np.full(shape, -1, np.int64)
-        self.index = np.zeros(shape, np.int64)
-        self.count = np.zeros(num_envs, np.int64)  # transitions written per stream
-        self.cur_episode = np.arange(num_envs, dtype=np.int64)
-        self.cur_index = np.zeros(num_envs, np.int64)
-        self.next_episode = np.array(num_envs, np.int64)
-        self.rng = np.random.default_rng(seed)
-
-    def __len__(self) -> int:
-        return int(np.minimum(self.count, self.stream_capacity).sum())
-
-    def add(self, obs: np.ndarray, actions: np.ndarray, rewards: np.ndarray, terminated: np.ndarray,
-            truncated: np.ndarray, next_obs: np.ndarray, valid: np.ndarray | None = None) -> None:
-        for e in range(self.num_envs):
-            if valid is not None and not valid[e]:
-                continue
-            s = self.count[e] % self.stream_capacity
-            self.obs[e, s] = obs[e]
-            self.next_obs[e, s] = next_obs[e]
-            self.actions[e, s] = int(np.asarray(actions[e]))
-            self.rewards[e, s] = float(rewards[e])
-            self.terminated[e, s] = bool(terminated[e])
-            self.episode[e, s] = self.cur_episode[e]
-            self.index[e, s] = self.cur_index[e]
-            self.count[e] += 1
-            self.cur_index[e] += 1
-            if terminated[e] or truncated[e]:
-                self._new_episode(e)
-
-    def _new_episode(self, e: int) -> None:
-        self.cur_episode[e] = int(self.next_episode)
-        self.next_episode += 1
-        self.cur_index[e] = 0
-
-    def interrupt_episodes(self) -> None:
-        """The episodes in progress were lost: the next steps start new episodes."""
-        for e in range(self.num_envs):
-            self._new_episode(e)
-
-    def sample(self, batch_size: int, length: int) -> dict[str, np.ndarray]:
-        """Windows of ``length`` steps: ``frames [L+1, B, *obs]`` (``frames[k+1]`` follows ``actions[k]``),
-        ``actions``, ``rewards``, ``terminated`` and ``mask [L, B]`` (False after the episode's end or
-        where the window runs past the stored data)."""
-        filled = np.minimum(self.count, self.stream_capacity)
-        if filled.sum() == 0:
-            raise RlmError("the world model's sequence buffer is empty")
-        env = self.rng.choice(self.num_envs, size=batch_size, p=filled / filled.sum())
-        # slot offset from the oldest stored slot of the stream
-        oldest = np.where(self.count > self.stream_capacity, self.count % self.stream_capacity, 0)
-        start = (oldest[env] + (self.rng.random(batch_size) * filled[env]).astype(np.int64)) % self.stream_capacity
-        idx = (start[:, None] + np.arange(length)) % self.stream_capacity  # [B, L]
-        ep = self.episode[env[:, None], idx]
-        ind = self.index[env[:, None], idx]
-        same = (ep == ep[:, :1]) & (ind == ind[:, :1] + np.arange(length)) & (ep >= 0)
-        ended = np.zeros_like(same)
-        ended[:, 1:] = np.cumsum(self.terminated[env[:, None], idx][:, :-1], axis=1) > 0
-        mask = np.cumprod(same & ~ended, axis=1).astype(bool)
-        frames = np.concatenate([self.obs[env, start][None], np.moveaxis(self.next_obs[env[:, None], idx], 1, 0)])
-        return {
-            "frames": frames,
-            "actions": self.actions[env[:, None], idx].T.copy(),
-            "rewards": self.rewards[env[:, None], idx].T.copy(),
-            "terminated": (self.terminated[env[:, None], idx] & mask).T.copy(),
-            "mask": mask.T.copy(),
-        }
-
-    def state_dict(self) -> dict[str, Any]:
-        names = ("obs", "next_obs", "actions", "rewards", "terminated", "episode", "index", "count",
-                 "cur_episode", "cur_index", "next_episode")
-        out: dict[str, Any] = {n: torch.from_numpy(np.asarray(getattr(self, n))) for n in names}
-        out["rng"] = self.rng.bit_generator.state
-        return out
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        for name, value in state.items():
-            if name == "rng":
-                self.rng.bit_generator.state = value
-                continue
-            src = value.numpy()
-            dst = np.asarray(getattr(self, name))
-            if src.shape != dst.shape:
-                raise RlmError(f"world-model buffer in checkpoint has {name} {src.shape}, this run expects "
-                               f"{dst.shape} (different buffer_size, num_envs or env?)")
-            setattr(self, name, src.copy())
-
-
 # ------------------------------------------------------------------------------------------------- model
 class WorldModel(nn.Module):
-    """Codec + latent dynamics with its own optimizer. Frames are ``[..., C, H, W]`` (uint8 or float)."""
+    """Codec + latent dynamics (+ optional GAN critic and PixelCNN prior) with its own optimizers.
+
+    Frames are ``[..., C, H, W]`` (uint8 or float); with frame stacking the whole stack is one "frame".
+    ``adversarial > 0`` adds a PatchGAN critic on decoded frames (its generator term weighted by
+    ``adversarial``); ``prior="pixelcnn"`` (``vqvae`` codec only) fits a PixelCNN over the code grid of
+    real frames, to sample start frames (:meth:`sample_frames`) and score frames (:meth:`frame_log_prob`).
+    """
 
     def __init__(self, obs_shape: tuple[int, ...], num_actions: int, *, codec: str = "vae", dynamics: str = "gru",
                  latent_dim: int = 32, codec_channels: int = 16, hidden: int = 256, beta: float = 0.1,
                  lr: float = 1e-3, input_scale: float = 1.0, latent_weight: float = 1.0,
                  reward_weight: float = 1.0, term_weight: float = 1.0, max_grad_norm: float = 100.0,
+                 adversarial: float = 0.0, prior: str = "none", codec_kwargs: dict | None = None,
+                 dynamics_kwargs: dict | None = None, prior_kwargs: dict | None = None,
                  device: torch.device | str = "cpu") -> None:
         super().__init__()
         if len(obs_shape) != 3:
             raise RlmError(f"world models need image observations [C, H, W], got shape {tuple(obs_shape)}")
+        if prior not in PRIORS:
+            raise RlmError(f"unknown world-model prior '{prior}'. Valid: {', '.join(PRIORS)}")
+        if adversarial < 0:
+            raise RlmError(f"config key 'adversarial' must be >= 0, got {adversarial}")
         self.obs_shape = tuple(int(s) for s in obs_shape)
         self.num_actions = int(num_actions)
         self.input_scale = float(input_scale)
-        self.codec_name, self.dynamics_name = codec, dynamics
+        self.codec_name, self.dynamics_name, self.prior_name = codec, dynamics, prior
         self.codec = make_codec(codec, obs_shape, latent_dim=latent_dim, channels=codec_channels,
-                                input_scale=input_scale)
-        self.dyn = make_dynamics(dynamics, latent_dim, num_actions, hidden=hidden)
+                                input_scale=input_scale, **(codec_kwargs or {}))
+        latent_size = int(getattr(self.codec, "latent_size", latent_dim))
+        self.dyn = make_dynamics(dynamics, latent_size, num_actions, hidden=hidden, **(dynamics_kwargs or {}))
         self.beta = beta
+        self.reg_weight = beta if getattr(self.codec, "reg_uses_beta", True) else 1.0
         self.weights = {"latent": latent_weight, "reward": reward_weight, "term": term_weight}
         self.max_grad_norm = max_grad_norm
+        self.adversarial = float(adversarial)
+        self.critic = PatchDiscriminator(self.obs_shape[0]) if adversarial > 0 else None
+        self.prior: PixelCNNPrior | None = None
+        if prior == "pixelcnn":
+            if not hasattr(self.codec, "codes"):
+                raise RlmError(f"prior 'pixelcnn' models discrete codes: use codec 'vqvae', not '{codec}'")
+            self.prior = PixelCNNPrior(self.codec.num_codes, tuple(self.codec.grid), **(prior_kwargs or {}))
         self.device = torch.device(device)
         self.to(self.device)
-        self.optimizer = torch.optim.Adam(self.parameters(), lr=lr)
+        model_params = [p for n, p in self.named_parameters() if not n.startswith("critic.")]
+        self.optimizer = torch.optim.Adam(model_params, lr=lr)
+        self.critic_optimizer = (torch.optim.Adam(self.critic.parameters(), lr=lr, betas=(0.5, 0.999))
+                                 if self.critic is not None else None)
         self.updates = 0
 
     def _t(self, x: Any, dtype: torch.dtype | None = None) -> torch.Tensor:
@@ -182,57 +108,114 @@ class WorldModel(nn.Module):
     def _target(self, frames: torch.Tensor) -> torch.Tensor:
         return frames.float() * self.input_scale
 
+    def _snap(self, z: torch.Tensor) -> torch.Tensor:
+        """Keep predicted latents on the codec's latent set (VQ codes), straight-through for gradients."""
+        snap = getattr(self.codec, "snap", None)
+        return z if snap is None else z + (snap(z) - z).detach()
+
     # -------------------------------------------------------------------------------------- training
     def losses(self, batch: dict[str, Any]) -> tuple[torch.Tensor, dict[str, float]]:
-        """Loss of a :meth:`SequenceBuffer.sample` batch and its parts (see the module docstring)."""
+        """Loss of a :meth:`ReplayBuffer.sample_sequences` batch and its parts (see the module docstring)."""
         frames = self._t(batch["frames"])
         actions = self._t(batch["actions"], torch.long)
         rewards = self._t(batch["rewards"], torch.float32)
         terminated = self._t(batch["terminated"], torch.float32)
         mask = self._t(batch["mask"], torch.float32)
+        fmask = self._t(batch.get("frame_mask", batch["mask"]), torch.float32)
         length, b = actions.shape
         flat = frames.reshape(-1, *self.obs_shape)
         target = self._target(flat)
-        z, mu, kl = self.codec.encode(flat)
-        frame_mask = torch.cat([torch.ones(1, b, device=self.device), mask]).reshape(-1)
+        z, mu, reg = self.codec.encode(flat)
+        frame_mask = torch.cat([torch.ones(1, b, device=self.device), fmask]).reshape(-1)
         n_frames = frame_mask.sum().clamp(min=1)
-        recon = F.binary_cross_entropy_with_logits(self.codec.decode(z), target, reduction="none")
+        recon_logits = self.codec.decode(z)
+        recon = F.binary_cross_entropy_with_logits(recon_logits, target, reduction="none")
         recon_loss = (recon.flatten(1).sum(1) * frame_mask).sum() / n_frames
-        kl_loss = (kl * frame_mask).sum() / n_frames
+        reg_loss = (reg * frame_mask).sum() / n_frames
         z = z.view(length + 1, b, -1)
         mu = mu.view(length + 1, b, -1)
         target = target.view(length + 1, b, *self.obs_shape)
         h = self.dyn.initial(z[0])
         zin = z[0]
+        latent_nll = getattr(self.dyn, "latent_loss", None)
         pred, lat, rew, term = [], [], [], []
         for k in range(length):
             h, zhat, r, tl = self.dyn(zin, actions[k], h)
+            zhat = self._snap(zhat)
             logits = self.codec.decode(zhat)
             pred.append(F.binary_cross_entropy_with_logits(logits, target[k + 1], reduction="none").flatten(1).sum(1))
-            lat.append((zhat - mu[k + 1].detach()).pow(2).sum(1))
+            goal = mu[k + 1].detach()
+            lat.append(latent_nll(h, goal) if latent_nll is not None else (zhat - goal).pow(2).sum(1))
             rew.append((r - rewards[k]).pow(2))
             term.append(F.binary_cross_entropy_with_logits(tl, terminated[k], reduction="none"))
             zin = zhat
         n_steps = mask.sum().clamp(min=1)
-        parts = {name: (torch.stack(v) * mask).sum() / n_steps
-                 for name, v in (("pred_loss", pred), ("latent_loss", lat), ("reward_loss", rew), ("term_loss", term))}
-        loss = (recon_loss + self.beta * kl_loss + parts["pred_loss"] + self.weights["latent"] * parts["latent_loss"]
+        n_next = fmask.sum().clamp(min=1)
+        parts = {name: (torch.stack(v) * m).sum() / n
+                 for name, v, m, n in (("pred_loss", pred, fmask, n_next), ("latent_loss", lat, fmask, n_next),
+                                       ("reward_loss", rew, mask, n_steps), ("term_loss", term, mask, n_steps))}
+        loss = (recon_loss + self.reg_weight * reg_loss + parts["pred_loss"]
+                + self.weights["latent"] * parts["latent_loss"]
                 + self.weights["reward"] * parts["reward_loss"] + self.weights["term"] * parts["term_loss"])
-        metrics = {"recon_loss": float(recon_loss.detach()), "kl": float(kl_loss.detach()),
-                   **{k: float(v.detach()) for k, v in parts.items()}, "model_loss": float(loss.detach())}
+        metrics = {"recon_loss": float(recon_loss.detach()), self._reg_name(): float(reg_loss.detach()),
+                   **{k: float(v.detach()) for k, v in parts.items()}}
+        if self.critic is not None:
+            keep = frame_mask > 0
+            fake = torch.sigmoid(recon_logits[keep])
+            gen = generator_loss(self.critic, fake)
+            loss = loss + self.adversarial * gen
+            metrics["gan_g_loss"] = float(gen.detach())
+            self._critic_batch = (target.reshape(-1, *self.obs_shape)[keep].detach(), fake.detach())
+        if self.prior is not None:
+            with torch.no_grad():
+                codes = self.codec.codes(flat[frame_mask > 0])
+            prior_loss = self.prior.loss(codes)
+            loss = loss + prior_loss
+            metrics["prior_nll"] = float(prior_loss.detach())
+        metrics["model_loss"] = float(loss.detach())
         return loss, metrics
 
+    def _reg_name(self) -> str:
+        return {"vae": "kl", "vqvae": "vq_loss"}.get(self.codec_name, "reg_loss")
+
     def update(self, batch: dict[str, Any]) -> dict[str, float]:
-        """One optimizer step on a sequence batch; returns the loss parts."""
+        """One optimizer step on a sequence batch (and one critic step when adversarial); the loss parts."""
         self.train()
         loss, metrics = self.losses(batch)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if self.max_grad_norm > 0:
-            nn.utils.clip_grad_norm_(self.parameters(), self.max_grad_norm)
+            nn.utils.clip_grad_norm_(self.optimizer.param_groups[0]["params"], self.max_grad_norm)
         self.optimizer.step()
+        if self.critic is not None and self.critic_optimizer is not None:
+            real, fake = self._critic_batch
+            d_loss = discriminator_loss(self.critic, real, fake)
+            self.critic_optimizer.zero_grad(set_to_none=True)
+            d_loss.backward()
+            self.critic_optimizer.step()
+            metrics["gan_d_loss"] = float(d_loss.detach())
+            del self._critic_batch
         self.updates += 1
         return metrics
+
+    # ------------------------------------------------------------------------------------- the prior
+    @torch.no_grad()
+    def sample_frames(self, n: int, temperature: float = 1.0, generator: torch.Generator | None = None
+                      ) -> torch.Tensor:
+        """``n`` plausible frames (env dtype) sampled from the PixelCNN prior and decoded."""
+        if self.prior is None:
+            raise RlmError("this world model has no prior: train it with prior=pixelcnn (codec vqvae)")
+        self.eval()
+        codes = self.prior.sample(n, temperature=temperature, generator=generator).to(self.device)
+        return self._to_frames(torch.sigmoid(self.codec.decode_codes(codes)))
+
+    @torch.no_grad()
+    def frame_log_prob(self, frames: Any) -> torch.Tensor:
+        """Log-probability (nats) of frames' code grids under the PixelCNN prior, ``[B]``."""
+        if self.prior is None:
+            raise RlmError("this world model has no prior: train it with prior=pixelcnn (codec vqvae)")
+        self.eval()
+        return self.prior.log_prob(self.codec.codes(self._t(frames)))
 
     # ------------------------------------------------------------------------------------- imagining
     def _to_frames(self, probs: torch.Tensor) -> torch.Tensor:
@@ -253,6 +236,7 @@ class WorldModel(nn.Module):
                     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """One imagined step: ``(next latent, state, frame probabilities, reward, termination probability)``."""
         h, zhat, r, tl = self.dyn(z, self._t(actions, torch.long), h)
+        zhat = self._snap(zhat)
         return zhat, h, torch.sigmoid(self.codec.decode(zhat)), r, torch.sigmoid(tl)
 
     @torch.no_grad()
@@ -292,15 +276,16 @@ class WorldModel(nn.Module):
         return {"frames": torch.stack(frames), "rewards": torch.stack(rewards), "terminals": torch.stack(terms),
                 "actions": torch.stack(taken)}
 
-    def as_env(self, start_obs: Any, num_envs: int | None = None, horizon: int = 50,
+    def as_env(self, start_obs: Any | None, num_envs: int | None = None, horizon: int = 50,
                seed: int | None = None) -> ImaginedVectorEnv:
-        """A Gymnasium vector env that steps this model; each reset draws start frames from ``start_obs``."""
+        """A Gymnasium vector env that steps this model; each reset draws start frames from ``start_obs``
+        (or from the PixelCNN prior when ``start_obs`` is None)."""
         return ImaginedVectorEnv(self, start_obs, num_envs=num_envs, horizon=horizon, seed=seed)
 
     # ------------------------------------------------------------------------------------ evaluation
     @torch.no_grad()
     def kstep_metrics(self, batch: dict[str, Any], ks: tuple[int, ...] | None = None) -> dict[str, Any]:
-        """Open-loop k-step quality on real windows (``SequenceBuffer.sample``) with the real actions.
+        """Open-loop k-step quality on real windows (``ReplayBuffer.sample_sequences``) with the real actions.
 
         Per-cell accuracy of the binarised prediction of frame ``k`` vs the real one (``acc[k-1]``), the
         copy-last-frame baseline (frame 0 as the guess for frame ``k``), and the reward-sign accuracy over
@@ -309,10 +294,11 @@ class WorldModel(nn.Module):
         """
         frames = self._t(batch["frames"])
         mask = self._t(batch["mask"], torch.bool)
+        fmask = self._t(batch.get("frame_mask", batch["mask"]), torch.bool)
         out = self.imagine(frames[0], batch["actions"], binary=True)
         pred = out["frames"]
         real = frames[1:].to(pred.dtype)
-        m = mask.float()
+        m = fmask.float()
         denom = m.sum(1).clamp(min=1)
         acc = ((pred == real).float().flatten(2).mean(2) * m).sum(1) / denom
         copy = ((frames[0].to(pred.dtype)[None] == real).float().flatten(2).mean(2) * m).sum(1) / denom
@@ -320,9 +306,10 @@ class WorldModel(nn.Module):
         r_pred = torch.sign(torch.round(out["rewards"]))
         hit = (r_pred == r_real).float()
         nonzero = (r_real != 0) & mask
+        ms = mask.float()
         return {
             "acc": acc.cpu().numpy(), "copy_acc": copy.cpu().numpy(), "valid": m.sum(1).cpu().numpy(),
-            "reward_sign_acc": float((hit * m).sum() / m.sum().clamp(min=1)),
+            "reward_sign_acc": float((hit * ms).sum() / ms.sum().clamp(min=1)),
             "reward_nonzero_acc": float(hit[nonzero].mean()) if nonzero.any() else float("nan"),
         }
 
@@ -332,7 +319,8 @@ class ImaginedVectorEnv(VectorEnv):
     """The world model as a Gymnasium vector env (next-step autoreset, like Gymnasium's default).
 
     ``reset`` draws ``num_envs`` start frames from the pool ``start_obs`` (row ``i`` when the pool has
-    exactly ``num_envs`` rows, else uniformly at random) and returns them as they are (real frames).
+    exactly ``num_envs`` rows, else uniformly at random) and returns them as they are (real frames);
+    with ``start_obs=None`` start frames are sampled from the model's PixelCNN prior instead.
     ``step`` advances the latent dynamics: observations are the binarised decoded frames, rewards the
     reward head, ``terminated`` is the termination head's probability > 0.5 and ``truncated`` is set after
     ``horizon`` imagined steps. Autoreset is *next-step*: the step after an episode's end returns a fresh
@@ -344,15 +332,22 @@ class ImaginedVectorEnv(VectorEnv):
 
     def __init__(self, model: WorldModel, start_obs: Any, num_envs: int | None = None, horizon: int = 50,
                  seed: int | None = None) -> None:
-        pool = np.asarray(start_obs.cpu() if isinstance(start_obs, torch.Tensor) else start_obs)
-        if pool.ndim != 4 or tuple(pool.shape[1:]) != model.obs_shape:
+        if start_obs is None:
+            if model.prior is None:
+                raise RlmError("as_env: give start frames, or train the model with a prior (prior=pixelcnn)")
+            if not num_envs:
+                raise RlmError("as_env: num_envs is needed when start frames come from the prior")
+            pool = None
+        else:
+            pool = np.asarray(start_obs.cpu() if isinstance(start_obs, torch.Tensor) else start_obs)
+        if pool is not None and (pool.ndim != 4 or tuple(pool.shape[1:]) != model.obs_shape):
             raise RlmError(f"as_env: start frames must be [N, {', '.join(map(str, model.obs_shape))}], "
                            f"got {pool.shape}")
         if horizon < 1:
             raise RlmError(f"as_env: horizon must be >= 1, got {horizon}")
         self.model = model
         self.pool = pool
-        self.num_envs = int(num_envs or len(pool))
+        self.num_envs = int(num_envs or len(pool))  # type: ignore[arg-type]
         self.horizon = horizon
         high = 1 if model.input_scale == 1.0 else 255
         self.single_observation_space = gym.spaces.Box(0, high, model.obs_shape, dtype=np.uint8)
@@ -366,6 +361,9 @@ class ImaginedVectorEnv(VectorEnv):
         self._needs_reset = np.zeros(self.num_envs, bool)
 
     def _draw(self, n: int) -> np.ndarray:
+        if self.pool is None:
+            gen = torch.Generator().manual_seed(int(self.rng.integers(2**62)))
+            return self.model.sample_frames(n, generator=gen).cpu().numpy()
         if len(self.pool) == self.num_envs and n == self.num_envs:
             return self.pool.astype(np.uint8)
         return self.pool[self.rng.integers(0, len(self.pool), n)].astype(np.uint8)
@@ -406,14 +404,15 @@ class ImaginedVectorEnv(VectorEnv):
 
 # ------------------------------------------------------------------------------------------------- agent
 @dataclass
-class WorldModelConfig:
-    """World-model training on real experience gathered by a uniformly random policy."""
+class ModelConfig:
+    """The world model's parts and optimiser (shared by ``train worldmodel`` and Dyna-DQN)."""
 
     codec: str = "vae"
-    """ae | vae"""
+    """ae | vae | vqvae"""
     dynamics: str = "gru"
-    """gru"""
+    """gru | mdn-gru"""
     latent_dim: int = 32
+    """Latent size of ae/vae (vqvae: code_dim x grid cells, see codec_kwargs)."""
     codec_channels: int = 16
     hidden: int = 256
     """GRU state size."""
@@ -422,8 +421,59 @@ class WorldModelConfig:
     latent_weight: float = 1.0
     reward_weight: float = 1.0
     term_weight: float = 1.0
+    adversarial: float = 0.0
+    """Weight of the PatchGAN generator term on decoded frames (0: no critic)."""
+    prior: str = "none"
+    """none | pixelcnn (over the vqvae code grid)"""
+    codec_kwargs: dict = field(default_factory=dict)
+    """e.g. vqvae: {num_codes: 32, code_dim: 8, commitment: 0.25}"""
+    dynamics_kwargs: dict = field(default_factory=dict)
+    """e.g. mdn-gru: {mixtures: 5, temperature: 1.0}"""
+    prior_kwargs: dict = field(default_factory=dict)
     lr: float = 1e-3
     max_grad_norm: float = 100.0
+
+
+def build_world_model(cfg: ModelConfig, observation_space: gym.spaces.Box, num_actions: int,
+                      device: torch.device | str) -> WorldModel:
+    """A :class:`WorldModel` for ``observation_space`` (uint8 grey frames are scaled to [0, 1])."""
+    if not isinstance(observation_space, gym.spaces.Box) or len(observation_space.shape) != 3:
+        raise RlmError(f"world models need image observations [C, H, W], this env has {observation_space}")
+    grey = observation_space.dtype == np.uint8 and float(np.max(observation_space.high)) > 1
+    return WorldModel(
+        tuple(observation_space.shape), num_actions, codec=cfg.codec, dynamics=cfg.dynamics,
+        latent_dim=cfg.latent_dim, codec_channels=cfg.codec_channels, hidden=cfg.hidden, beta=cfg.beta,
+        lr=cfg.lr, input_scale=1.0 / 255.0 if grey else 1.0, latent_weight=cfg.latent_weight,
+        reward_weight=cfg.reward_weight, term_weight=cfg.term_weight, max_grad_norm=cfg.max_grad_norm,
+        adversarial=cfg.adversarial, prior=cfg.prior, codec_kwargs=cfg.codec_kwargs,
+        dynamics_kwargs=cfg.dynamics_kwargs, prior_kwargs=cfg.prior_kwargs, device=device,
+    )
+
+
+def kstep_summary(model: WorldModel, batch: dict[str, Any]) -> dict[str, float]:
+    """Logged k-step metrics of a sequence batch: ``kstep_err_K`` / ``copy_err_K`` (per-cell error rate of
+    the open-loop prediction and of copy-last-frame) for every K up to the window length,
+    ``kstep_acc_K`` / ``copy_acc_K`` for K in 1, 5 and the horizon, and the reward-sign accuracies."""
+    res = model.kstep_metrics(batch)
+    horizon = len(res["acc"])
+    out: dict[str, float] = {}
+    for k in range(1, horizon + 1):
+        if res["valid"][k - 1] > 0:
+            out[f"kstep_err_{k}"] = 1.0 - float(res["acc"][k - 1])
+            out[f"copy_err_{k}"] = 1.0 - float(res["copy_acc"][k - 1])
+            if k in (1, min(5, horizon), horizon):
+                out[f"kstep_acc_{k}"] = float(res["acc"][k - 1])
+                out[f"copy_acc_{k}"] = float(res["copy_acc"][k - 1])
+    out["reward_sign_acc"] = res["reward_sign_acc"]
+    if not np.isnan(res["reward_nonzero_acc"]):
+        out["reward_nonzero_acc"] = res["reward_nonzero_acc"]
+    return out
+
+
+@dataclass
+class WorldModelConfig(ModelConfig):
+    """World-model training on real experience gathered by a uniformly random policy (or a run's replay)."""
+
     batch_size: int = 32
     """Windows per update."""
     seq_len: int = 8
@@ -436,13 +486,40 @@ class WorldModelConfig:
     """Model updates between k-step evaluations (0 disables them)."""
     kstep_horizon: int = 10
     kstep_batch: int = 256
+    from_run: str = ""
+    """Run directory whose saved replay (checkpoints/latest.pt) seeds the buffer, e.g. a DQN run's."""
+
+
+def replay_from_run(run: str, num_envs: int, obs_shape: tuple[int, ...], obs_dtype: Any, frame_stack: int,
+                    action_dtype: Any, seed: int) -> ReplayBuffer:
+    """The replay buffer saved in ``run``'s ``checkpoints/latest.pt`` (e.g. by a DQN run), ready to sample."""
+    from rlmorning.run import load_checkpoint  # noqa: PLC0415 (run imports agents lazily too)
+
+    path = Path(run) / "checkpoints" / "latest.pt"
+    state = load_checkpoint(path).get("agent", {}).get("replay")
+    if state is None:
+        raise RlmError(f"'{path}' holds no replay buffer (was the run trained with save_replay: false?)")
+    frames = state["frames"]
+    if int(frames.shape[0]) != num_envs:
+        raise RlmError(f"from_run '{run}' was collected with {int(frames.shape[0])} envs: train with "
+                       f"--num-envs {int(frames.shape[0])}")
+    buf = ReplayBuffer(int(frames.shape[0] * frames.shape[1]), num_envs, obs_shape, obs_dtype, frame_stack,
+                       action_dtype=state["actions"].numpy().dtype, seed=seed)
+    if buf.frames.shape != tuple(frames.shape) or buf.frames.dtype != frames.numpy().dtype:
+        raise RlmError(f"from_run '{run}' stores frames {tuple(frames.shape[2:])} {frames.numpy().dtype}, "
+                       f"this env's are {buf.frames.shape[2:]} {buf.frames.dtype} (a different env?)")
+    buf.load_state_dict(state)
+    buf.interrupt_episodes()
+    return buf
 
 
 class WorldModelAgent(FeedForwardAgent):
     """Collects real experience with a uniformly random policy and trains a :class:`WorldModel`.
 
     ``act`` is uniformly random whether exploring or not (so the trainer's evaluation measures a random
-    policy's return); ``q_values`` is None.
+    policy's return); ``q_values`` is None. Transitions go to a :class:`rlmorning.replay.ReplayBuffer`
+    (frames stored once) whose :meth:`~rlmorning.replay.ReplayBuffer.sample_sequences` gives the training
+    windows; with ``from_run`` it starts as the saved replay of another run (and keeps adding new steps).
     """
 
     def __init__(self, config: WorldModelConfig, observation_space: gym.Space, action_space: gym.Space, *,
@@ -457,17 +534,15 @@ class WorldModelAgent(FeedForwardAgent):
         self.config = config
         self.device = device
         self.num_actions = int(action_space.n)
+        self.model = build_world_model(config, observation_space, self.num_actions, device)
         obs_shape = tuple(observation_space.shape)
-        grey = observation_space.dtype == np.uint8 and float(np.max(observation_space.high)) > 1
-        scale = 1.0 / 255.0 if grey else 1.0
-        c = config
-        self.model = WorldModel(
-            obs_shape, self.num_actions, codec=c.codec, dynamics=c.dynamics, latent_dim=c.latent_dim,
-            codec_channels=c.codec_channels, hidden=c.hidden, beta=c.beta, lr=c.lr, input_scale=scale,
-            latent_weight=c.latent_weight, reward_weight=c.reward_weight, term_weight=c.term_weight,
-            max_grad_norm=c.max_grad_norm, device=device,
-        )
-        self.buffer = SequenceBuffer(c.buffer_size, num_envs, obs_shape, observation_space.dtype, seed=seed)
+        action_dtype = smallest_int_dtype(self.num_actions)
+        if config.from_run:
+            self.replay = replay_from_run(config.from_run, num_envs, obs_shape, observation_space.dtype,
+                                          frame_stack, action_dtype, seed)
+        else:
+            self.replay = ReplayBuffer(config.buffer_size, num_envs, obs_shape, observation_space.dtype,
+                                       frame_stack, action_dtype=action_dtype, seed=seed)
         self.rng = np.random.default_rng(seed + 1)
         self.env_steps = 0
         self._update_credit = 0.0
@@ -483,41 +558,34 @@ class WorldModelAgent(FeedForwardAgent):
         return None
 
     def interrupt_episodes(self) -> None:
-        self.buffer.interrupt_episodes()
+        self.replay.interrupt_episodes()
 
     def observe(self, obs: np.ndarray, actions: np.ndarray, rewards: np.ndarray, terminated: np.ndarray,
                 truncated: np.ndarray, next_obs: np.ndarray, valid: np.ndarray | None = None,
                 info: dict | None = None) -> None:
-        self.buffer.add(obs, actions, rewards, terminated, truncated, next_obs, valid)
+        self.replay.add(obs, actions, rewards, terminated, truncated, next_obs, valid)
         new = int(obs.shape[0] if valid is None else np.count_nonzero(valid))
         self.env_steps += new
-        if len(self.buffer) >= min(self.config.learning_starts, self.config.buffer_size):
+        if len(self.replay) >= min(self.config.learning_starts, self.replay.stream_capacity * self.replay.num_envs):
             self._update_credit += new / self.config.train_freq
+
+    def sample(self, batch_size: int, length: int) -> dict[str, np.ndarray]:
+        """Training windows from the replay (see :meth:`ReplayBuffer.sample_sequences`)."""
+        return self.replay.sample_sequences(batch_size, length)
 
     def train_step(self) -> dict[str, float]:
         """One model update on a fresh batch of windows."""
-        return self.model.update(self.buffer.sample(self.config.batch_size, self.config.seq_len))
+        return self.model.update(self.sample(self.config.batch_size, self.config.seq_len))
 
     def evaluate_model(self, batch: int | None = None, horizon: int | None = None) -> dict[str, float]:
-        """k-step metrics on windows from the buffer: ``kstep_acc_K`` / ``copy_acc_K`` for K in 1, 5 and
-        the horizon, and the reward-sign accuracies (seen data, not held out)."""
+        """k-step metrics (:func:`kstep_summary`) on windows from the replay (seen data, not held out)."""
         c = self.config
-        horizon = horizon or c.kstep_horizon
-        res = self.model.kstep_metrics(self.buffer.sample(batch or c.kstep_batch, horizon))
-        out: dict[str, float] = {}
-        for k in sorted({1, min(5, horizon), horizon}):
-            if res["valid"][k - 1] > 0:
-                out[f"kstep_acc_{k}"] = float(res["acc"][k - 1])
-                out[f"copy_acc_{k}"] = float(res["copy_acc"][k - 1])
-        out["reward_sign_acc"] = res["reward_sign_acc"]
-        if not np.isnan(res["reward_nonzero_acc"]):
-            out["reward_nonzero_acc"] = res["reward_nonzero_acc"]
-        return out
+        return kstep_summary(self.model, self.sample(batch or c.kstep_batch, horizon or c.kstep_horizon))
 
     def update(self, step: int) -> dict[str, float]:
         c = self.config
         metrics: list[dict[str, float]] = []
-        if len(self.buffer) > 0:
+        if len(self.replay) > 1:
             while self._update_credit >= 1.0:
                 self._update_credit -= 1.0
                 metrics.append(self.train_step())
@@ -537,16 +605,20 @@ class WorldModelAgent(FeedForwardAgent):
             "update_credit": self._update_credit,
             "rng": self.rng.bit_generator.state,
         }
+        if self.model.critic_optimizer is not None:
+            state["critic_optimizer"] = self.model.critic_optimizer.state_dict()
         if include_buffers:
-            state["buffer"] = self.buffer.state_dict()
+            state["replay"] = self.replay.state_dict()
         return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         load_module_state(self.model, state["model"], "codec/env")
         self.model.optimizer.load_state_dict(state["optimizer"])
+        if self.model.critic_optimizer is not None and "critic_optimizer" in state:
+            self.model.critic_optimizer.load_state_dict(state["critic_optimizer"])
         self.model.updates = int(state["updates"])
         self.env_steps = int(state["env_steps"])
         self._update_credit = float(state["update_credit"])
         self.rng.bit_generator.state = state["rng"]
-        if "buffer" in state:
-            self.buffer.load_state_dict(state["buffer"])
+        if "replay" in state:
+            self.replay.load_state_dict(state["replay"])

@@ -1,9 +1,16 @@
 """Saving and restoring the state of simple Python vector envs, so ``--resume`` continues exactly.
 
-Supported: ``gymnasium.vector.SyncVectorEnv`` of envs whose whole state is ``unwrapped.state`` (the
-classic-control family: CartPole, Acrobot, MountainCar, Pendulum ...) plus their RNG and time-limit
-counter. Other envs (the ALE's C++ vector env, MinAtar) return None: a resumed run starts fresh
-episodes there, and the trainer says so.
+Supported: ``gymnasium.vector.SyncVectorEnv`` of envs that either
+
+- define ``checkpoint_state() -> data`` and ``restore_checkpoint_state(data)``, ``data`` being plain
+  values (ints, floats, strings, None, tensors, and lists/tuples/dicts of them) that
+  ``torch.load(weights_only=True)`` reads back (rlmorning's algorithmic envs and NTM tasks), or
+- keep their whole state in ``unwrapped.state`` (the classic-control family: CartPole, Acrobot,
+  MountainCar, Pendulum ...).
+
+Besides, every sub-env's RNG (``np_random``) and its wrappers' counters (``TimeLimit``'s elapsed steps,
+the order-enforcing and env-checker flags) are saved. Other envs (the ALE's C++ vector env, MinAtar)
+return None: a resumed run starts fresh episodes there, and the trainer says so.
 """
 
 from __future__ import annotations
@@ -14,13 +21,111 @@ import gymnasium as gym
 import numpy as np
 import torch
 
+# counters and flags of Gymnasium's standard wrappers (TimeLimit, OrderEnforcing, PassiveEnvChecker)
+_WRAPPER_COUNTERS = ("_elapsed_steps", "_has_reset", "checked_reset", "checked_step", "checked_render")
+
+
+def pack_tree(x: Any) -> Any:
+    """Nested tensors, arrays, tuples, lists, dicts and scalars as data ``torch.load(weights_only=True)``
+    reads back; :func:`unpack_tree` restores the same types (arrays stay arrays, tuples stay tuples)."""
+    if x is None or isinstance(x, bool | int | float | str):
+        return x
+    if isinstance(x, torch.Tensor):
+        return ("tensor", x.detach().cpu().clone(), x.device.type)
+    if isinstance(x, np.ndarray):
+        if x.dtype == object:
+            raise TypeError("object arrays cannot be checkpointed")
+        return ("ndarray", torch.from_numpy(np.array(x, copy=True, order="C")))
+    if isinstance(x, np.generic):
+        return x.item()
+    if isinstance(x, tuple | list):
+        return ("tuple" if isinstance(x, tuple) else "list", [pack_tree(v) for v in x])
+    if isinstance(x, dict):
+        return ("dict", {k: pack_tree(v) for k, v in x.items()})
+    raise TypeError(f"a {type(x).__name__} cannot be checkpointed (use tensors, arrays, tuples, lists, dicts)")
+
+
+def unpack_tree(x: Any, device: torch.device | str | None = None) -> Any:
+    """Inverse of :func:`pack_tree`; tensors that were not on the CPU go to ``device`` (default: where saved)."""
+    if not isinstance(x, tuple):
+        return x
+    kind, value = x[0], x[1]
+    if kind == "tensor":
+        if x[2] == "cpu":
+            return value.cpu()
+        return value if device is None else value.to(device)
+    if kind == "ndarray":
+        return value.cpu().numpy().copy()
+    if kind == "tuple":
+        return tuple(unpack_tree(v, device) for v in value)
+    if kind == "list":
+        return [unpack_tree(v, device) for v in value]
+    if kind == "dict":
+        return {k: unpack_tree(v, device) for k, v in value.items()}
+    raise ValueError(f"unknown packed kind '{kind}'")
+
+
+def _wrappers(env: gym.Env) -> list[gym.Wrapper]:
+    out = []
+    while isinstance(env, gym.Wrapper):
+        out.append(env)
+        env = env.env
+    return out
+
 
 def _time_limit(env: gym.Env) -> gym.wrappers.TimeLimit | None:
-    while isinstance(env, gym.Wrapper):
-        if isinstance(env, gym.wrappers.TimeLimit):
-            return env
-        env = env.env
-    return None
+    return next((w for w in _wrappers(env) if isinstance(w, gym.wrappers.TimeLimit)), None)
+
+
+def _capture_wrappers(env: gym.Env) -> list[dict[str, Any]]:
+    out = []
+    for w in _wrappers(env):
+        values = {k: getattr(w, k) for k in _WRAPPER_COUNTERS if isinstance(getattr(w, k, None), bool | int)}
+        saver = getattr(w, "checkpoint_state", None)
+        data = pack_tree(saver()) if callable(saver) else None
+        out.append({"type": type(w).__name__, "counters": values, "data": data})
+    return out
+
+
+def _restore_wrappers(env: gym.Env, saved: list[dict[str, Any]]) -> None:
+    for w, s in zip(_wrappers(env), saved, strict=True):
+        for k, v in s["counters"].items():
+            setattr(w, k, v)
+        if s["data"] is not None:
+            w.restore_checkpoint_state(unpack_tree(s["data"]))  # type: ignore[attr-defined]
+
+
+def _capture_one(e: gym.Env) -> dict[str, Any] | None:
+    base = e.unwrapped
+    saver = getattr(base, "checkpoint_state", None)
+    out: dict[str, Any]
+    if callable(saver):
+        data = saver()
+        if data is None:
+            return None
+        out = {"data": pack_tree(data)}
+    else:
+        raw = getattr(base, "state", None)
+        if raw is None or not hasattr(base, "np_random"):
+            return None
+        out = {
+            "state": torch.from_numpy(np.array(raw, dtype=np.float64)),
+            "dtype": str(np.asarray(raw).dtype),
+            "steps_beyond_terminated": getattr(base, "steps_beyond_terminated", None),
+        }
+    out["rng"] = base.np_random.bit_generator.state
+    out["wrappers"] = _capture_wrappers(e)
+    return out
+
+
+def _fits(e: gym.Env, s: dict[str, Any]) -> bool:
+    """Whether the saved sub-env state ``s`` was captured from an env like ``e``."""
+    custom = callable(getattr(e.unwrapped, "checkpoint_state", None))
+    if custom != ("data" in s):
+        return False
+    if "wrappers" in s:
+        return [type(w).__name__ for w in _wrappers(e)] == [w["type"] for w in s["wrappers"]]
+    return True
 
 
 def capture_env_state(env: Any) -> dict[str, Any] | None:
@@ -29,18 +134,10 @@ def capture_env_state(env: Any) -> dict[str, Any] | None:
         return None
     subs = []
     for e in env.envs:
-        base = e.unwrapped
-        raw = getattr(base, "state", None)
-        if raw is None or not hasattr(base, "np_random"):
+        s = _capture_one(e)
+        if s is None:
             return None
-        limit = _time_limit(e)
-        subs.append({
-            "state": torch.from_numpy(np.array(raw, dtype=np.float64)),
-            "dtype": str(np.asarray(raw).dtype),
-            "steps_beyond_terminated": getattr(base, "steps_beyond_terminated", None),
-            "rng": base.np_random.bit_generator.state,
-            "elapsed": getattr(limit, "_elapsed_steps", None) if limit is not None else None,
-        })
+        subs.append(s)
     return {
         "kind": "sync",
         "envs": subs,
@@ -49,19 +146,27 @@ def capture_env_state(env: Any) -> dict[str, Any] | None:
 
 
 def restore_env_state(env: Any, state: dict[str, Any]) -> bool:
-    """Restore what :func:`capture_env_state` saved; False when ``env`` is not of that kind."""
+    """Restore what :func:`capture_env_state` saved; False (nothing changed) when ``env`` is not of that kind."""
     if state.get("kind") != "sync" or not isinstance(env, gym.vector.SyncVectorEnv):
         return False
     if len(state["envs"]) != len(env.envs):
         return False
+    if not all(_fits(e, s) for e, s in zip(env.envs, state["envs"], strict=True)):
+        return False
     for e, s in zip(env.envs, state["envs"], strict=True):
         base = e.unwrapped
-        base.state = s["state"].numpy().astype(s["dtype"])
-        if s["steps_beyond_terminated"] is not None or hasattr(base, "steps_beyond_terminated"):
-            base.steps_beyond_terminated = s["steps_beyond_terminated"]
+        if "data" in s:
+            base.restore_checkpoint_state(unpack_tree(s["data"]))
+        else:
+            base.state = s["state"].numpy().astype(s["dtype"])
+            if s["steps_beyond_terminated"] is not None or hasattr(base, "steps_beyond_terminated"):
+                base.steps_beyond_terminated = s["steps_beyond_terminated"]
         base.np_random.bit_generator.state = s["rng"]
-        limit = _time_limit(e)
-        if limit is not None and s["elapsed"] is not None:
-            limit._elapsed_steps = s["elapsed"]
+        if "wrappers" in s:
+            _restore_wrappers(e, s["wrappers"])
+        else:  # checkpoints written before wrapper counters were saved
+            limit = _time_limit(e)
+            if limit is not None and s.get("elapsed") is not None:
+                limit._elapsed_steps = s["elapsed"]
     env._autoreset_envs = state["autoreset"].numpy().copy()
     return True

@@ -267,6 +267,69 @@ class ReplayBuffer:
             "next_obs": next_obs,
         }
 
+    def sample_sequences(self, batch_size: int, length: int) -> dict[str, np.ndarray]:
+        """Windows of ``length`` consecutive steps of one episode each, for sequence models (world models).
+
+        Start slots are uniform over stored transitions. Returns ``frames [L+1, B, *obs_shape]``
+        (``frames[k+1]`` is the observation after ``actions[k]``), ``actions [L, B, ...]``, ``rewards [L, B]``,
+        ``terminated [L, B]``, ``mask [L, B]`` (step ``k`` is a real transition of the window's episode whose
+        outcome is stored) and ``frame_mask [L, B]`` (``frames[k+1]`` is a real observation: False after the
+        episode's end and for the frame after a termination, which is not stored). Masked entries are zeros.
+        """
+        if length < 1:
+            raise RlmError(f"replay: sequence length must be >= 1, got {length}")
+        lo = np.maximum(self.count - self.stream_capacity + self.frame_stack - 1, 0)
+        hi = self.count - 2  # the newest slot's successor is not stored yet
+        sizes = np.maximum(hi - lo + 1, 0)
+        total = int(sizes.sum())
+        if total == 0:
+            raise RlmError("replay: nothing to sample yet (add more transitions before sampling)")
+        ends = np.cumsum(sizes)
+        env = np.empty(batch_size, dtype=np.int64)
+        start = np.empty(batch_size, dtype=np.int64)
+        todo = np.arange(batch_size)
+        c = self.stream_capacity
+        for _ in range(1000):
+            u = self.rng.integers(0, total, size=todo.size)
+            e = np.searchsorted(ends, u, side="right")
+            a = lo[e] + (u - (ends[e] - sizes[e]))
+            ok = (self.flags[e, a % c] & TRANSITION) != 0
+            env[todo[ok]], start[todo[ok]] = e[ok], a[ok]
+            todo = todo[~ok]
+            if todo.size == 0:
+                break
+        else:
+            raise RlmError("replay: could not find sampleable transitions")
+        slots = start[:, None] + np.arange(length)  # [B, L] absolute slots of the steps
+        flags = self.flags[env[:, None], slots % c]
+        newest = self.count[env][:, None] - 1
+        stored = slots + 1 <= newest
+        is_step = ((flags & TRANSITION) != 0) & (slots <= newest)
+        new_episode = np.zeros_like(is_step)
+        new_episode[:, 1:] = (flags[:, 1:] & START) != 0
+        ended = (flags & (TERMINATED | TRUNCATED)) != 0
+        ended_before = np.zeros_like(ended)
+        ended_before[:, 1:] = np.cumsum(ended[:, :-1], axis=1) > 0
+        terminated = (flags & TERMINATED) != 0
+        mask = np.cumprod(is_step & ~new_episode & ~ended_before & (stored | terminated), axis=1).astype(bool)
+        frame_mask = mask & ~terminated & stored
+        frames = np.zeros((length + 1, batch_size, *self.obs_shape), dtype=self.frames.dtype)
+        frames[0] = self._stack(env, start)
+        for k in range(length):
+            rows = np.flatnonzero(frame_mask[:, k])
+            if rows.size:
+                frames[k + 1, rows] = self._stack(env[rows], slots[rows, k] + 1)
+        actions = np.where(mask.reshape(mask.shape + (1,) * (self.actions.ndim - 2)),
+                           self.actions[env[:, None], slots % c], 0)
+        return {
+            "frames": frames,
+            "actions": np.moveaxis(actions, 1, 0).copy(),
+            "rewards": np.where(mask, self.rewards[env[:, None], slots % c], 0.0).T.astype(np.float32),
+            "terminated": (terminated & mask).T.copy(),
+            "mask": mask.T.copy(),
+            "frame_mask": frame_mask.T.copy(),
+        }
+
     # ------------------------------------------------------------------------------------ checkpoints
     def state_dict(self) -> dict[str, Any]:
         """Contents as tensors (zero-copy views) plus counters, for ``torch.save``."""

@@ -24,7 +24,7 @@ from rlmorning import envs as envs_mod
 from rlmorning.agents import AGENTS
 from rlmorning.config import RunConfig
 from rlmorning.envs import EnvInfo, real_next_obs
-from rlmorning.envs.state import capture_env_state, restore_env_state
+from rlmorning.envs.state import capture_env_state, pack_tree, restore_env_state, unpack_tree
 from rlmorning.errors import RlmError
 from rlmorning.evaluation import evaluate, gather_heldout_states, heldout_mean_max_q, load_states, save_states
 from rlmorning.logger import Logger
@@ -276,7 +276,8 @@ class Trainer:
 
     # ------------------------------------------------------------------------------------ checkpoints
     def save(self, which: str) -> Path:
-        """Write ``checkpoints/<which>.pt`` atomically (agent, loop counters, RNG and env state)."""
+        """Write ``checkpoints/<which>.pt`` atomically: agent, loop counters, RNG and, where the env's state can
+        be saved (``latest`` only), the env, the loop's per-env episode state and the agent's recurrent state."""
         t = self.config.trainer
         state = {
             "format": 1,
@@ -294,7 +295,7 @@ class Trainer:
             "config": self.config.to_flat(),
         }
         env_state = capture_env_state(self.env) if which == "latest" else None
-        if env_state is not None:
+        if env_state is not None:  # episodes in flight continue on resume: save where they are
             state["env"] = env_state
             state["loop"] = {
                 "obs": torch.from_numpy(np.ascontiguousarray(self.obs)),
@@ -302,6 +303,10 @@ class Trainer:
                 "ep_return": torch.from_numpy(self.ep_return.copy()),
                 "ep_length": torch.from_numpy(self.ep_length.copy()),
             }
+            try:
+                state["agent_state"] = pack_tree(self.agent_state)
+            except TypeError as exc:
+                raise RlmError(f"{self.config.agent}'s recurrent state cannot be checkpointed: {exc}") from None
         path = self.run_dir / CHECKPOINTS / f"{which}.pt"
         save_checkpoint(path, state)
         return path
@@ -319,11 +324,13 @@ class Trainer:
         resumed_envs = "env" in ckpt and restore_env_state(self.env, ckpt["env"])
         if resumed_envs:
             loop = ckpt["loop"]
-            self.obs = loop["obs"].numpy().copy()
-            self.prev_done = loop["prev_done"].numpy().copy()
-            self.ep_return = loop["ep_return"].numpy().copy()
-            self.ep_length = loop["ep_length"].numpy().copy()
-        else:
+            self.obs = loop["obs"].cpu().numpy().copy()
+            self.prev_done = loop["prev_done"].cpu().numpy().copy()
+            self.ep_return = loop["ep_return"].cpu().numpy().copy()
+            self.ep_length = loop["ep_length"].cpu().numpy().copy()
+            if "agent_state" in ckpt:  # the recurrent state of the episodes that continue
+                self.agent_state = unpack_tree(ckpt["agent_state"], self.device)
+        else:  # fresh episodes: self.agent_state stays the agent's initial_state
             self.agent.interrupt_episodes()
             self.logger.warn("this env's state cannot be saved: resumed training starts fresh episodes")
         if "replay" not in ckpt["agent"]:

@@ -352,3 +352,59 @@ def test_replay_matches_naive_reference(sc: Scenario) -> None:
     for key in a:
         np.testing.assert_array_equal(a[key], b[key])
     check_batch(sc, ref, b, 64)
+
+
+def check_sequences(sc: Scenario, buf: ReplayBuffer, ref: Reference, length: int) -> None:
+    """Every window of :meth:`ReplayBuffer.sample_sequences` is the reference episode's steps, cut at its end."""
+    batch = buf.sample_sequences(24, length)
+    frames = batch["frames"]
+    assert frames.shape == (length + 1, 24, *sc.obs_shape)
+    assert batch["actions"].shape == (length, 24, *sc.action_shape)
+    for key in ("rewards", "terminated", "mask", "frame_mask"):
+        assert batch[key].shape == (length, 24), key
+    firsts = {"obs": frames[0]}
+    for j, g in enumerate(sampled_ids(sc, ref, firsts)):
+        stream = ref.streams[ref.env_of[g]]
+        i = stream.global_ids.index(int(g))
+        slot = stream.slots.index(i)
+        count = len(stream.slots)
+        assert slot - (sc.frame_stack - 1) >= count - sc.stream_capacity and slot + 1 <= count - 1
+        ended = False
+        for k in range(length):
+            valid = not ended and i + k < len(stream.transitions)
+            if valid:
+                tr = stream.transitions[i + k]
+                s = stream.slots.index(i + k)
+                valid = s + 1 <= count - 1 or (tr.terminated and s <= count - 1)
+            assert batch["mask"][k, j] == valid, (k, j)
+            if not valid:
+                assert not batch["frame_mask"][k, j] and batch["rewards"][k, j] == 0
+                ended = True
+                continue
+            np.testing.assert_array_equal(batch["actions"][k, j], tr.action)
+            assert batch["rewards"][k, j] == np.float32(tr.reward)
+            assert batch["terminated"][k, j] == tr.terminated
+            assert batch["frame_mask"][k, j] == (not tr.terminated)
+            expected = np.zeros_like(tr.next_obs) if tr.terminated else tr.next_obs
+            np.testing.assert_array_equal(frames[k + 1, j], expected)
+            ended = tr.terminated or tr.truncated
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(sc=scenarios(), length=st.integers(1, 6))
+def test_sequence_windows_match_naive_reference(sc: Scenario, length: int) -> None:
+    buf = make_buffer(sc)
+    ref = Reference(sc)
+    sim = Simulator(sc)
+    for events in sc.steps:
+        sim.step(events, buf, ref)
+        starts = any(
+            s is not None and s - (sc.frame_stack - 1) >= len(st_.slots) - sc.stream_capacity
+            and s + 1 <= len(st_.slots) - 1 for st_ in ref.streams for s, _ in enumerate(st_.slots)
+            if st_.slots[s] is not None
+        )
+        if starts:
+            check_sequences(sc, buf, ref, length)
+        else:
+            with pytest.raises(RlmError):
+                buf.sample_sequences(4, length)

@@ -16,7 +16,7 @@ from rlmorning import api
 from rlmorning import envs as envs_mod
 from rlmorning.agents import AGENTS
 from rlmorning.agents.nets.world_model_nets import CODECS, DYNAMICS, make_codec, make_dynamics
-from rlmorning.agents.world_model import SequenceBuffer, WorldModel, WorldModelAgent, WorldModelConfig
+from rlmorning.agents.world_model import WorldModel, WorldModelAgent, WorldModelConfig
 from rlmorning.cli import main
 from rlmorning.envs import real_next_obs
 from rlmorning.errors import RlmError
@@ -80,10 +80,10 @@ def test_registries_and_unknown_names():
     assert {"ae", "vae"} <= set(CODECS.names())
     assert "gru" in DYNAMICS.names()
     assert "worldmodel" in AGENTS
-    with pytest.raises(RlmError, match="Valid: ae, vae"):
-        make_codec("vqvae", (4, 10, 10))
-    with pytest.raises(RlmError, match="Valid: gru"):
-        make_dynamics("mdn-gru", 8, 3)
+    with pytest.raises(RlmError, match="Valid: ae, vae, vqvae"):
+        make_codec("vqgan", (4, 10, 10))
+    with pytest.raises(RlmError, match="Valid: gru, mdn-gru"):
+        make_dynamics("lstm", 8, 3)
     with pytest.raises(RlmError, match="unknown world-model codec 'pixelcnn'"):
         WorldModel((4, 10, 10), 3, codec="pixelcnn")
 
@@ -100,25 +100,6 @@ def test_codec_and_dynamics_shapes(name):
     h = dyn.initial(z)
     h2, z2, r, t = dyn(z, torch.tensor([0, 1, 2, 0, 1]), h)
     assert h2.shape == (5, 20) and z2.shape == (5, 12) and r.shape == t.shape == (5,)
-
-
-def test_sequence_buffer_windows_stay_in_one_episode():
-    buf = SequenceBuffer(40, 1, (1, 2, 2), np.uint8, seed=0)
-    for t in range(30):
-        o = np.full((1, 1, 2, 2), t % 256, np.uint8)
-        done = np.array([t % 7 == 6])
-        buf.add(o, np.array([t % 3]), np.array([float(t)]), done, np.array([False]), o + 1)
-    b = buf.sample(64, 4)
-    assert b["frames"].shape == (5, 64, 1, 2, 2) and b["mask"].shape == (4, 64)
-    assert b["mask"][0].all()
-    for j in range(64):
-        for k in range(4):
-            if b["mask"][k, j]:  # consecutive steps: rewards count up, frames follow each other
-                assert b["rewards"][k, j] == b["rewards"][0, j] + k
-                assert b["frames"][k + 1, j, 0, 0, 0] == b["frames"][0, j, 0, 0, 0] + k + 1
-        ends = np.flatnonzero(b["terminated"][:, j])
-        if len(ends):
-            assert not b["mask"][ends[0] + 1:, j].any()
 
 
 @pytest.mark.parametrize("codec", ["ae", "vae"])
@@ -145,7 +126,7 @@ def test_losses_drop_on_fixed_breakout_data(breakout, codec, trained):
 def test_imagine_shapes_and_one_step_beats_random(trained):
     agent, _, _ = trained
     model = agent.model
-    b = agent.buffer.sample(64, 5)
+    b = agent.sample(64, 5)
     out = model.imagine(b["frames"][0], b["actions"])
     assert out["frames"].shape == (5, 64, 4, 10, 10)
     assert out["rewards"].shape == out["terminals"].shape == (5, 64)
@@ -171,7 +152,7 @@ def test_imagine_shapes_and_one_step_beats_random(trained):
 
 def test_as_env_step_reset_api(trained):
     agent, _, _ = trained
-    starts = agent.buffer.sample(8, 1)["frames"][0]
+    starts = agent.sample(8, 1)["frames"][0]
     env = agent.model.as_env(starts, num_envs=3, horizon=4, seed=0)
     assert isinstance(env, gym.vector.VectorEnv) and env.num_envs == 3
     assert env.metadata["autoreset_mode"] == gym.vector.AutoresetMode.NEXT_STEP
@@ -202,8 +183,8 @@ def test_checkpoint_round_trip(breakout, trained):
     loaded = torch.load(blob, weights_only=True)
     other = make_agent(env, seed=5)
     other.load_state_dict(loaded)
-    assert other.updates == agent.updates and len(other.buffer) == len(agent.buffer)
-    x = agent.buffer.sample(4, 3)
+    assert other.updates == agent.updates and len(other.replay) == len(agent.replay)
+    x = agent.sample(4, 3)
     a = agent.model.imagine(x["frames"][0], x["actions"])
     b = other.model.imagine(x["frames"][0], x["actions"])
     for k in ("frames", "rewards", "terminals"):

@@ -8,8 +8,10 @@ Chosen by config name from two registries:
 * ``DYNAMICS``: ``gru`` (latent + one-hot action -> next latent through a GRU cell, Cho et al. 2014,
   with reward and termination heads).
 
-The codecs keep the spatial size (stride-1 3x3 convolutions, one linear bottleneck): they are meant for
-small frames such as MinAtar's 10x10. A codec for 64x64 ALE frames is future work.
+More parts live in their own modules and register here: ``vqvae`` (:mod:`.vq`, discrete codes) and
+``mdn-gru`` (:mod:`.mdn`, mixture density dynamics). ``ae`` and ``vae`` pick their body by frame size:
+stride-1 convolutions for small frames such as MinAtar's 10x10, the World Models VAE's stride-2 stack
+for ALE frames of 32 px and more (64x64, 84x84).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from rlmorning.agents.nets.strided_codec import MIN_SIZE, strided_body
 from rlmorning.registry import Registry
 
 CODECS: Registry[Callable[..., nn.Module]] = Registry("world-model codec")
@@ -27,9 +30,13 @@ DYNAMICS: Registry[Callable[..., nn.Module]] = Registry("world-model dynamics")
 
 
 class _ConvCodec(nn.Module):
-    """Shared body: conv 3x3 x2 -> linear to the latent; linear -> conv 3x3 -> per-cell logits."""
+    """Shared body. Small frames (< 32 px, e.g. MinAtar's 10x10): conv 3x3 x2 -> linear to the latent;
+    linear -> conv 3x3 -> per-cell logits, keeping the spatial size. Frames of 32 px and more (ALE at
+    64x64 or 84x84): the World Models VAE's four stride-2 convolutions and their transposed mirror
+    (:func:`rlmorning.agents.nets.strided_codec.strided_body`, widths ``channels`` x 1, 2, 4, 8)."""
 
     stochastic = False
+    reg_uses_beta = True
 
     def __init__(self, obs_shape: Sequence[int], latent_dim: int = 32, channels: int = 16,
                  input_scale: float = 1.0) -> None:
@@ -37,19 +44,31 @@ class _ConvCodec(nn.Module):
         c, h, w = (int(s) for s in obs_shape)
         self.obs_shape = (c, h, w)
         self.latent_dim = latent_dim
+        self.latent_size = latent_dim
         self.input_scale = float(input_scale)
+        out = latent_dim * (2 if self.stochastic else 1)
+        self.strided = min(h, w) >= MIN_SIZE
+        if self.strided:
+            self.encoder, self.decoder = strided_body(self.obs_shape, out, latent_dim, channels)
+            return
         self.enc = nn.Sequential(
             nn.Conv2d(c, channels, 3, padding=1), nn.ReLU(),
             nn.Conv2d(channels, channels, 3, padding=1), nn.ReLU(), nn.Flatten(),
         )
-        out = latent_dim * (2 if self.stochastic else 1)
         self.enc_head = nn.Linear(channels * h * w, out)
         self.dec_fc = nn.Sequential(nn.Linear(latent_dim, channels * h * w), nn.ReLU())
         self.dec = nn.Conv2d(channels, c, 3, padding=1)
         self._channels = channels
 
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """Encoder output ``[B, latent_dim]`` (``[B, 2 * latent_dim]`` for a Gaussian posterior)."""
+        x = self.scale(x)
+        return self.encoder(x) if self.strided else self.enc_head(self.enc(x))
+
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         """Per-cell logits ``[B, C, H, W]`` of latents ``z [B, latent_dim]``."""
+        if self.strided:
+            return self.decoder(z)
         _, h, w = self.obs_shape
         return self.dec(self.dec_fc(z).view(z.shape[0], self._channels, h, w))
 
@@ -63,7 +82,7 @@ class ConvAE(_ConvCodec):
 
     def encode(self, x: torch.Tensor, sample: bool = True) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """``(z, mean, kl [B])`` for frames ``x [B, C, H, W]``."""
-        z = self.enc_head(self.enc(self.scale(x)))
+        z = self.features(x)
         return z, z, torch.zeros(z.shape[0], device=z.device)
 
 
@@ -75,7 +94,7 @@ class ConvVAE(_ConvCodec):
 
     def encode(self, x: torch.Tensor, sample: bool = True) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """``(z, mean, kl [B])``: a reparameterised sample (the mean when ``sample`` is False)."""
-        mu, logvar = self.enc_head(self.enc(self.scale(x))).chunk(2, dim=1)
+        mu, logvar = self.features(x).chunk(2, dim=1)
         logvar = logvar.clamp(-10.0, 5.0)
         kl = 0.5 * (mu.pow(2) + logvar.exp() - 1.0 - logvar).sum(dim=1)
         z = mu + torch.randn_like(mu) * (0.5 * logvar).exp() if sample else mu
@@ -119,3 +138,8 @@ def make_codec(name: str, obs_shape: Sequence[int], **kwargs: object) -> nn.Modu
 def make_dynamics(name: str, latent_dim: int, num_actions: int, **kwargs: object) -> nn.Module:
     """Build dynamics ``name`` (unknown names raise an RlmError listing the valid ones)."""
     return DYNAMICS.get(name)(latent_dim, num_actions, **kwargs)
+
+
+# Parts in their own modules register themselves on import (they import the registries above).
+from rlmorning.agents.nets import mdn as _mdn  # noqa: E402, F401
+from rlmorning.agents.nets import vq as _vq  # noqa: E402, F401

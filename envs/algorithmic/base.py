@@ -67,6 +67,13 @@ def _as_int(value: Any, what: str) -> int:
         raise TypeError(f"{what} must be an integer, got {value!r}") from None
 
 
+def _frozen(value: Any) -> Any:
+    """Lists (as a checkpoint may return tuples) back to the nested int tuples the envs keep."""
+    if isinstance(value, list | tuple):
+        return tuple(_frozen(v) for v in value)
+    return value
+
+
 class AlgorithmicEnv(gym.Env[int, Action], Generic[InputT, PosT], abc.ABC):
     """Common logic of the tape and grid algorithmic environments.
 
@@ -257,6 +264,36 @@ class AlgorithmicEnv(gym.Env[int, Action], Generic[InputT, PosT], abc.ABC):
             gym.logger.warn("render() called without a render_mode; create the env with render_mode='ansi'.")
             return None
         return self._render_ansi()
+
+    # ------------------------------------------------------------ checkpoints
+    def checkpoint_state(self) -> dict[str, Any]:
+        """The episode and curriculum state as plain data (see ``rlmorning/envs/state.py``; not the RNG)."""
+        return {
+            "input": self.input_data,
+            "target": self.target,
+            "read_head": self.read_head_position,
+            "write_head": self.write_head_position,
+            "time": self.time,
+            "episode_total_reward": self.episode_total_reward,
+            "last_action": self.last_action,
+            "last_reward": self.last_reward,
+            "min_length": self.min_length,
+            "reward_shortfalls": list(self.reward_shortfalls),
+        }
+
+    def restore_checkpoint_state(self, data: dict[str, Any]) -> None:
+        """Restore what :meth:`checkpoint_state` returned."""
+        self.input_data = _frozen(data["input"])
+        self.target = _frozen(data["target"])
+        self.read_head_position = _frozen(data["read_head"])
+        self.write_head_position = int(data["write_head"])
+        self.time = int(data["time"])
+        total = data["episode_total_reward"]
+        self.episode_total_reward = None if total is None else float(total)
+        self.last_action = _frozen(data["last_action"])
+        self.last_reward = float(data["last_reward"])
+        self.min_length = int(data["min_length"])
+        self.reward_shortfalls = [float(x) for x in data["reward_shortfalls"]]
 
     # ------------------------------------------------------------ internals
     def _info(self) -> dict[str, Any]:

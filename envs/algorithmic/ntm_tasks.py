@@ -15,8 +15,8 @@ reward is the number of correct bits. ``info`` of every ``step`` describes the a
 (``sequence``, ``repeats``, ``query``, ``priorities``) to fix an episode completely.
 
 Registered as ``rlmorning/NTMCopy-v0``, ``NTMRepeatCopy-v0``, ``NTMAssociativeRecall-v0`` and
-``NTMPrioritySort-v0``. The whole episode state is exposed as the flat vector ``state`` so rlmorning's
-checkpoints save and restore episodes in flight (see ``rlmorning/envs/state.py``).
+``NTMPrioritySort-v0``. ``checkpoint_state``/``restore_checkpoint_state`` let rlmorning's checkpoints save
+and restore episodes in flight (see ``rlmorning/envs/state.py``).
 """
 
 from __future__ import annotations
@@ -166,27 +166,22 @@ class NTMTaskEnv(gym.Env[np.ndarray, np.ndarray], abc.ABC):
                 "seq_bit_errors": self.seq_bit_errors, "length": length}
 
     # ------------------------------------------------------------------ checkpoint state
-    @property
-    def state(self) -> np.ndarray | None:
-        """The whole episode state as one flat float64 vector (None before the first reset)."""
+    def checkpoint_state(self) -> dict[str, Any] | None:
+        """The whole episode state as arrays and ints (None before the first reset; see
+        ``rlmorning/envs/state.py``, which saves the RNG besides)."""
         ep = self.episode
         if ep is None:
             return None
-        head = [len(ep.mask), ep.length, self.time, self.seq_bit_errors]
-        return np.concatenate([np.asarray(head, np.float64), ep.inputs.ravel(), ep.targets.ravel(),
-                               ep.mask, self.outputs.ravel()]).astype(np.float64)
+        return {"inputs": ep.inputs.copy(), "targets": ep.targets.copy(), "mask": ep.mask.copy(),
+                "length": ep.length, "time": self.time, "seq_bit_errors": self.seq_bit_errors,
+                "outputs": self.outputs.copy()}
 
-    @state.setter
-    def state(self, value: np.ndarray) -> None:
-        v = np.asarray(value, np.float64)
-        n, length, time, errors = (int(x) for x in v[:4])
-        sizes = [n * self.in_dim, n * self.out_dim, n, n * self.out_dim]
-        parts = np.split(v[4:], np.cumsum(sizes)[:-1])
-        self.episode = NTMEpisode(parts[0].reshape(n, self.in_dim).astype(np.float32),
-                                  parts[1].reshape(n, self.out_dim).astype(np.int8),
-                                  parts[2].astype(np.float32), length)
-        self.outputs = parts[3].reshape(n, self.out_dim).astype(np.int8)
-        self.time, self.seq_bit_errors = time, errors
+    def restore_checkpoint_state(self, data: dict[str, Any]) -> None:
+        """Restore what :meth:`checkpoint_state` returned."""
+        self.episode = NTMEpisode(np.array(data["inputs"], np.float32), np.array(data["targets"], np.int8),
+                                  np.array(data["mask"], np.float32), int(data["length"]))
+        self.outputs = np.array(data["outputs"], np.int8)
+        self.time, self.seq_bit_errors = int(data["time"]), int(data["seq_bit_errors"])
 
     # ------------------------------------------------------------------ rendering
     def render(self) -> str | None:  # type: ignore[override]

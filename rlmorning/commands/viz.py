@@ -1,4 +1,5 @@
-"""Visualization commands: record (videos with a Q panel), plot-q (Q-value trace), plot (learning curves)."""
+"""Visualization commands: record (videos with a Q panel, or text logs), plot-q (Q-value trace), plot (learning
+curves)."""
 
 from __future__ import annotations
 
@@ -12,22 +13,31 @@ EPILOG_RECORD = """examples:
   rlmorning record runs/<run> --checkpoint latest --max-steps 2000 --gif
   rlmorning record runs/<run> --episodes 1 --saliency
   rlmorning record sb3:models/dqn_breakout.zip --env Breakout
+  rlmorning record runs/<Copy-v0 a2c run> --episodes 2              (text log)
+  rlmorning record runs/<Copy-v0 a2c run> --format mp4 --fps 2      (the text frames as a video)
 
 output: <stem>.mp4 (H.264) and <stem>.json (per-step actions, rewards, Q-values, lives, score) per episode,
-in RUN/videos/ (SB3: videos/ beside the model) unless --out is given.
+in RUN/videos/ (SB3: videos/ beside the model) unless --out is given. Envs that only render text
+(render_mode 'ansi': rlmorning/Copy-v0 and the other algorithmic envs, the NTM tasks) default to
+--format text: <stem>-text.txt with, per step, the policy's outputs, the action, the reward and the env's
+rendering (tapes, heads), and <stem>-text.json; --format mp4 draws those frames into a video.
 """
 
 
 def register(sub: argparse._SubParsersAction) -> dict[str, Handler]:
     """Add ``record``, ``plot-q`` and ``plot`` to ``sub``; returns name -> handler."""
-    rec = sub.add_parser("record", help="MP4 videos of evaluation episodes with a live Q-value panel",
+    rec = sub.add_parser("record", help="MP4 videos of evaluation episodes with a live Q-value panel (text "
+                         "logs for text-rendering envs)",
                          epilog=EPILOG_RECORD, formatter_class=argparse.RawDescriptionHelpFormatter)
     rec.add_argument("source", metavar="RUN", help="run directory, or sb3:path/to/model.zip (with --env)")
     rec.add_argument("--episodes", type=int, default=3, help="episodes to record (default 3)")
     _common(rec)
     rec.add_argument("--out", help="output folder (default RUN/videos/)")
-    rec.add_argument("--fps", type=int, default=30, help="video frames per second; 1 frame = 1 agent step "
-                     "(Atari: 4 emulator frames, so 30 fps is 2x real time; default 30)")
+    rec.add_argument("--format", dest="fmt", choices=("text", "mp4"), help="mp4 video (default) or text log "
+                     "(default for envs that only render text, e.g. rlmorning/Copy-v0)")
+    rec.add_argument("--fps", type=int, help="video frames per second; 1 frame = 1 agent step "
+                     "(Atari: 4 emulator frames, so 30 fps is 2x real time; default 30, text envs: their "
+                     "render_fps)")
     rec.add_argument("--max-steps", type=int, help="stop each episode after N agent steps")
     rec.add_argument("--no-overlay", action="store_true", help="plain game video, no panel")
     rec.add_argument("--gif", action="store_true", help="also write a GIF (half size, 15 fps)")
@@ -77,7 +87,7 @@ def _cmd_record(args: argparse.Namespace) -> int:
         args.source, episodes=args.episodes, checkpoint=args.checkpoint, out=args.out, fps=args.fps,
         max_steps=args.max_steps, overlay=not args.no_overlay, gif=args.gif, saliency=args.saliency,
         saliency_every=args.saliency_every, seed=args.seed, env=args.env, epsilon=args.epsilon,
-        device=args.device, scale=args.scale,
+        device=args.device, scale=args.scale, fmt=args.fmt,
     )
     print_paths(results)
     return 0

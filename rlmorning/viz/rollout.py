@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import cv2
+import gymnasium as gym
 import numpy as np
 
 from rlmorning import envs as envs_mod
@@ -100,9 +101,11 @@ def load_source(source: str, checkpoint: str = "best", env: str | None = None, d
 
 
 def _num_actions(info: EnvInfo, env_kwargs: dict[str, Any]) -> int:
+    """Number of actions of a Discrete action space; 0 for other spaces (Tuple, MultiBinary ...)."""
     env = envs_mod.make_eval(info, 0, **dict(env_kwargs))
     try:
-        return int(env.action_space.n)
+        space = env.action_space
+        return int(space.n) if isinstance(space, gym.spaces.Discrete) else 0
     finally:
         env.close()
 

@@ -1,5 +1,8 @@
 """``rlmorning record``: MP4 videos of evaluation episodes with a live Q-value panel and a JSON sidecar.
 
+Envs that only render text (the algorithmic envs) are recorded as text logs or text videos instead: see
+:mod:`rlmorning.viz.ansi`.
+
 A video has one frame per state of the episode (``steps + 1`` frames: the last shows the final
 screen and score). Frame ``t`` shows the screen of state ``t`` (upscaled by nearest neighbour), and
 beside it the panel: Q-values of state ``t`` per action with the action taken highlighted, the score
@@ -192,13 +195,16 @@ def record_episode(
     return paths
 
 
+FORMATS = ("text", "mp4")
+
+
 def record(
     source: str,
     *,
     episodes: int = 3,
     checkpoint: str = "best",
     out: str | Path | None = None,
-    fps: int = 30,
+    fps: int | None = None,
     max_steps: int | None = None,
     overlay: bool = True,
     gif: bool = False,
@@ -210,22 +216,43 @@ def record(
     device: str = "cpu",
     scale: int | None = None,
     progress: bool = True,
+    fmt: str | None = None,
 ) -> list[dict[str, Path]]:
     """Record ``episodes`` evaluation episodes (seeds ``seed``, ``seed + 1`` ...) of a run or ``sb3:`` model.
 
-    Returns the written paths per episode (``video``, ``sidecar``, and ``gif``). Default folder:
-    ``<run>/videos/`` (SB3: ``videos/`` beside the model).
+    ``fmt``: ``mp4`` (a video per episode; default for envs with RGB frames) or ``text`` (a text log of the
+    env's ansi rendering; default for envs that only render text, such as the algorithmic envs; see
+    :mod:`rlmorning.viz.ansi`). ``fps`` defaults to 30 (text-rendering envs: their ``render_fps``).
+    Returns the written paths per episode (``video`` or ``text``, ``sidecar``, and ``gif``). Default
+    folder: ``<run>/videos/`` (SB3: ``videos/`` beside the model).
     """
+    from rlmorning.viz import ansi
+
+    if fmt is not None and fmt not in FORMATS:
+        raise RlmError(f"unknown --format '{fmt}'. Valid: {', '.join(FORMATS)}")
     for name, value, low in (("--episodes", episodes, 1), ("--fps", fps, 1), ("--saliency-every", saliency_every, 1)):
-        if value < low:
+        if value is not None and value < low:
             raise RlmError(f"{name} must be >= {low}, got {value}")
     if max_steps is not None and max_steps < 1:
         raise RlmError(f"--max-steps must be >= 1, got {max_steps}")
     if scale is not None and scale < 1:
         raise RlmError(f"--scale must be >= 1, got {scale}")
     src = load_source(source, checkpoint, env=env, device=device, epsilon=epsilon)
-    if saliency and len(_obs_shape(src)) != 3:
-        raise RlmError(f"--saliency needs image observations; {src.info.display_name}'s are vectors")
+    modes = ansi.env_metadata(src).get("render_modes", [])
+    text_only = "ansi" in modes and "rgb_array" not in modes
+    fmt = fmt or ("text" if text_only else "mp4")
+    if fmt == "text":
+        if "ansi" not in modes:
+            raise RlmError(f"--format text needs an env that renders text (render_mode 'ansi'); "
+                           f"{src.info.display_name} does not: use --format mp4")
+        given = [flag for flag, on in (("--fps", fps is not None), ("--gif", gif), ("--no-overlay", not overlay),
+                                       ("--saliency", saliency), ("--scale", scale is not None)) if on]
+        if given:
+            raise RlmError(f"{given[0]} is for videos: add --format mp4 (a text log has no frames)")
+    elif saliency and (text_only or len(_obs_shape(src)) != 3):
+        raise RlmError(f"--saliency needs image observations; {src.info.display_name}'s are not images")
+    elif not text_only and src.num_actions == 0:
+        raise RlmError(f"record's video panel needs Discrete actions; {src.info.display_name} has others")
     out_dir = Path(out) if out is not None else src.out_dir / "videos"
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
@@ -238,10 +265,18 @@ def record(
     with progress_bar(progress) as add:
         for i in range(episodes):
             advance = add(f"episode {i + 1}/{episodes}", None if bound is None else bound + 1)
-            results.append(record_episode(
-                src, seed + i, out_dir, fps=fps, max_steps=max_steps, overlay=overlay, gif=gif,
-                saliency=saliency, saliency_every=saliency_every, scale=scale, advance=advance,
-            ))
+            if fmt == "text":
+                results.append(ansi.record_text_episode(src, seed + i, out_dir, max_steps=max_steps, advance=advance))
+            elif text_only:
+                results.append(ansi.record_text_video_episode(
+                    src, seed + i, out_dir, fps=fps, max_steps=max_steps, scale=scale, gif=gif, overlay=overlay,
+                    advance=advance,
+                ))
+            else:
+                results.append(record_episode(
+                    src, seed + i, out_dir, fps=fps or 30, max_steps=max_steps, overlay=overlay, gif=gif,
+                    saliency=saliency, saliency_every=saliency_every, scale=scale, advance=advance,
+                ))
     return results
 
 
@@ -254,11 +289,12 @@ def _obs_shape(src: PolicySource) -> tuple[int, ...]:
 
 
 def print_paths(results: list[dict[str, Path]], file: Any = None) -> None:
-    """Print each episode's video (with steps and score), sidecar and GIF paths."""
+    """Print each episode's video or text log (with steps and score), sidecar and GIF paths."""
     file = file or sys.stdout
     for r in results:
         side = json.loads(Path(r["sidecar"]).read_text())
-        print(f"{r['video']}  ({side['steps']} steps, score {fmt_score(side['score'])})", file=file)
+        main = r["video"] if "video" in r else r["text"]
+        print(f"{main}  ({side['steps']} steps, score {fmt_score(side['score'])})", file=file)
         print(f"{r['sidecar']}", file=file)
         if "gif" in r:
             print(f"{r['gif']}", file=file)
