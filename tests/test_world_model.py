@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 from pathlib import Path
 
 import gymnasium as gym
@@ -227,6 +228,16 @@ def test_train_worldmodel_run_logs_kstep_and_dream_video(tmp_path, capsys):
 
     res = dream(run, horizon=3, seed=3)
     assert res["video"].parent == run / "videos" and res["video"].is_file()
+
+    # plot --metric kstep_error: the last k-step check of the run, error against k beside copy-last-frame
+    png = tmp_path / "kstep.png"
+    assert main(["plot", str(run), "--metric", "kstep_error", "--out", str(png)]) == 0
+    data = json.loads(png.with_suffix(".json").read_text())["groups"][0]
+    last = [r for r in rows if r.get("kstep_err_1")][-1]
+    assert data["k"] == [1, 2, 3, 4, 5] and data["at_step"] == [int(last["step"])]
+    np.testing.assert_allclose(data["model_err_mean"], [float(last[f"kstep_err_{k}"]) for k in range(1, 6)])
+    np.testing.assert_allclose(data["copy_err_mean"], [float(last[f"copy_err_{k}"]) for k in range(1, 6)])
+    np.testing.assert_allclose(1 - float(last["kstep_acc_1"]), float(last["kstep_err_1"]), atol=1e-6)
 
 
 def _read_ffmpeg(path: Path) -> list[np.ndarray]:

@@ -1,5 +1,8 @@
 """``rlmorning plot``: learning curves of any ``metrics.csv`` column against environment steps.
 
+``--metric kstep_error`` (world-model runs) plots error against the prediction horizon instead, see
+:mod:`rlmorning.viz.kstep`.
+
 Runs that share env, agent and config and differ only in seed form one group, drawn as the mean over
 seeds with a ± std band (values are interpolated onto the first run's steps where the runs overlap).
 Atari plots get a second x axis in emulator frames (steps x frame skip). For evaluation metrics the
@@ -110,10 +113,12 @@ def plot_curves(runs: Sequence[str | Path], metric: str = "eval_return",
     data = [load_run(r) for r in runs]
     column = ALIASES.get(metric, metric)
     available = set.union(*(d.numeric_columns() for d in data))
-    if column not in available:
-        names = sorted(available | {a for a, c in ALIASES.items() if c in available})
+    special = {"kstep_error"} if any(c.startswith("kstep_err_") for c in available) else set()
+    if column not in available | special:
+        names = sorted(available | special | {a for a, c in ALIASES.items() if c in available})
         raise RlmError(f"unknown metric '{metric}'. Available: {', '.join(names)}")
-    missing = [str(d.path) for d in data if column not in d.numeric_columns()]
+    needed = "kstep_err_1" if column in special else column
+    missing = [str(d.path) for d in data if needed not in d.numeric_columns()]
     if missing:
         raise RlmError(f"metric '{column}' is not in the metrics.csv of: {', '.join(missing)}")
     png = Path(out) if out is not None else data[0].path / "plots" / f"{metric}.png"
@@ -128,6 +133,10 @@ def plot_curves(runs: Sequence[str | Path], metric: str = "eval_return",
     for d in data:
         groups.setdefault(group_key(d.config), []).append(d)
     differing = _differing_keys([members[0].config for members in groups.values()])
+    if column in special:
+        from rlmorning.viz.kstep import plot_kstep_error  # noqa: PLC0415
+
+        return plot_kstep_error(groups, differing, png)
     is_eval = column in EVAL_METRICS
     protocols = sorted(set.union(*(d.protocols() for d in data))) if is_eval else []
 
