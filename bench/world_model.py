@@ -22,14 +22,14 @@ import torch
 
 from rlmorning import api
 from rlmorning import envs as envs_mod
-from rlmorning.agents.world_model import SequenceBuffer
 from rlmorning.envs import real_next_obs
+from rlmorning.replay import ReplayBuffer
 
 
-def heldout_buffer(game: str, steps: int, seed: int) -> SequenceBuffer:
+def heldout_buffer(game: str, steps: int, seed: int) -> ReplayBuffer:
     info = envs_mod.resolve(f"MinAtar/{game}")
     env = envs_mod.make_vector(info, 4, seed)
-    buf = SequenceBuffer(steps, 4, env.single_observation_space.shape, np.uint8, seed=seed)
+    buf = ReplayBuffer(steps, 4, env.single_observation_space.shape, np.uint8, seed=seed)
     rng = np.random.default_rng(seed)
     obs, _ = env.reset(seed=seed)
     for _ in range(steps // 4):
@@ -52,7 +52,7 @@ def bench_game(game: str, steps: int, seed: int, horizon: int, windows: int, dev
     buf = heldout_buffer(game, max(4_000, windows * 4), seed + 777)
     accs, copies, valid, signs, nonzero = [], [], [], [], []
     for _ in range(max(1, windows // 256)):
-        res = agent.model.kstep_metrics(buf.sample(256, horizon))
+        res = agent.model.kstep_metrics(buf.sample_sequences(256, horizon))
         accs.append(res["acc"] * res["valid"])
         copies.append(res["copy_acc"] * res["valid"])
         valid.append(res["valid"])

@@ -23,6 +23,7 @@ import numpy as np
 from gymnasium.vector import AutoresetMode, VectorEnv, VectorWrapper
 
 from rlmorning.envs.stack import FrameStack
+from rlmorning.errors import RlmError
 
 gym.register_envs(ale_py)
 
@@ -103,8 +104,11 @@ def make_atari_vector(
     max_frames: int = 108_000,
     autoreset_mode: str = "same_step",
     num_threads: int = 0,
+    frame_size: int = 84,
 ) -> VectorEnv:
-    """The training vector env: obs ``uint8 [N, 4, 84, 84]``, clipped rewards, episodic life."""
+    """The training vector env: obs ``uint8 [N, 4, S, S]`` (``S = frame_size``, 84 by default; 64 for the
+    World Models / SimPLe-scale world models), clipped rewards, episodic life."""
+    _check_frame_size(frame_size)
     env = ale_py.vector_env.AtariVectorEnv(
         rom,
         num_envs,
@@ -118,6 +122,8 @@ def make_atari_vector(
         repeat_action_probability=sticky_actions,
         max_num_frames_per_episode=max_frames,
         use_fire_reset=True,
+        img_height=frame_size,
+        img_width=frame_size,
         autoreset_mode=AutoresetMode.SAME_STEP if autoreset_mode == "same_step" else AutoresetMode.NEXT_STEP,
     )
     env.metadata = dict(env.metadata)
@@ -125,6 +131,12 @@ def make_atari_vector(
     stacked.metadata = dict(env.metadata)
     stacked.reset(seed=seed)
     return stacked
+
+
+def _check_frame_size(size: int) -> None:
+    if not isinstance(size, int) or not 16 <= size <= 210:
+        raise RlmError(f"env_kwargs frame_size must be an integer in [16, 210] (84: DQN, 64: world models), "
+                       f"got {size!r}")
 
 
 class FireOnReset(gym.Wrapper):
@@ -149,8 +161,10 @@ def make_atari_eval(
     noop_max: int = 30,
     frame_skip: int = 4,
     render_rgb: bool = False,
+    frame_size: int = 84,
 ) -> gym.Env:
-    """The evaluation env: obs ``uint8 [4, 84, 84]`` like training, true (unclipped, all-lives) scores."""
+    """The evaluation env: obs ``uint8 [4, S, S]`` like training, true (unclipped, all-lives) scores."""
+    _check_frame_size(frame_size)
     env = gym.make(
         f"ALE/{game_title(rom)}-v5",
         frameskip=1,
@@ -162,7 +176,7 @@ def make_atari_eval(
         env,
         noop_max=noop_max,
         frame_skip=frame_skip,
-        screen_size=84,
+        screen_size=frame_size,
         terminal_on_life_loss=False,
         grayscale_obs=True,
         scale_obs=False,

@@ -8,10 +8,13 @@ atomic checkpoint. Nothing Atari- or DQN-specific lives here.
 from __future__ import annotations
 
 import collections
+import contextlib
 import math
 import os
+import signal
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -67,6 +70,10 @@ class TrainState:
     wall_time: float = 0.0
     recent_returns: list[float] = field(default_factory=list)
     recent_lengths: list[int] = field(default_factory=list)
+    metric_sums: dict[str, float] = field(default_factory=dict)
+    """sums and counts of the agent's metrics since the last log row (the row in progress)"""
+    metric_counts: dict[str, int] = field(default_factory=dict)
+    last_log_step: int = 0
 
 
 class Trainer:
@@ -162,37 +169,42 @@ class Trainer:
         next_log = _next_multiple(self.state.step, t.log_every)
         next_eval = _next_multiple(self.state.step, t.eval_every)
         next_ckpt = _next_multiple(self.state.step, t.checkpoint_every)
-        metric_sums: dict[str, float] = collections.defaultdict(float)
-        metric_counts: dict[str, int] = collections.defaultdict(int)
-        last_log_time, last_log_step = time.perf_counter(), self.state.step
-        start_wall = time.perf_counter() - self.state.wall_time
-        self.logger.start_progress(t.steps, self.state.step, enabled=t.progress)
+        st = self.state
+        metric_sums: dict[str, float] = collections.defaultdict(float, st.metric_sums)
+        metric_counts: dict[str, int] = collections.defaultdict(int, st.metric_counts)
+        st.metric_sums, st.metric_counts = metric_sums, metric_counts
+        last_log_time, log_time_step = time.perf_counter(), st.step
+        start_wall = time.perf_counter() - st.wall_time
+        self.logger.start_progress(t.steps, st.step, enabled=t.progress)
         try:
-            while self.state.step < t.steps:
-                new_steps, metrics = self._vector_step()
-                self.state.step += new_steps
-                for k, v in metrics.items():
-                    metric_sums[k] += v
-                    metric_counts[k] += 1
-                self.state.wall_time = time.perf_counter() - start_wall
-                if self.state.step >= next_log or (self.state.step >= t.steps and self.state.step != last_log_step):
-                    now = time.perf_counter()
-                    sps = (self.state.step - last_log_step) / max(now - last_log_time, 1e-9)
-                    row = {k: metric_sums[k] / metric_counts[k] for k in metric_sums}
-                    row.update(self._episode_stats(), sps=sps)
-                    self._log(row)
-                    metric_sums.clear()
-                    metric_counts.clear()
-                    last_log_time, last_log_step = now, self.state.step
-                    next_log = _next_multiple(self.state.step, t.log_every)
-                final_eval = self.state.step >= t.steps and t.eval_every > 0 and self._last_eval_step != self.state.step
-                if self.state.step >= next_eval or final_eval:
-                    self._evaluate()
-                    next_eval = _next_multiple(self.state.step, t.eval_every)
-                if self.state.step >= next_ckpt or self.state.step >= t.steps:
-                    self.save("latest")
-                    next_ckpt = _next_multiple(self.state.step, t.checkpoint_every)
-                self.logger.advance(self.state.step)
+            with _SigintGuard() as guard:
+                while st.step < t.steps:
+                    with guard.holding():  # Ctrl-C during the step is raised at the end of this iteration
+                        new_steps, metrics = self._vector_step()
+                        st.step += new_steps
+                        for k, v in metrics.items():
+                            metric_sums[k] += v
+                            metric_counts[k] += 1
+                        st.wall_time = time.perf_counter() - start_wall
+                    if st.step >= next_log or (st.step >= t.steps and st.step != st.last_log_step):
+                        now = time.perf_counter()
+                        sps = (st.step - log_time_step) / max(now - last_log_time, 1e-9)
+                        row = {k: metric_sums[k] / metric_counts[k] for k in metric_sums}
+                        row.update(self._episode_stats(), sps=sps)
+                        self._log(row)
+                        metric_sums.clear()
+                        metric_counts.clear()
+                        last_log_time, log_time_step, st.last_log_step = now, st.step, st.step
+                        next_log = _next_multiple(st.step, t.log_every)
+                    final_eval = st.step >= t.steps and t.eval_every > 0 and self._last_eval_step != st.step
+                    if st.step >= next_eval or final_eval:
+                        self._evaluate()
+                        next_eval = _next_multiple(st.step, t.eval_every)
+                    if st.step >= next_ckpt or st.step >= t.steps:
+                        self.save("latest")
+                        next_ckpt = _next_multiple(st.step, t.checkpoint_every)
+                    self.logger.advance(st.step)
+                    guard.raise_pending()
         except KeyboardInterrupt:
             self.save("latest")
             self.logger.warn(f"interrupted at step {self.state.step}: saved {self.run_dir}/checkpoints/latest.pt")
@@ -290,6 +302,9 @@ class Trainer:
                 "wall_time": self.state.wall_time,
                 "recent_returns": list(self.state.recent_returns),
                 "recent_lengths": list(self.state.recent_lengths),
+                "metric_sums": {k: float(v) for k, v in self.state.metric_sums.items()},
+                "metric_counts": {k: int(v) for k, v in self.state.metric_counts.items()},
+                "last_log_step": self.state.last_log_step,
             },
             "torch_rng": torch.get_rng_state(),
             "config": self.config.to_flat(),
@@ -319,6 +334,8 @@ class Trainer:
             step=int(tr["step"]), episodes=int(tr["episodes"]), evals=int(tr["evals"]),
             best_eval=float(tr["best_eval"]), wall_time=float(tr["wall_time"]),
             recent_returns=list(tr["recent_returns"]), recent_lengths=list(tr["recent_lengths"]),
+            metric_sums=dict(tr.get("metric_sums", {})), metric_counts=dict(tr.get("metric_counts", {})),
+            last_log_step=int(tr.get("last_log_step", tr["step"])),
         )
         torch.set_rng_state(ckpt["torch_rng"])
         resumed_envs = "env" in ckpt and restore_env_state(self.env, ckpt["env"])
@@ -336,6 +353,50 @@ class Trainer:
         if "replay" not in ckpt["agent"]:
             self.logger.warn("checkpoint holds no replay buffer (save_replay: false): it refills first")
         self.logger.truncate_after(self.state.step)
+
+
+class _SigintGuard:
+    """Holds Ctrl-C (SIGINT) back while a vector step is half done (env stepped, agent not yet updated), to
+    raise it once the loop iteration is complete (logged, checkpointed), so the checkpoint written on
+    interrupt resumes exactly. A Ctrl-C outside a step (evaluation, ...) or a second one interrupts at once.
+    Only in the main thread, and only when SIGINT has Python's default handler."""
+
+    def __init__(self) -> None:
+        self.busy = False
+        self.pending = False
+        self.previous: Any = None
+
+    def __enter__(self) -> _SigintGuard:
+        if (threading.current_thread() is threading.main_thread()
+                and signal.getsignal(signal.SIGINT) is signal.default_int_handler):
+            self.previous = signal.signal(signal.SIGINT, self._handle)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.previous is not None:
+            signal.signal(signal.SIGINT, self.previous)
+            self.previous = None
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        if self.busy and not self.pending:
+            self.pending = True
+            return
+        raise KeyboardInterrupt
+
+    @contextlib.contextmanager
+    def holding(self) -> Iterator[None]:
+        """Hold a first Ctrl-C back while the block runs."""
+        self.busy = True
+        try:
+            yield
+        finally:
+            self.busy = False
+
+    def raise_pending(self) -> None:
+        """Raise the KeyboardInterrupt held back, if any."""
+        if self.pending:
+            self.pending = False
+            raise KeyboardInterrupt
 
 
 def _next_multiple(step: int, every: int) -> int:

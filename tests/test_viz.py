@@ -288,3 +288,98 @@ def test_sb3_dqn_model(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
         assert int(sb3_action) == side["per_step"]["greedy_action"][i]
         obs, *_ = eval_env.step(action)
     eval_env.close()
+
+
+# ----------------------------------------------------------------------------- text-rendering (ansi) envs
+COPY = ["torch_threads=1", "num_envs=4", "n_steps=5", "lstm_size=16", "eval_every=300", "eval_episodes=1",
+        "eval_epsilon=0.3", "checkpoint_every=300", "log_every=300", "heldout_states=0"]
+
+
+@pytest.fixture(scope="module")
+def copy_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    run = tmp_path_factory.mktemp("viz") / "copy"
+    api.train("a2c", "rlmorning/Copy-v0", run_dir=run, steps=300, progress=False, overrides=COPY)
+    return run
+
+
+def test_record_algorithmic_env_writes_a_text_log(copy_run: Path, capsys: pytest.CaptureFixture) -> None:
+    from rlmorning.envs.algorithmic import CopyEnv
+    from rlmorning.viz.panel import fmt_score
+
+    rc, out, _ = cli(capsys, "record", copy_run, "--episodes", 2, "--seed", 7)
+    assert rc == 0
+    logs = sorted((copy_run / "videos").glob("*-text.txt"))
+    assert len(logs) == 2 and all(str(p) in out for p in logs) and not list((copy_run / "videos").glob("*.mp4"))
+    text = logs[0].read_text()
+    side = json.loads(logs[0].with_suffix(".json").read_text())
+    s = side["per_step"]
+    assert side["seed"] == 7 and side["text"] == logs[0].name and side["epsilon"] == 0.3
+    assert "\x1b" not in text and text.startswith("rlmorning record: rlmorning/Copy-v0 | a2c")
+    assert "reset (seed 7)" in text and text.count("Observation Tape") == side["steps"] + 1
+    assert "Targets" in text and "\n                        ^" in text  # the read head's marker at the tape start
+    # one block per step, holding the sidecar's action, reward, score and policy outputs
+    for t in range(side["steps"]):
+        block = text.split(f"\nstep {t + 1}\n")[1]
+        move, write, symbol = s["action"][t]
+        tag = "random" if s["random_action"][t] else "greedy"
+        action = f"move={('left', 'right')[move]} write={('no', 'yes')[write]} symbol={'ABCDE'[symbol]}  ({tag})"
+        assert block.splitlines()[1] == f"action   {action}"
+        assert block.splitlines()[2].startswith(f"reward   {s['reward'][t]:+g}")
+        probs = s["policy"][t]["action_probs"]
+        assert [len(p) for p in probs] == [2, 2, 5] and abs(sum(probs[2]) - 1) < 1e-5
+        assert block.splitlines()[0].startswith(f"policy   value {s['policy'][t]['value']:+.3f} | move: left")
+    assert s["score"][-1] == side["score"] == sum(s["reward"])
+    n = side["steps"]
+    assert text.rstrip().splitlines()[-1] == (f"episode  terminated after {n} step{'s' * (n != 1)}, "
+                                              f"score {fmt_score(side['score'])}")
+    # the greedy actions are the agent's from the episode's states (replayed from the sidecar)
+    agent, _ = api.load_agent(copy_run, "best")
+    env = CopyEnv()
+    obs, _ = env.reset(seed=7)
+    state = agent.initial_state(1)
+    for t, action in enumerate(s["action"]):
+        greedy, state = agent.act(np.array([obs]), state, explore=False)
+        assert [int(p[0]) for p in greedy] == s["greedy_action"][t]
+        obs, r, *_ = env.step(tuple(action))
+        assert r == s["reward"][t]
+
+
+def test_record_algorithmic_env_as_video(copy_run: Path, tmp_path: Path) -> None:
+    args = ["record", str(copy_run), "--episodes", "1", "--format", "mp4", "--max-steps", "3", "--out", str(tmp_path)]
+    assert main(args + ["--gif"]) == 0
+    video = only(tmp_path, "*.mp4")
+    side = json.loads(video.with_suffix(".json").read_text())
+    meta, frames = decode(video)
+    assert meta["codec"] == "h264" and meta["fps"] == 4  # the env's render_fps
+    assert len(frames) == side["frames"] == side["steps"] + 1 and tuple(meta["size"]) == tuple(side["frame_size"])
+    assert only(tmp_path, "*.gif").read_bytes()[:4] == b"GIF8"
+    # the read head's cell is drawn on a green background
+    green = (frames[0][..., 1].astype(int) - frames[0][..., 0].astype(int) > 60).sum()
+    assert green > 50
+    assert main(args[:-1] + [str(tmp_path / "plain"), "--no-overlay", "--fps", "2"]) == 0
+    meta_plain, plain = decode(only(tmp_path / "plain", "*-plain.mp4"))
+    assert meta_plain["fps"] == 2 and plain[0].shape[1] < frames[0].shape[1]
+
+
+def test_text_record_errors_are_one_line(copy_run: Path, cartpole_runs: list[Path],
+                                         capsys: pytest.CaptureFixture) -> None:
+    cases = [
+        ([cartpole_runs[0], "--format", "text"], "renders text"),
+        ([copy_run, "--gif"], "--format mp4"),
+        ([copy_run, "--fps", 5], "--format mp4"),
+        ([copy_run, "--format", "mp4", "--saliency"], "image observations"),
+    ]
+    for args, message in cases:
+        rc, out, err = cli(capsys, "record", *args, "--max-steps", 2)
+        lines = err.strip().splitlines()
+        assert rc == 2 and len(lines) == 1 and message in lines[0], (args, err)
+
+
+def test_ansi_parsing_marks_and_draws_coloured_cells() -> None:
+    from rlmorning.viz.ansi import parse_ansi, plain_text, text_image
+
+    lines = parse_ansi("tape: a\x1b[42mb\x1b[0mc\nout:  \x1b[41mx\x1b[0m\nplain")
+    assert plain_text(lines) == "tape: abc\n       ^\nout:  x\n      x\nplain"
+    img = text_image(lines, rows=5, cols=20)
+    assert img.dtype == np.uint8 and img.shape[0] > 5 * 12 and img.shape[1] > 20 * 8
+    assert img.shape == text_image(parse_ansi("short"), rows=5, cols=20).shape  # same grid, same frame size

@@ -228,6 +228,8 @@ def test_train_worldmodel_run_logs_kstep_and_dream_video(tmp_path, capsys):
 
     res = dream(run, horizon=3, seed=3)
     assert res["video"].parent == run / "videos" and res["video"].is_file()
+    with pytest.raises(RlmError, match="for grey"):
+        dream(run, horizon=3, upsample="srcnn")
 
     # plot --metric kstep_error: the last k-step check of the run, error against k beside copy-last-frame
     png = tmp_path / "kstep.png"
@@ -247,3 +249,27 @@ def _read_ffmpeg(path: Path) -> list[np.ndarray]:
     meta = reader.__next__()
     w, h = meta["size"]
     return [np.frombuffer(f, np.uint8).reshape(h, w, 3) for f in reader]
+
+
+def test_ale_64x64_world_model_and_srcnn_dream(tmp_path, capsys):
+    """ALE Pong at 64x64 (env_kwargs frame_size): the strided codec, a short run, and a dream rendered at
+    display size with a freshly fitted SRCNN (its held-out PSNR is reported next to bicubic's)."""
+    run = tmp_path / "pong"
+    api.train("worldmodel", "Pong", run_dir=run, steps=120, seed=0, device="cpu", progress=False,
+              overrides=["env_kwargs={frame_size: 64}", "latent_dim=16", "codec_channels=4", "hidden=32",
+                         "learning_starts=40", "train_freq=8", "batch_size=4", "seq_len=3", "kstep_every=0",
+                         "eval_every=0", "checkpoint_every=120", "log_every=120", "torch_threads=1"])
+    agent, _ = api.load_agent(run, "latest")
+    assert agent.model.obs_shape == (4, 64, 64) and agent.model.codec.strided and agent.updates >= 5
+    out = tmp_path / "dream.mp4"
+    capsys.readouterr()
+    assert main(["dream", str(run), "--horizon", "4", "--out", str(out), "--upsample", "srcnn",
+                 "--display-size", "128", "--srcnn-steps", "30"]) == 0
+    printed = capsys.readouterr().out
+    assert "SRCNN on held-out screens: PSNR" in printed
+    frames = _read_ffmpeg(out)
+    assert len(frames) == 5 and frames[0].shape[1] > 128  # label strip + a 128 px frame with borders
+    from rlmorning.viz.dream import dream
+
+    with pytest.raises(RlmError, match="unknown upsampler 'bogus'. Valid: nearest, bicubic, srcnn"):
+        dream(run, upsample="bogus")

@@ -8,6 +8,8 @@ latent: logits ``pi [B, K]``, means ``mu [B, K, D]`` and log-sigmas ``[B, K, D]`
 One mixture weight per component shared by all latent dims (a mixture of *diagonal Gaussians*), unlike
 the World Models code, which keeps a separate 1-D mixture per dim: a shared component keeps a sampled
 latent inside one mode (e.g. "the ball went left" in every dim at once) instead of mixing modes dim by dim.
+The components' mean biases start as N(0, 1) draws (the VAE prior): identical components sit on a
+saddle of the likelihood and can stay merged into one Gaussian.
 
 What :meth:`MDNGRUDynamics.forward` returns as the next latent:
 

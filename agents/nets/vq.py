@@ -8,18 +8,28 @@ codecs). Gradients pass the quantiser with the straight-through estimator.
 * Grid: by default the frame is halved (stride-2 3x3 convs, ``ceil(n / 2)`` per halving) while its larger
   side exceeds 8, so MinAtar's 10x10 frames give a 5x5 grid (one stride-2 conv), 64x64 frames 8x8 and
   84x84 frames 6x6; frames of side <= 8 keep their size. ``grid=(h, w)`` overrides: the encoder halves
-  while both sides stay >= the grid, then average-pools to it exactly.
-* Flat latent: ``z [B, D]`` is the quantised grid ``[B, code_dim, h, w]`` flattened, ``D = latent_size =
-  code_dim * h * w``. The ``latent_dim`` argument is accepted for the codecs' common signature and ignored.
+  while both sides stay >= the grid, then average-pools to it exactly. The decoder retraces the encoder
+  (nearest-neighbour resize back from a pooled grid, then one 4x4 stride-2 transposed conv per halving,
+  cropped to the encoder's sizes), so its output is exactly ``H x W``.
+* Flat latent: ``z [B, D]`` is the quantised grid ``[B, code_dim, h, w]`` flattened (channel first),
+  ``D = latent_size = code_dim * h * w`` (200 for 10x10 frames with the defaults). The ``latent_dim``
+  argument is accepted for the codecs' common signature and ignored; ``latent_dim`` the attribute is
+  ``latent_size``.
+* Codes on the unit sphere (``normalize=True``, as in Yu et al. 2022, "Vector-quantized Image Modeling
+  with Improved VQGAN"): encoder outputs and codebook vectors are L2-normalised before the look-up.
+  MinAtar frames are sparse, so an unnormalised encoder starts with tiny, bias-dominated outputs and the
+  codebook collapses onto a few codes; on the sphere the output scale cannot shrink.
 * Regulariser: ``reg [B]`` = codebook loss + ``commitment`` * commitment loss, where each is the squared
   L2 distance between a cell's encoder output and its code (one side stop-gradient), averaged over the
   sample's cells. The world model adds it with weight 1 (``reg_uses_beta = False``).
-* Dead codes: in training mode (with gradients enabled) ``encode`` keeps an exponential moving average of
-  each code's share of the batch's cells (buffer ``usage``); codes whose share falls below
-  ``dead_threshold`` are re-initialised to encoder outputs drawn at random from the batch (with the
-  torch default generator, so runs are deterministic under ``torch.manual_seed``) and their usage is
-  reset to ``1 / num_codes``. All codes start with usage 0, so the first training batch initialises the
-  unused codes from data. ``restart_dead=False`` turns this off.
+* Dead codes: in training mode (with gradients enabled) ``encode`` first keeps an exponential moving
+  average (``usage_decay``) of each code's share of the batch's cells (buffer ``usage``, saved with the
+  state dict). Codes whose share is below ``dead_threshold`` are re-seeded k-means++ style: one at a
+  time, at an encoder output of the batch drawn with probability proportional to its squared distance to
+  the nearest live or re-seeded code (so they land on badly represented outputs, not on copies of the
+  common background), and their usage is reset to ``1 / num_codes``. All codes start with usage 0, so the first
+  training batch seeds the codebook from data. Draws use the torch default generator: deterministic
+  under ``torch.manual_seed``. ``restart_dead=False`` turns this off.
 """
 
 from __future__ import annotations
@@ -123,10 +133,11 @@ class VQVAE(nn.Module):
         """Cell vectors ``[B, h, w, code_dim]`` -> flat latents ``[B, D]`` (channel-first order)."""
         return cells.permute(0, 3, 1, 2).reshape(cells.shape[0], -1)
 
+    @torch.no_grad()
     def nearest(self, cells: torch.Tensor) -> torch.Tensor:
         """Index of the nearest codebook vector of each vector ``[..., code_dim]`` (squared L2)."""
-        flat = cells.reshape(-1, self.code_dim)
-        e = self.embeddings()
+        flat = cells.detach().reshape(-1, self.code_dim)
+        e = self.embeddings().detach()
         dist = flat.pow(2).sum(1, keepdim=True) - 2.0 * flat @ e.t() + e.pow(2).sum(1)[None]
         return dist.argmin(1).view(cells.shape[:-1])
 
@@ -168,10 +179,10 @@ class VQVAE(nn.Module):
         """``(z, mean, reg [B])`` for frames ``x [B, C, H, W]``: the quantised grid flattened (straight-through
         gradients to the encoder), the same latent, and the per-sample VQ loss. ``sample`` is ignored."""
         cells = self._encode_cells(x)
-        idx = self.nearest(cells.detach())
+        idx = self.nearest(cells)
         if self.training and torch.is_grad_enabled():
             self._track_usage(idx, cells)
-            idx = self.nearest(cells.detach())  # restarted codes may now be nearer
+            idx = self.nearest(cells)  # restarted codes may now be nearer
         q = self.embeddings()[idx]
         codebook_loss = (cells.detach() - q).pow(2).sum(-1).flatten(1).mean(1)
         commit_loss = (cells - q.detach()).pow(2).sum(-1).flatten(1).mean(1)
@@ -191,7 +202,7 @@ class VQVAE(nn.Module):
     def snap(self, z: torch.Tensor) -> torch.Tensor:
         """Replace each cell's vector of ``z [B, D]`` by its nearest codebook vector (straight-through)."""
         cells = self._grid_of(z)
-        q = self.embeddings()[self.nearest(cells.detach())]
+        q = self.embeddings()[self.nearest(cells)]
         return self._flat_of(cells + (q - cells).detach())
 
     def codes(self, x: torch.Tensor) -> torch.Tensor:

@@ -1,0 +1,106 @@
+"""Dyna-DQN vs model-free DQN on MinAtar (issue 7's agent target), seeded.
+
+Three agents per game and seed, all from the ``dqn_minatar`` preset with the same overrides:
+
+* ``dqn``: plain DQN (one gradient step of ``batch_size`` real transitions per env step);
+* ``dqn-rr``: plain DQN with Dyna's total replay ratio (``gradient_steps = 1 + imagined_ratio``), the
+  baseline that matters (van Hasselt et al. 2019: replay-heavy model-free DQN matches SimPLe);
+* ``dyna``: DQN + world model (``world_model``), each batch ``batch_size`` real + ``imagined_ratio x
+  batch_size`` imagined transitions;
+* optionally ``simple`` (``--simple``): the DQN learns only in the model.
+
+Scores are the trainer's final greedy evaluation in the real env (``eval_episodes`` episodes), plus the
+best evaluation. Prints a Markdown table and a JSON line per run.
+
+    python bench/dyna.py --games Breakout --seeds 0 --steps 40000
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import tempfile
+import time
+from pathlib import Path
+
+from rlmorning import api
+
+COMMON = ["eval_every={eval_every}", "eval_episodes={eval_episodes}", "checkpoint_every=0", "log_every=5000",
+          "learning_starts=2000", "eps_decay_steps={decay}", "torch_threads={threads}"]
+DYNA = ["world_model={model}", "imagined_ratio={ratio}", "model_learning_starts=2000", "imagine_starts={imagine}",
+        "model_train_freq={model_freq}", "kstep_every=2000"]
+
+
+def variants(args: argparse.Namespace) -> dict[str, list[str]]:
+    fill = {"model": args.world_model, "ratio": args.imagined_ratio, "imagine": args.imagine_starts,
+            "model_freq": args.model_train_freq}
+    dyna = [d.format(**fill) for d in DYNA]
+    out = {
+        "dqn": [],
+        "dqn-rr": [f"gradient_steps={1 + round(args.imagined_ratio)}"],
+        "dyna": dyna,
+    }
+    if args.simple:
+        out["simple"] = [d for d in dyna if not d.startswith("imagined_ratio")] + ["model_mode=simple"]
+    return out
+
+
+def run_one(game: str, seed: int, name: str, extra: list[str], args: argparse.Namespace) -> dict:
+    common = [c.format(eval_every=args.eval_every, eval_episodes=args.eval_episodes, decay=args.eps_decay_steps,
+                       threads=args.threads) for c in COMMON]
+    with tempfile.TemporaryDirectory() as tmp:
+        t0 = time.perf_counter()
+        summary = api.train("dqn", f"MinAtar/{game}", config="dqn_minatar", run_dir=Path(tmp) / "run",
+                            steps=args.steps, seed=seed, device="cpu", progress=False, overrides=common + extra)
+        wall = time.perf_counter() - t0
+        rows = (Path(tmp) / "run" / "metrics.csv").read_text().splitlines()
+    header = rows[0].split(",")
+    col = header.index("eval_return_mean")
+    evals = [float(r.split(",")[col]) for r in rows[1:] if len(r.split(",")) > col and r.split(",")[col]]
+    return {"game": game, "seed": seed, "agent": name, "steps": args.steps, "final_eval": evals[-1] if evals else None,
+            "best_eval": summary["best_eval"], "evals": evals, "wall_s": round(wall, 1)}
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--games", nargs="+", default=["Breakout", "Asterix", "Freeway", "Seaquest", "SpaceInvaders"])
+    p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    p.add_argument("--steps", type=int, default=100_000)
+    p.add_argument("--agents", nargs="+", help="subset of dqn dqn-rr dyna simple")
+    p.add_argument("--world-model", default="vae-gru")
+    p.add_argument("--imagined-ratio", type=float, default=1.0)
+    p.add_argument("--imagine-starts", type=int, default=5_000)
+    p.add_argument("--model-train-freq", type=int, default=8)
+    p.add_argument("--eps-decay-steps", type=int, default=50_000)
+    p.add_argument("--eval-every", type=int, default=10_000)
+    p.add_argument("--eval-episodes", type=int, default=20)
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--simple", action="store_true", help="also run the SimPLe-style mode")
+    args = p.parse_args()
+    agents = variants(args)
+    if args.agents:
+        agents = {k: v for k, v in agents.items() if k in args.agents}
+    print(f"# {datetime.datetime.now():%Y-%m-%d %H:%M}, {args.steps} steps, seeds {args.seeds}, "
+          f"world_model={args.world_model}, imagined_ratio={args.imagined_ratio}", flush=True)
+    results = []
+    for game in args.games:
+        for seed in args.seeds:
+            for name, extra in agents.items():
+                res = run_one(game, seed, name, extra, args)
+                print(json.dumps(res), flush=True)
+                results.append(res)
+    print("\n| game | agent | seeds | final eval (mean) | best eval (mean) | wall s (mean) |")
+    print("|---|---|---:|---:|---:|---:|")
+    for game in args.games:
+        for name in agents:
+            rs = [r for r in results if r["game"] == game and r["agent"] == name]
+            finals = [r["final_eval"] for r in rs if r["final_eval"] is not None]
+            mean = sum(finals) / len(finals) if finals else float("nan")
+            best = sum(r["best_eval"] for r in rs) / len(rs)
+            wall = sum(r["wall_s"] for r in rs) / len(rs)
+            print(f"| {game} | {name} | {len(rs)} | {mean:.2f} | {best:.2f} | {wall:.0f} |")
+
+
+if __name__ == "__main__":
+    main()
