@@ -91,6 +91,9 @@ class RecurrentStateMixin:
     ``reset_state`` (called only by the trainer) remembers the state it returns; ``state_dict`` saves it;
     after ``load_state_dict`` the next ``act`` continues from it, unless ``initial_state`` (evaluation,
     plots) or ``interrupt_episodes`` (the envs could not be restored) comes first.
+
+    Redundant since the trainer checkpoints ``agent_state`` itself (restored exactly when the envs are):
+    both copies hold the same tensors, so a resume gives the same result with or without this one.
     """
 
     core: Core

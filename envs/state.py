@@ -3,8 +3,9 @@
 Supported: ``gymnasium.vector.SyncVectorEnv`` of envs that either
 
 - define ``checkpoint_state() -> data`` and ``restore_checkpoint_state(data)``, ``data`` being plain
-  values (ints, floats, strings, None, tensors, and lists/tuples/dicts of them) that
-  ``torch.load(weights_only=True)`` reads back (rlmorning's algorithmic envs and NTM tasks), or
+  values (ints, floats, strings, None, numpy arrays, tensors, and lists/tuples/dicts of them, stored by
+  :func:`pack_tree` so that ``torch.load(weights_only=True)`` reads them back): rlmorning's algorithmic
+  envs and NTM tasks (tapes, targets, heads, time, curriculum), or
 - keep their whole state in ``unwrapped.state`` (the classic-control family: CartPole, Acrobot,
   MountainCar, Pendulum ...).
 

@@ -273,3 +273,65 @@ def test_ale_64x64_world_model_and_srcnn_dream(tmp_path, capsys):
 
     with pytest.raises(RlmError, match="unknown upsampler 'bogus'. Valid: nearest, bicubic, srcnn"):
         dream(run, upsample="bogus")
+
+
+VARIANTS = {
+    "vqvae+pixelcnn": {"codec": "vqvae", "prior": "pixelcnn", "prior_kwargs": {"channels": 16, "layers": 2}},
+    "mdn-gru": {"dynamics": "mdn-gru", "dynamics_kwargs": {"mixtures": 3}},
+    "adversarial": {"adversarial": 0.1},
+}
+
+
+@pytest.mark.parametrize("variant", sorted(VARIANTS))
+def test_world_model_variants_train_and_round_trip(breakout, variant):
+    """vqvae (+ PixelCNN prior), mdn-gru and the PatchGAN term plug into the same WorldModel: losses fall,
+    their own metrics are logged, checkpoints round-trip, and the prior samples start frames."""
+    env, steps = breakout
+    torch.manual_seed(0)
+    agent = make_agent(env, batch_size=8, seq_len=4, **VARIANTS[variant])
+    fill(agent, steps[:400])
+    first = agent.train_step()
+    for _ in range(58):
+        agent.train_step()
+    last = agent.train_step()
+    assert last["recon_loss"] < 0.5 * first["recon_loss"] and last["pred_loss"] < 0.5 * first["pred_loss"]
+    extra = {"vqvae+pixelcnn": ("vq_loss", "prior_nll"), "mdn-gru": ("latent_loss",),
+             "adversarial": ("gan_g_loss", "gan_d_loss")}[variant]
+    assert set(extra) <= set(last)
+    if variant == "vqvae+pixelcnn":
+        assert last["prior_nll"] < first["prior_nll"]
+        frames = agent.model.sample_frames(5, generator=torch.Generator().manual_seed(1))
+        again = agent.model.sample_frames(5, generator=torch.Generator().manual_seed(1))
+        assert frames.shape == (5, 4, 10, 10) and frames.dtype == torch.uint8 and torch.equal(frames, again)
+        assert agent.model.frame_log_prob(frames).shape == (5,)
+        imagined = agent.model.as_env(None, num_envs=2, horizon=3, seed=0)
+        obs, _ = imagined.reset()
+        assert obs.shape == (2, 4, 10, 10) and imagined.step(np.zeros(2, np.int64))[0].shape == (2, 4, 10, 10)
+    if variant == "mdn-gru":  # latent_loss is the mixture NLL (a log-density: it may go below 0), not a square
+        h = agent.model.dyn.initial(torch.zeros(2, agent.model.dyn.latent_dim))
+        target = torch.full((2, agent.model.dyn.latent_dim), 50.0)
+        assert agent.model.dyn.latent_loss(h, target).shape == (2,)
+    state = agent.state_dict(include_buffers=False)
+    blob = io.BytesIO()
+    torch.save(state, blob)
+    blob.seek(0)
+    other = make_agent(env, seed=4, batch_size=8, seq_len=4, **VARIANTS[variant])
+    other.load_state_dict(torch.load(blob, weights_only=True))
+    x = agent.sample(4, 3)
+    torch.manual_seed(7)
+    a = agent.model.imagine(x["frames"][0], x["actions"])
+    torch.manual_seed(7)
+    b = other.model.imagine(x["frames"][0], x["actions"])
+    torch.testing.assert_close(a["frames"], b["frames"])
+
+
+def test_world_model_part_errors():
+    with pytest.raises(RlmError, match="prior 'pixelcnn' models discrete codes: use codec 'vqvae'"):
+        WorldModel((4, 10, 10), 3, codec="vae", prior="pixelcnn")
+    with pytest.raises(RlmError, match="unknown world-model prior 'glow'. Valid: none, pixelcnn"):
+        WorldModel((4, 10, 10), 3, prior="glow")
+    model = WorldModel((4, 10, 10), 3, latent_dim=8, codec_channels=4, hidden=16)
+    with pytest.raises(RlmError, match="no prior"):
+        model.sample_frames(2)
+    with pytest.raises(RlmError, match="give start frames"):
+        model.as_env(None, num_envs=2)

@@ -186,7 +186,7 @@ class VQVAE(nn.Module):
         q = self.embeddings()[idx]
         codebook_loss = (cells.detach() - q).pow(2).sum(-1).flatten(1).mean(1)
         commit_loss = (cells - q.detach()).pow(2).sum(-1).flatten(1).mean(1)
-        z = self._flat_of(cells + (q - cells).detach())
+        z = self._flat_of(q.detach() + (cells - cells.detach()))  # straight-through, exactly the code values
         return z, z, codebook_loss + self.commitment * commit_loss
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
@@ -202,8 +202,8 @@ class VQVAE(nn.Module):
     def snap(self, z: torch.Tensor) -> torch.Tensor:
         """Replace each cell's vector of ``z [B, D]`` by its nearest codebook vector (straight-through)."""
         cells = self._grid_of(z)
-        q = self.embeddings()[self.nearest(cells)]
-        return self._flat_of(cells + (q - cells).detach())
+        q = self.embeddings().detach()[self.nearest(cells)]
+        return self._flat_of(q + (cells - cells.detach()))
 
     def codes(self, x: torch.Tensor) -> torch.Tensor:
         """Code indices ``LongTensor [B, h, w]`` of frames ``x [B, C, H, W]``."""

@@ -83,6 +83,8 @@ class AlgorithmicEnv(gym.Env[int, Action], Generic[InputT, PosT], abc.ABC):
     and ``options={"min_length": k}`` to set the curriculum level (which also
     empties the promotion window).  The curriculum state (``min_length`` and
     ``reward_shortfalls``) is per instance, never shared between instances.
+    ``checkpoint_state``/``restore_checkpoint_state`` save and restore the episode
+    and curriculum state (rlmorning's checkpoints add the RNG).
     """
 
     metadata: ClassVar[dict[str, Any]] = {"render_modes": ["ansi"], "render_fps": 4}

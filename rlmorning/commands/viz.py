@@ -40,7 +40,8 @@ def register(sub: argparse._SubParsersAction) -> dict[str, Handler]:
                      "render_fps)")
     rec.add_argument("--max-steps", type=int, help="stop each episode after N agent steps")
     rec.add_argument("--no-overlay", action="store_true", help="plain game video, no panel")
-    rec.add_argument("--gif", action="store_true", help="also write a GIF (half size, 15 fps)")
+    rec.add_argument("--gif", action="store_true", help="also write a GIF (half size, 15 fps; text frames: "
+                     "full size)")
     rec.add_argument("--saliency", action="store_true", help="overlay perturbation saliency (Greydanus et al. "
                      "2018); ~300 batched forward passes per computed frame")
     rec.add_argument("--saliency-every", type=int, default=4, metavar="K",
