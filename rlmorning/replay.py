@@ -201,8 +201,12 @@ class ReplayBuffer:
         lo, hi = self._valid_ranges()
         return int(np.maximum(hi - lo + 1, 0).sum())
 
-    def _draw(self, batch_size: int) -> tuple[np.ndarray, np.ndarray]:
+    def _draw(self, batch_size: int, lookahead: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Uniform ``(stream, absolute slot)`` pairs of transitions whose ``lookahead`` following slots
+        (default ``n_step``) and frame-stack lookback are stored."""
         lo, hi = self._valid_ranges()
+        if lookahead is not None:
+            hi = self.count - 1 - lookahead
         sizes = np.maximum(hi - lo + 1, 0)
         total = int(sizes.sum())
         if total == 0:
@@ -278,28 +282,8 @@ class ReplayBuffer:
         """
         if length < 1:
             raise RlmError(f"replay: sequence length must be >= 1, got {length}")
-        lo = np.maximum(self.count - self.stream_capacity + self.frame_stack - 1, 0)
-        hi = self.count - 2  # the newest slot's successor is not stored yet
-        sizes = np.maximum(hi - lo + 1, 0)
-        total = int(sizes.sum())
-        if total == 0:
-            raise RlmError("replay: nothing to sample yet (add more transitions before sampling)")
-        ends = np.cumsum(sizes)
-        env = np.empty(batch_size, dtype=np.int64)
-        start = np.empty(batch_size, dtype=np.int64)
-        todo = np.arange(batch_size)
+        env, start = self._draw(batch_size, lookahead=1)  # the newest slot's successor is not stored yet
         c = self.stream_capacity
-        for _ in range(1000):
-            u = self.rng.integers(0, total, size=todo.size)
-            e = np.searchsorted(ends, u, side="right")
-            a = lo[e] + (u - (ends[e] - sizes[e]))
-            ok = (self.flags[e, a % c] & TRANSITION) != 0
-            env[todo[ok]], start[todo[ok]] = e[ok], a[ok]
-            todo = todo[~ok]
-            if todo.size == 0:
-                break
-        else:
-            raise RlmError("replay: could not find sampleable transitions")
         slots = start[:, None] + np.arange(length)  # [B, L] absolute slots of the steps
         flags = self.flags[env[:, None], slots % c]
         newest = self.count[env][:, None] - 1

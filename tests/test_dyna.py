@@ -21,12 +21,7 @@ pytest.importorskip("minatar")
 SMALL_MODEL = {"latent_dim": 16, "hidden": 64, "codec_channels": 8}
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def make_dqn(env, **kw: object) -> DQNAgent:

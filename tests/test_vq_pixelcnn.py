@@ -15,13 +15,7 @@ from rlmorning.agents.nets.world_model_nets import CODECS, make_codec
 from rlmorning.agents.world_model import WorldModel
 from rlmorning.errors import RlmError
 
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def blocks(n: int, seed: int) -> torch.Tensor:
@@ -223,7 +217,7 @@ def test_training_reconstructs_frames(trained_vq):
     acc = (pred == x).float().mean().item()
     on_recall = (pred[x == 1] == 1).float().mean().item()
     assert acc > 0.993 and on_recall > 0.7, (acc, on_recall)  # all-zero frames would score 0.98 and 0
-    assert codec.codes(x).unique().numel() >= 8 and codec.perplexity() >= 4
+    assert codec.codes(x).unique().numel() >= 16 and codec.perplexity() >= 8  # no codebook collapse
 
 
 def test_world_model_runs_with_the_vq_codec():
@@ -291,7 +285,7 @@ def test_pixelcnn_mask_survives_training():
 
 @pytest.fixture(scope="module")
 def trained_prior():
-    """A PixelCNN after 120 Adam steps on 4x4 grids of 8 codes with shifted-row structure."""
+    """A PixelCNN after 200 Adam steps on 4x4 grids of 8 codes with shifted-row structure."""
     grid, k = (4, 4), 8
     g = torch.Generator().manual_seed(0)
     data = shifted_rows(2048, k, grid, g)
@@ -299,7 +293,7 @@ def trained_prior():
     prior = PixelCNNPrior(k, grid, channels=16, layers=4)
     opt = torch.optim.Adam(prior.parameters(), 1e-2)
     losses = []
-    for _ in range(120):
+    for _ in range(200):
         loss = prior.loss(data[torch.randint(0, len(data), (32,), generator=g)])
         opt.zero_grad()
         loss.backward()
@@ -316,9 +310,9 @@ def test_pixelcnn_learns_structure(trained_prior):
     with torch.no_grad():
         held_out = shifted_rows(256, k, prior.grid, torch.Generator().manual_seed(1))
         loss = float(prior.loss(held_out))
-        assert loss < floor + 0.3 * (math.log(k) - floor), (loss, floor)
+        assert loss < floor + 0.05 * (math.log(k) - floor), (loss, floor)
         samples = prior.sample(64, generator=torch.Generator().manual_seed(0))
-        assert is_shifted(samples).float().mean() > 0.8
+        assert is_shifted(samples).float().mean() > 0.85
         # the first row stays diverse: no mode collapse
         assert samples[:, 0].unique().numel() == k
         random = torch.randint(0, k, (256, h, w), generator=torch.Generator().manual_seed(2))
@@ -333,11 +327,19 @@ def test_pixelcnn_sampling_is_seeded(trained_prior):
     assert a.dtype == torch.long and a.shape == (16, *prior.grid)
     assert torch.equal(a, b) and not torch.equal(a, c)
     assert prior.sample(0).shape == (0, *prior.grid)
-    # a low temperature concentrates the draws on the modes
-    warm = prior.sample(32, generator=torch.Generator().manual_seed(5))
-    cold = prior.sample(32, temperature=0.05, generator=torch.Generator().manual_seed(5))
-    share = [float(c[:, 0, 0].bincount(minlength=prior.num_codes).max()) / len(c) for c in (cold, warm)]
-    assert share[0] > 0.5 > share[1], share
+
+
+@pytest.mark.parametrize("temperature", [1.0, 0.5, 2.0])
+def test_pixelcnn_samples_follow_the_tempered_model(temperature):
+    """The first cell sees nothing: its draws must follow ``softmax(logits / temperature)``."""
+    torch.manual_seed(0)
+    prior = PixelCNNPrior(4, (1, 2), channels=8, layers=1).eval()
+    with torch.no_grad():
+        prior.head[-1].bias.copy_(torch.tensor([1.5, 0.5, 0.0, -1.0]))
+        probs = torch.softmax(prior.logits(torch.zeros(1, 1, 2, dtype=torch.long))[0, :, 0, 0] / temperature, 0)
+    draws = prior.sample(4000, temperature=temperature, generator=torch.Generator().manual_seed(0))
+    freq = draws[:, 0, 0].bincount(minlength=4).float() / 4000
+    assert (freq - probs).abs().max() < 0.03, (freq, probs)
 
 
 def test_pixelcnn_prior_over_vq_codes(trained_vq):

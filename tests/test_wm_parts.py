@@ -16,13 +16,7 @@ from rlmorning.agents.nets.strided_codec import StridedDecoder, StridedEncoder, 
 from rlmorning.agents.nets.world_model_nets import DYNAMICS, make_dynamics
 from rlmorning.errors import RlmError
 
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 # ------------------------------------------------------------------------------------------------------- MDN

@@ -27,12 +27,7 @@ pytest.importorskip("minatar")
 SMALL = {"latent_dim": 16, "codec_channels": 8, "hidden": 64}
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def make_agent(env: gym.vector.VectorEnv, seed: int = 0, **kw: object) -> WorldModelAgent:

@@ -56,7 +56,13 @@ def default_grid(height: int, width: int, max_side: int = 8) -> tuple[int, int]:
 @CODECS.register("vqvae", "VQ-VAE (van den Oord et al. 2017): conv encoder to a grid of codebook vectors, "
                           "straight-through, Bernoulli decoder")
 class VQVAE(nn.Module):
-    """VQ-VAE codec with the ``ae``/``vae`` interface (``encode``/``decode``) plus code-level helpers."""
+    """VQ-VAE codec with the ``ae``/``vae`` interface (``encode``/``decode``) plus code-level helpers.
+
+    ``channels``: conv width; ``num_codes`` x ``code_dim``: the codebook; ``commitment``: weight of the
+    commitment loss; ``grid``: code grid ``(h, w)`` (default from :func:`default_grid`); ``restart_dead``,
+    ``dead_threshold``, ``usage_decay``: dead-code re-seeding; ``normalize``: codes on the unit sphere.
+    ``latent_dim`` is ignored (the latent size follows from the grid: :attr:`latent_size`).
+    """
 
     stochastic = False
     reg_uses_beta = False

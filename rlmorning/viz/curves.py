@@ -86,6 +86,14 @@ def group_key(config: dict[str, Any]) -> str:
     return json.dumps({k: v for k, v in config.items() if k not in NOT_GROUPING}, sort_keys=True, default=str)
 
 
+def group_label(config: dict[str, Any], differing: list[str]) -> str:
+    """Legend label of a group: env, agent and the config keys that differ between the plotted groups."""
+    label = f"{envs_mod.resolve(str(config['env'])).display_name} {config['agent']}"
+    if differing:
+        label += " (" + ", ".join(f"{k}={config.get(k)}" for k in differing) + ")"
+    return label
+
+
 def frames_per_step(config: dict[str, Any]) -> int | None:
     """Emulator frames per agent step for Atari runs (frame skip, default 4); None otherwise."""
     try:
@@ -145,10 +153,7 @@ def plot_curves(runs: Sequence[str | Path], metric: str = "eval_return",
     out_groups = []
     for gi, members in enumerate(groups.values()):
         color = colors(gi % 10)
-        cfg = members[0].config
-        label = f"{envs_mod.resolve(str(cfg['env'])).display_name} {cfg['agent']}"
-        if differing:
-            label += " (" + ", ".join(f"{k}={cfg.get(k)}" for k in differing) + ")"
+        label = group_label(members[0].config, differing)
         seeds = [m.seed for m in members]
         per_run = {str(m.path): dict(zip(("step", "value"), (a.tolist() for a in m.series(column)), strict=True))
                    for m in members}

@@ -15,7 +15,6 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from rlmorning import envs as envs_mod
 from rlmorning.errors import RlmError
 
 if TYPE_CHECKING:
@@ -43,15 +42,14 @@ def plot_kstep_error(groups: dict[str, list[RunData]], differing: list[str], png
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from rlmorning.viz.curves import group_label
+
     fig, ax = plt.subplots(figsize=(8, 5), dpi=100)
     colors = plt.get_cmap("tab10")
     out_groups = []
     for gi, members in enumerate(groups.values()):
         color = colors(gi % 10)
-        cfg = members[0].config
-        label = f"{envs_mod.resolve(str(cfg['env'])).display_name} {cfg['agent']}"
-        if differing:
-            label += " (" + ", ".join(f"{k}={cfg.get(k)}" for k in differing) + ")"
+        label = group_label(members[0].config, differing)
         per_run = [last_kstep(m) for m in members]
         horizon = min(len(r[1]) for r in per_run)
         ks = per_run[0][1][:horizon]

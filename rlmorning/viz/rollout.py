@@ -57,6 +57,12 @@ class PolicySource:
             return 1
         return int(self.env_kwargs.get("frame_skip", 4))
 
+    def sidecar_header(self) -> dict[str, Any]:
+        """The fields every JSON sidecar starts with: what played, from which checkpoint, how it was scored."""
+        return {"source": self.source, "checkpoint": self.checkpoint, "checkpoint_step": self.checkpoint_step,
+                "agent": self.agent_name, "env": self.info.display_name, "eval_protocol": self.protocol,
+                "epsilon": self.epsilon}
+
     @property
     def title(self) -> str:
         step = f" @ {self.checkpoint_step:,} steps" if self.checkpoint_step is not None else ""
