@@ -121,7 +121,7 @@ class DynaPlanner:
             if getattr(c, key) < 1:
                 raise RlmError(f"config key '{key}' must be >= 1, got {getattr(c, key)}")
         codec, dynamics = parse_world_model(c.world_model)
-        fields = set(ModelConfig.__dataclass_fields__)
+        fields = set(ModelConfig.__dataclass_fields__) - {"codec", "dynamics"}  # those come from world_model
         bad = sorted(set(c.world_model_kwargs) - fields)
         if bad:
             raise RlmError(f"unknown world_model_kwargs key(s) {', '.join(bad)}. Valid: {', '.join(sorted(fields))}")
