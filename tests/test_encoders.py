@@ -354,9 +354,10 @@ def test_sb3_extractor_scaling_and_features_dim() -> None:
         policy_kwargs("resnet50")
 
 
-def test_sb3_dqn_trains_with_an_rlmorning_encoder() -> None:
+def test_sb3_dqn_trains_with_an_rlmorning_encoder(tmp_path: Path) -> None:
     pytest.importorskip("stable_baselines3")
     from stable_baselines3 import DQN
+    from stable_baselines3.common.logger import configure
 
     from rlmorning.agents.nets.sb3 import RlmorningExtractor
     from rlmorning.envs import make_eval, resolve
@@ -365,6 +366,7 @@ def test_sb3_dqn_trains_with_an_rlmorning_encoder() -> None:
     model = DQN("CnnPolicy", env, learning_starts=100, buffer_size=1000, batch_size=8, train_freq=4, seed=0,
                 policy_kwargs=dict(features_extractor_class=RlmorningExtractor,
                                    features_extractor_kwargs=dict(encoder="impala", channels=[8, 16], hidden=32)))
+    model.set_logger(configure(str(tmp_path / "sb3-log"), []))  # not SB3's default folder under /tmp
     before = {k: v.clone() for k, v in model.policy.q_net.state_dict().items()}
     model.learn(300)
     ext = model.policy.q_net.features_extractor

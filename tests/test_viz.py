@@ -258,6 +258,9 @@ def test_sb3_dqn_model(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     env = VecFrameStack(make_atari_env("BreakoutNoFrameskip-v4", n_envs=1, seed=0), 4)
     model = DQN("CnnPolicy", env, buffer_size=500, learning_starts=100, batch_size=8, train_freq=4,
                 device="cpu", seed=0, verbose=0)
+    from stable_baselines3.common.logger import configure
+
+    model.set_logger(configure(str(tmp_path / "sb3-log"), []))  # not SB3's default folder under /tmp
     model.learn(200)
     model.save(tmp_path / "dqn_breakout.zip")
     env.close()
