@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from rlmorning.agents.base import load_module_state
+from rlmorning.agents.base import linear_schedule, load_module_state
 from rlmorning.agents.nets.ntm import NTM, Core, CoreConfig, State, make_core, reset_rows
 from rlmorning.errors import RlmError
 
@@ -33,6 +33,8 @@ class NTMConfig(CoreConfig):
     batch_size: int = 16
     """completed sequences per gradient step"""
     lr: float = 1e-3
+    lr_end: float = 0.0
+    """> 0: anneal the learning rate linearly from lr to lr_end over the run's env steps (0: constant)"""
     optimizer: str = "adam"
     """adam | rmsprop (Graves et al.: RMSProp, lr 1e-4, momentum 0.9)"""
     momentum: float = 0.9
@@ -185,6 +187,7 @@ class NTMAgent(RecurrentStateMixin):
         self.net = nn.ModuleDict({"core": self.core, "head": self.head})
         self.optimizer = make_optimizer(self.net.parameters(), config.optimizer, config.lr, config.momentum,
                                         config.rmsprop_alpha)
+        self.total_steps = max(1, int(total_steps))
         self.env_steps = 0
         self.updates = 0
         self.sequences = 0  # sequences used in gradient steps
@@ -298,6 +301,10 @@ class NTMAgent(RecurrentStateMixin):
         loss.backward()
         c = self.config
         grad_norm = clip_gradients(list(self.net.parameters()), c.max_grad_norm, c.grad_clip)
+        if c.lr_end > 0:
+            lr = linear_schedule(c.lr, c.lr_end, self.total_steps, self.env_steps)
+            for group in self.optimizer.param_groups:
+                group["lr"] = lr
         if math.isfinite(grad_norm):
             self.optimizer.step()
         else:  # a non-finite loss or gradient never reaches the weights
@@ -372,5 +379,7 @@ def _validate(c: NTMConfig) -> None:
             raise RlmError(f"config key '{key}' must be >= 1, got {getattr(c, key)}")
     if c.lr <= 0:
         raise RlmError(f"config key 'lr' must be > 0, got {c.lr}")
+    if c.lr_end < 0:
+        raise RlmError(f"config key 'lr_end' must be >= 0 (0: constant lr), got {c.lr_end}")
     if c.max_pending < c.batch_size:
         raise RlmError(f"max_pending ({c.max_pending}) must be >= batch_size ({c.batch_size})")

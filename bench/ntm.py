@@ -52,7 +52,8 @@ def supervised_run(core: str, seed: int, args: argparse.Namespace, root: Path) -
     overrides = [
         f"core={core}", f"memory_size={n}", f"memory_width={m}", f"controller_size={args.controller_size}",
         f"lstm_size={args.lstm_size}", f"lstm_layers={args.lstm_layers}", f"batch_size={args.batch_size}",
-        f"lr={args.lr}", f"env_kwargs.min_length={args.min_length}", f"env_kwargs.max_length={args.max_length}",
+        f"lr={args.lr}", f"lr_end={args.lr_end}", f"env_kwargs.min_length={args.min_length}",
+        f"env_kwargs.max_length={args.max_length}",
         f"log_every={max(mean_steps * 50, mean_steps * args.sequences // 200)}", "eval_every=0",
         f"checkpoint_every={mean_steps * args.sequences // 10 + 1}", f"torch_threads={args.threads}",
     ]
@@ -127,6 +128,7 @@ def main() -> None:
     p.add_argument("--lstm-layers", type=int, default=3)
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--lr-end", type=float, default=0.0, help="anneal lr linearly to this over the run (0: constant)")
     p.add_argument("--cores", nargs="+", default=["ntm", "lstm"], choices=["ntm", "lstm"])
     p.add_argument("--rl-steps", type=int, default=1_000_000, help="env steps per RL run")
     p.add_argument("--rl-envs", nargs="+", default=["Copy", "DuplicatedInput", "Reverse", "RepeatCopy"],
@@ -148,8 +150,9 @@ def main() -> None:
           f"seeds={args.seeds}{' SMOKE' if args.smoke else ''}  runs in {root}")
 
     if not args.skip_supervised:
+        anneal = f" -> {args.lr_end}" if args.lr_end else ""
         print(f"\n### Copy ({args.min_length}-{args.max_length}, 8 bits), {args.sequences} sequences, batch "
-              f"{args.batch_size}, Adam {args.lr}; NTM {n}x{m}, controller LSTM {args.controller_size}; "
+              f"{args.batch_size}, Adam {args.lr}{anneal}; NTM {n}x{m}, controller LSTM {args.controller_size}; "
               f"LSTM {args.lstm_layers}x{args.lstm_size}\n")
         results: dict[tuple[str, int], dict[str, Any]] = {}
         for core in args.cores:

@@ -276,3 +276,22 @@ def test_non_finite_gradients_never_reach_the_weights() -> None:
     before = {k: v.clone() for k, v in a.net.state_dict().items()}
     a.train_batch(batch)
     assert a.skipped == 1 and all(torch.equal(v, a.net.state_dict()[k]) for k, v in before.items())
+
+
+def test_lr_anneals_linearly_to_lr_end_over_the_run() -> None:
+    a, env = make_agent(lr=1e-2, lr_end=1e-3)  # total_steps=100
+    env.reset(seed=0)
+    batch = [env.sample_episode(2) for _ in range(2)]
+    batch = [{"inputs": e.inputs, "targets": e.targets, "mask": e.mask} for e in batch]
+    lrs = []
+    for steps in (0, 50, 100, 400):
+        a.env_steps = steps
+        a.train_batch(batch)
+        lrs.append(a.optimizer.param_groups[0]["lr"])
+    np.testing.assert_allclose(lrs, [1e-2, 5.5e-3, 1e-3, 1e-3])
+    constant, _ = make_agent(lr=1e-2)
+    constant.env_steps = 90
+    constant.train_batch(batch)
+    assert constant.optimizer.param_groups[0]["lr"] == 1e-2
+    with pytest.raises(RlmError, match="lr_end"):
+        make_agent(lr_end=-1.0)
