@@ -66,7 +66,7 @@ class WorldModel(nn.Module):
                  reward_weight: float = 1.0, term_weight: float = 1.0, max_grad_norm: float = 100.0,
                  adversarial: float = 0.0, prior: str = "none", codec_kwargs: dict | None = None,
                  dynamics_kwargs: dict | None = None, prior_kwargs: dict | None = None,
-                 device: torch.device | str = "cpu") -> None:
+                 frame_skip: bool = False, device: torch.device | str = "cpu") -> None:
         super().__init__()
         if len(obs_shape) != 3:
             raise RlmError(f"world models need image observations [C, H, W], got shape {tuple(obs_shape)}")
@@ -87,6 +87,12 @@ class WorldModel(nn.Module):
         self.weights = {"latent": latent_weight, "reward": reward_weight, "term": term_weight}
         self.max_grad_norm = max_grad_norm
         self.adversarial = float(adversarial)
+        # frame_skip: predicted logits += conv3x3(previous frame), so the dynamics learn changes on top of a copy
+        self.frame_skip = (nn.Conv2d(self.obs_shape[0], self.obs_shape[0], 3, padding=1) if frame_skip else None)
+        if self.frame_skip is not None:  # starts as the plain model; learns how much of the last frame to keep
+            nn.init.zeros_(self.frame_skip.weight)
+            nn.init.zeros_(self.frame_skip.bias)
+        self.dyn_state_size = int(getattr(self.dyn, "hidden", hidden))
         self.critic = PatchDiscriminator(self.obs_shape[0]) if adversarial > 0 else None
         self.prior: PixelCNNPrior | None = None
         if prior == "pixelcnn":
@@ -107,6 +113,25 @@ class WorldModel(nn.Module):
 
     def _target(self, frames: torch.Tensor) -> torch.Tensor:
         return frames.float() * self.input_scale
+
+    def _predict_logits(self, zhat: torch.Tensor, prev: torch.Tensor | None) -> torch.Tensor:
+        """Logits of a predicted frame: decoded latent, plus the skip from the previous frame when enabled."""
+        logits = self.codec.decode(zhat)
+        if self.frame_skip is not None and prev is not None:
+            logits = logits + self.frame_skip(prev)
+        return logits
+
+    def _split(self, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The imagination state is the GRU state, with the previous frame (flattened) appended for frame_skip."""
+        if self.frame_skip is None:
+            return h, None
+        n = self.dyn_state_size
+        return h[:, :n], h[:, n:].reshape(h.shape[0], *self.obs_shape)
+
+    def _join(self, h: torch.Tensor, prev: torch.Tensor | None) -> torch.Tensor:
+        if self.frame_skip is None or prev is None:
+            return h
+        return torch.cat([h, prev.flatten(1)], dim=1)
 
     def _snap(self, z: torch.Tensor) -> torch.Tensor:
         """Keep predicted latents on the codec's latent set (VQ codes), straight-through for gradients."""
@@ -138,11 +163,13 @@ class WorldModel(nn.Module):
         h = self.dyn.initial(z[0])
         zin = z[0]
         latent_nll = getattr(self.dyn, "latent_loss", None)
+        prev = target[0]
         pred, lat, rew, term = [], [], [], []
         for k in range(length):
             h, zhat, r, tl = self.dyn(zin, actions[k], h)
             zhat = self._snap(zhat)
-            logits = self.codec.decode(zhat)
+            logits = self._predict_logits(zhat, prev)
+            prev = torch.sigmoid(logits)
             pred.append(F.binary_cross_entropy_with_logits(logits, target[k + 1], reduction="none").flatten(1).sum(1))
             goal = mu[k + 1].detach()
             lat.append(latent_nll(h, goal) if latent_nll is not None else (zhat - goal).pow(2).sum(1))
@@ -228,16 +255,19 @@ class WorldModel(nn.Module):
     def start(self, start_obs: Any) -> tuple[torch.Tensor, torch.Tensor]:
         """``(latent, recurrent state)`` of start frames ``[B, C, H, W]`` (the posterior mean)."""
         self.eval()
-        _, mu, _ = self.codec.encode(self._t(start_obs), sample=False)
-        return mu, self.dyn.initial(mu)
+        frames = self._t(start_obs)
+        _, mu, _ = self.codec.encode(frames, sample=False)
+        return mu, self._join(self.dyn.initial(mu), self._target(frames))
 
     @torch.no_grad()
     def step_latent(self, z: torch.Tensor, h: torch.Tensor, actions: Any
                     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """One imagined step: ``(next latent, state, frame probabilities, reward, termination probability)``."""
+        h, prev = self._split(h)
         h, zhat, r, tl = self.dyn(z, self._t(actions, torch.long), h)
         zhat = self._snap(zhat)
-        return zhat, h, torch.sigmoid(self.codec.decode(zhat)), r, torch.sigmoid(tl)
+        probs = torch.sigmoid(self._predict_logits(zhat, prev))
+        return zhat, self._join(h, probs), probs, r, torch.sigmoid(tl)
 
     @torch.no_grad()
     def imagine(self, start_obs: Any, actions: Any | Policy, horizon: int | None = None,
@@ -430,6 +460,8 @@ class ModelConfig:
     dynamics_kwargs: dict = field(default_factory=dict)
     """e.g. mdn-gru: {mixtures: 5, temperature: 1.0}"""
     prior_kwargs: dict = field(default_factory=dict)
+    frame_skip: bool = False
+    """Predicted frames add a 3x3 conv of the previous (predicted) frame to the decoded logits."""
     lr: float = 1e-3
     max_grad_norm: float = 100.0
 
@@ -446,7 +478,8 @@ def build_world_model(cfg: ModelConfig, observation_space: gym.spaces.Box, num_a
         lr=cfg.lr, input_scale=1.0 / 255.0 if grey else 1.0, latent_weight=cfg.latent_weight,
         reward_weight=cfg.reward_weight, term_weight=cfg.term_weight, max_grad_norm=cfg.max_grad_norm,
         adversarial=cfg.adversarial, prior=cfg.prior, codec_kwargs=cfg.codec_kwargs,
-        dynamics_kwargs=cfg.dynamics_kwargs, prior_kwargs=cfg.prior_kwargs, device=device,
+        dynamics_kwargs=cfg.dynamics_kwargs, prior_kwargs=cfg.prior_kwargs, frame_skip=cfg.frame_skip,
+        device=device,
     )
 
 

@@ -330,3 +330,29 @@ def test_world_model_part_errors():
         model.sample_frames(2)
     with pytest.raises(RlmError, match="give start frames"):
         model.as_env(None, num_envs=2)
+
+
+def test_frame_skip_starts_as_the_plain_model_and_learns(breakout):
+    """frame_skip adds a zero-initialised conv of the previous frame to predicted logits: at init the
+    predictions equal the plain model's; after training the skip is used, and imagination carries the
+    previous frame in its state (as_env and imagine agree)."""
+    env, steps = breakout
+    torch.manual_seed(3)
+    plain = make_agent(env, batch_size=8, seq_len=4)
+    torch.manual_seed(3)
+    skip = make_agent(env, batch_size=8, seq_len=4, frame_skip=True)
+    fill(plain, steps[:300])
+    fill(skip, steps[:300])
+    x = plain.sample(6, 3)
+    a, b = plain.model.imagine(x["frames"][0], x["actions"]), skip.model.imagine(x["frames"][0], x["actions"])
+    torch.testing.assert_close(a["frames"], b["frames"])
+    first = skip.train_step()
+    for _ in range(40):
+        last = skip.train_step()
+    assert skip.model.frame_skip.weight.abs().sum() > 0 and last["pred_loss"] < first["pred_loss"]
+    out = skip.model.imagine(x["frames"][0][:2], x["actions"][:, :2], binary=True)
+    imagined = skip.model.as_env(x["frames"][0][:2], num_envs=2, horizon=10)
+    imagined.reset()
+    for t in range(3):
+        obs, *_ = imagined.step(np.asarray(x["actions"][t, :2]))
+        np.testing.assert_array_equal(obs, out["frames"][t].numpy())
