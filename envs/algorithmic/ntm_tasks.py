@@ -213,6 +213,13 @@ class NTMTaskEnv(gym.Env[np.ndarray, np.ndarray], abc.ABC):
         lines.append(f"{'':<8} {marker}")
         return "\n".join(lines) + "\n"
 
+    def _sequence(self, length: int, options: dict[str, Any]) -> np.ndarray:
+        """The input vectors ``float32 [L, bits]``: ``options["sequence"]`` when given, else ``length``
+        uniformly random ones from the env's RNG."""
+        if "sequence" in options:
+            return _bits(options["sequence"], (self.bits,), "sequence")
+        return self.np_random.integers(0, 2, (length, self.bits)).astype(np.float32)
+
 
 class NTMCopyEnv(NTMTaskEnv):
     """Copy: ``L`` random ``bits``-bit vectors, then a delimiter on channel ``bits``; write them back.
@@ -228,11 +235,8 @@ class NTMCopyEnv(NTMTaskEnv):
         super().__init__(bits, bits + 1, bits, min_length, max_length, render_mode)
 
     def _generate(self, length: int, options: dict[str, Any]) -> NTMEpisode:
-        if "sequence" in options:
-            seq = _bits(options["sequence"], (self.bits,), "sequence")
-            length = len(seq)
-        else:
-            seq = self.np_random.integers(0, 2, (length, self.bits)).astype(np.float32)
+        seq = self._sequence(length, options)
+        length = len(seq)
         inputs = np.zeros((length + 1, self.in_dim), np.float32)
         inputs[:length, : self.bits] = seq
         inputs[length, self.bits] = 1.0
@@ -271,11 +275,8 @@ class NTMRepeatCopyEnv(NTMTaskEnv):
                 raise ValueError(f"repeats must be <= {self.repeats_limit} (raise max_repeats), got {repeats}")
         else:
             repeats = int(self.np_random.integers(self.min_repeats, self.max_repeats + 1))
-        if "sequence" in options:
-            seq = _bits(options["sequence"], (self.bits,), "sequence")
-            length = len(seq)
-        else:
-            seq = self.np_random.integers(0, 2, (length, self.bits)).astype(np.float32)
+        seq = self._sequence(length, options)
+        length = len(seq)
         inputs = np.zeros((length + 2, self.in_dim), np.float32)
         inputs[:length, : self.bits] = seq
         inputs[length, self.bits] = 1.0
@@ -359,11 +360,8 @@ class NTMPrioritySortEnv(NTMTaskEnv):
         super().__init__(bits, bits + 2, bits, min_length, max_length, render_mode, obs_low=low)
 
     def _generate(self, length: int, options: dict[str, Any]) -> NTMEpisode:
-        if "sequence" in options:
-            seq = _bits(options["sequence"], (self.bits,), "sequence")
-            length = len(seq)
-        else:
-            seq = self.np_random.integers(0, 2, (length, self.bits)).astype(np.float32)
+        seq = self._sequence(length, options)
+        length = len(seq)
         if "priorities" in options:
             prio = np.asarray(options["priorities"], np.float32)
             if prio.shape != (length,) or np.abs(prio).max(initial=0) > 1:
