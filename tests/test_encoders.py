@@ -17,7 +17,7 @@ from torchvision.ops import deform_conv2d
 
 from rlmorning import api
 from rlmorning.agents.dqn import DQNAgent, DQNConfig
-from rlmorning.agents.nets.deformable import DeformConv2d
+from rlmorning.agents.nets.deformable import DeformConv2d, deform_conv2d_gather
 from rlmorning.agents.nets.encoders import ENCODERS, NatureEncoder, make_encoder
 from rlmorning.cli import main
 from rlmorning.errors import RlmError
@@ -154,6 +154,48 @@ def test_deformable_offsets_move_the_samples() -> None:
     y = layer(x)
     torch.testing.assert_close(y[0, 0, :4], x[0, 0, 1:])
     assert y[0, 0, 4].abs().max() == 0  # sampled below the frame: zero padding
+
+
+@pytest.mark.parametrize(("shape", "out_c", "k", "stride", "padding"), [
+    ((2, 5, 20, 20), 7, 4, 2, 0), ((3, 4, 9, 7), 6, 3, 1, 1), ((2, 3, 1, 6), 4, 1, 1, 0), ((2, 2, 12, 12), 3, 8, 4, 2),
+])
+@pytest.mark.parametrize("modulated", [False, True])
+def test_gather_deform_conv_matches_torchvision_values_and_gradients(
+        shape: tuple[int, ...], out_c: int, k: int, stride: int, padding: int, modulated: bool) -> None:
+    """Random offsets of a few pixels, many samples falling off the frame: same outputs and gradients for the
+    input, offsets, mask, weight and bias."""
+    gen = torch.Generator().manual_seed(3)
+    b, c, h, w = shape
+    ho, wo = (h + 2 * padding - k) // stride + 1, (w + 2 * padding - k) // stride + 1
+    x = torch.randn(shape, generator=gen, dtype=torch.float64).requires_grad_()
+    offset = (3 * torch.randn(b, 2 * k * k, ho, wo, generator=gen, dtype=torch.float64)).requires_grad_()
+    mask = torch.rand(b, k * k, ho, wo, generator=gen, dtype=torch.float64).requires_grad_() if modulated else None
+    weight = torch.randn(out_c, c, k, k, generator=gen, dtype=torch.float64).requires_grad_()
+    bias = torch.randn(out_c, generator=gen, dtype=torch.float64).requires_grad_()
+    inputs = [t for t in (x, offset, mask, weight, bias) if t is not None]
+    ref = deform_conv2d(x, offset, weight, bias, stride=stride, padding=padding, mask=mask)
+    got = deform_conv2d_gather(x, offset, weight, bias, stride=stride, padding=padding, mask=mask)
+    torch.testing.assert_close(got, ref)
+    grad_out = torch.randn(ref.shape, generator=gen, dtype=torch.float64)
+    for g_ref, g_got in zip(torch.autograd.grad(ref, inputs, grad_out), torch.autograd.grad(got, inputs, grad_out),
+                            strict=True):
+        torch.testing.assert_close(g_got, g_ref)
+
+
+def test_deformable_backends_agree_and_bad_backend_is_named() -> None:
+    torch.manual_seed(0)
+    enc = make_encoder("deformable", (4, 84, 84), input_scale=1 / 255, modulated=True, backend="gather")
+    ref = make_encoder("deformable", (4, 84, 84), input_scale=1 / 255, modulated=True, backend="torchvision")
+    ref.load_state_dict(enc.state_dict())
+    for layer in enc.convs[1:]:  # non-zero offsets and masks
+        nn.init.normal_(layer.offset.weight, std=0.05)
+        nn.init.normal_(layer.mask.weight, std=0.05)
+    ref.load_state_dict(enc.state_dict())
+    x = frames((4, 84, 84), batch=2)
+    torch.testing.assert_close(enc(x), ref(x), rtol=1e-4, atol=1e-5)
+    assert "backend=gather" in repr(enc)
+    with pytest.raises(RlmError, match="backend.*auto, torchvision, gather"):
+        make_encoder("deformable", (4, 84, 84), backend="cuda")
 
 
 @pytest.mark.parametrize("layers", [[1, 2], [0, 1, 2], [0]])
