@@ -2,8 +2,9 @@
 
 * :class:`WorldModel` is the one interface: ``update(batch) -> metrics``, ``imagine(start_obs, actions or
   policy, horizon)`` and ``as_env(start_obs)`` (a Gymnasium vector env in which an agent can act).
-  Its parts are chosen by name (:class:`ModelConfig`): ``codec`` (``ae`` | ``vae`` | ``vqvae``),
-  ``dynamics`` (``gru`` | ``mdn-gru``), an optional ``adversarial`` PatchGAN term and an optional
+  Its parts are chosen by name (:class:`ModelConfig`): ``codec`` (``ae`` | ``vae`` | ``vqvae`` |
+  ``grid-ae``), ``dynamics`` (``gru`` | ``mdn-gru`` | ``conv-gru``, the last on a latent grid), an
+  optional ``adversarial`` PatchGAN term and an optional
   ``prior`` (``pixelcnn`` over VQ codes); see :mod:`rlmorning.agents.nets.world_model_nets`.
 * :class:`WorldModelAgent` (``rlmorning train worldmodel``) acts with a uniformly random policy (or starts
   from another run's saved replay, ``from_run``), keeps real transitions in a
@@ -81,7 +82,8 @@ class WorldModel(nn.Module):
         self.codec = make_codec(codec, obs_shape, latent_dim=latent_dim, channels=codec_channels,
                                 input_scale=input_scale, **(codec_kwargs or {}))
         latent_size = int(getattr(self.codec, "latent_size", latent_dim))
-        self.dyn = make_dynamics(dynamics, latent_size, num_actions, hidden=hidden, **(dynamics_kwargs or {}))
+        self.dyn = make_dynamics(dynamics, latent_size, num_actions, codec=self.codec, hidden=hidden,
+                                 **(dynamics_kwargs or {}))
         self.beta = beta
         self.reg_weight = beta if getattr(self.codec, "reg_uses_beta", True) else 1.0
         self.weights = {"latent": latent_weight, "reward": reward_weight, "term": term_weight}
@@ -438,14 +440,15 @@ class ModelConfig:
     """The world model's parts and optimiser (shared by ``train worldmodel`` and Dyna-DQN)."""
 
     codec: str = "vae"
-    """ae | vae | vqvae"""
+    """ae | vae | vqvae | grid-ae"""
     dynamics: str = "gru"
-    """gru | mdn-gru"""
+    """gru | mdn-gru | conv-gru (codecs with a latent grid: grid-ae, vqvae)"""
     latent_dim: int = 32
-    """Latent size of ae/vae (vqvae: code_dim x grid cells, see codec_kwargs)."""
+    """Latent size of ae/vae (vqvae: code_dim x grid cells; grid-ae: latent_channels x grid cells)."""
     codec_channels: int = 16
     hidden: int = 256
-    """GRU state size."""
+    """GRU state size (conv-gru: width of its reward/termination heads; its state is
+    dynamics_kwargs.channels per grid cell)."""
     beta: float = 0.1
     """KL weight of the VAE (0 turns it into a noisy autoencoder)."""
     latent_weight: float = 1.0

@@ -13,7 +13,7 @@ from rlmorning.agents.nets.adversarial import PatchDiscriminator, discriminator_
 from rlmorning.agents.nets.mdn import LOG_SIGMA_MIN, MDNGRUDynamics
 from rlmorning.agents.nets.srcnn import SRCNN, bicubic, fit_srcnn, psnr
 from rlmorning.agents.nets.strided_codec import StridedDecoder, StridedEncoder, strided_body
-from rlmorning.agents.nets.world_model_nets import DYNAMICS, make_dynamics
+from rlmorning.agents.nets.world_model_nets import DYNAMICS, make_codec, make_dynamics
 from rlmorning.errors import RlmError
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -359,3 +359,43 @@ def test_strided_codec_autoencodes_84px_frames():
     with torch.no_grad():
         acc = float(((dec(enc(frames)) > 0).float() == frames).float().mean())
     assert acc > 0.97
+
+
+# ---------------------------------------------------------------------------------- grid-ae + conv-gru
+@pytest.mark.parametrize(("shape", "grid"), [((4, 10, 10), (10, 10)), ((3, 64, 64), (16, 16)),
+                                             ((1, 84, 84), (11, 11)), ((2, 7, 40), (2, 10))])
+def test_grid_ae_keeps_the_layout_and_decodes_to_the_frame_size(shape, grid):
+    codec = make_codec("grid-ae", shape, channels=8, latent_channels=3)
+    assert codec.latent_grid == (3, *grid) and codec.latent_size == 3 * grid[0] * grid[1]
+    x = torch.randint(0, 2, (2, *shape), dtype=torch.uint8)
+    z, mu, reg = codec.encode(x)
+    assert z.shape == (2, codec.latent_size) and torch.equal(z, mu) and torch.equal(reg, torch.zeros(2))
+    assert codec.decode(z).shape == (2, *shape)
+    with pytest.raises(RlmError, match="grid-ae expects frames"):
+        codec.encode(torch.zeros(2, *shape[:-1], shape[-1] + 1))
+
+
+def test_conv_gru_is_local_and_needs_a_latent_grid():
+    """The next latent of a cell depends only on cells within the convolutions' reach, never on the far
+    corner; the heads see the whole grid."""
+    torch.manual_seed(0)
+    codec = make_codec("grid-ae", (4, 10, 10), channels=8, latent_channels=3)
+    dyn = make_dynamics("conv-gru", codec.latent_size, 3, codec=codec, hidden=16, channels=5)
+    assert dyn.grid == (3, 10, 10) and dyn.hidden == 5 * 100
+    z = torch.randn(2, codec.latent_size)
+    a = torch.tensor([0, 2])
+    h = dyn.initial(z)
+    h1, z1, r1, t1 = dyn(z, a, h)
+    assert h1.shape == (2, 500) and z1.shape == (2, 300) and r1.shape == t1.shape == (2,)
+    far = z.view(2, 3, 10, 10).clone()
+    far[:, :, 0, 0] += 5.0  # change the top-left cell of the start latent
+    h0 = dyn.initial(far.flatten(1))
+    h2, z2, r2, _ = dyn(far.flatten(1), a, h0)
+    diff = (z2 - z1).view(2, 3, 10, 10).abs().amax(dim=(0, 1))
+    # 3x3 convs, one cell each: init (1) + reset gate then candidate (2) + the two output convs (2) = 5 cells
+    assert diff[5, 5] > 0 and diff[6:, :].max() == 0 and diff[:, 6:].max() == 0
+    assert not torch.equal(r1, r2)
+    with pytest.raises(RlmError, match="acts on a latent grid: use codec grid-ae or vqvae"):
+        make_dynamics("conv-gru", 32, 3, codec=make_codec("vae", (4, 10, 10)))
+    with pytest.raises(RlmError, match="does not match the latent size"):
+        make_dynamics("conv-gru", 31, 3, codec=codec)

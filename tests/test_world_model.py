@@ -274,6 +274,9 @@ VARIANTS = {
     "vqvae+pixelcnn": {"codec": "vqvae", "prior": "pixelcnn", "prior_kwargs": {"channels": 16, "layers": 2}},
     "mdn-gru": {"dynamics": "mdn-gru", "dynamics_kwargs": {"mixtures": 3}},
     "adversarial": {"adversarial": 0.1},
+    "grid-ae+conv-gru": {"codec": "grid-ae", "dynamics": "conv-gru", "codec_kwargs": {"latent_channels": 4},
+                         "dynamics_kwargs": {"channels": 8}},
+    "vqvae+conv-gru": {"codec": "vqvae", "dynamics": "conv-gru", "dynamics_kwargs": {"channels": 8}},
 }
 
 
@@ -291,7 +294,8 @@ def test_world_model_variants_train_and_round_trip(breakout, variant):
     last = agent.train_step()
     assert last["recon_loss"] < 0.5 * first["recon_loss"] and last["pred_loss"] < 0.5 * first["pred_loss"]
     extra = {"vqvae+pixelcnn": ("vq_loss", "prior_nll"), "mdn-gru": ("latent_loss",),
-             "adversarial": ("gan_g_loss", "gan_d_loss")}[variant]
+             "adversarial": ("gan_g_loss", "gan_d_loss"), "grid-ae+conv-gru": ("latent_loss",),
+             "vqvae+conv-gru": ("vq_loss", "latent_loss")}[variant]
     assert set(extra) <= set(last)
     if variant == "vqvae+pixelcnn":
         assert last["prior_nll"] < first["prior_nll"]

@@ -66,6 +66,7 @@ class VQVAE(nn.Module):
 
     stochastic = False
     reg_uses_beta = False
+    has_latent_grid = True
 
     def __init__(self, obs_shape: Sequence[int], latent_dim: int = 32, channels: int = 16, input_scale: float = 1.0,
                  num_codes: int = 32, code_dim: int = 8, commitment: float = 0.25,
@@ -95,6 +96,7 @@ class VQVAE(nn.Module):
         self.commitment = float(commitment)
         self.input_scale = float(input_scale)
         self.latent_size = self.code_dim * gh * gw
+        self.latent_grid = (self.code_dim, gh, gw)  # the flat latent is this grid, channel-first
         self.latent_dim = self.latent_size  # what the dynamics must use; the argument is ignored
         self.restart_dead = bool(restart_dead)
         self.dead_threshold = float(dead_threshold)

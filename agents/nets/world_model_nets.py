@@ -8,8 +8,9 @@ Chosen by config name from two registries:
 * ``DYNAMICS``: ``gru`` (latent + one-hot action -> next latent through a GRU cell, Cho et al. 2014,
   with reward and termination heads).
 
-More parts live in their own modules and register here: ``vqvae`` (:mod:`.vq`, discrete codes) and
-``mdn-gru`` (:mod:`.mdn`, mixture density dynamics). ``ae`` and ``vae`` pick their body by frame size:
+More parts live in their own modules and register here: ``vqvae`` (:mod:`.vq`, discrete codes),
+``mdn-gru`` (:mod:`.mdn`, mixture density dynamics), and the spatial pair ``grid-ae`` + ``conv-gru``
+(:mod:`.spatial`: a latent grid and convolutional GRU dynamics on it). ``ae`` and ``vae`` pick their body by frame size:
 stride-1 convolutions for small frames such as MinAtar's 10x10, the World Models VAE's stride-2 stack
 for ALE frames of 32 px and more (64x64, 84x84).
 """
@@ -23,6 +24,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from rlmorning.agents.nets.strided_codec import MIN_SIZE, strided_body
+from rlmorning.errors import RlmError
 from rlmorning.registry import Registry
 
 CODECS: Registry[Callable[..., nn.Module]] = Registry("world-model codec")
@@ -135,11 +137,21 @@ def make_codec(name: str, obs_shape: Sequence[int], **kwargs: object) -> nn.Modu
     return CODECS.get(name)(obs_shape, **kwargs)
 
 
-def make_dynamics(name: str, latent_dim: int, num_actions: int, **kwargs: object) -> nn.Module:
-    """Build dynamics ``name`` (unknown names raise an RlmError listing the valid ones)."""
-    return DYNAMICS.get(name)(latent_dim, num_actions, **kwargs)
+def make_dynamics(name: str, latent_dim: int, num_actions: int, codec: nn.Module | None = None,
+                  **kwargs: object) -> nn.Module:
+    """Build dynamics ``name`` (unknown names raise an RlmError listing the valid ones). Spatial dynamics
+    (``conv-gru``) take their latent grid from ``codec.latent_grid``; codecs without one are refused."""
+    cls = DYNAMICS.get(name)
+    if getattr(cls, "spatial", False):
+        grid = getattr(codec, "latent_grid", None)
+        if grid is None:
+            with_grid = [n for n in CODECS.names() if getattr(CODECS.get(n), "has_latent_grid", False)]
+            raise RlmError(f"dynamics '{name}' acts on a latent grid: use codec {' or '.join(with_grid)}")
+        kwargs = {**kwargs, "grid": tuple(grid)}
+    return cls(latent_dim, num_actions, **kwargs)
 
 
 # Parts in their own modules register themselves on import (they import the registries above).
 from rlmorning.agents.nets import mdn as _mdn  # noqa: E402, F401
+from rlmorning.agents.nets import spatial as _spatial  # noqa: E402, F401
 from rlmorning.agents.nets import vq as _vq  # noqa: E402, F401
