@@ -18,7 +18,8 @@ The model trains on windows of the DQN's own :class:`~rlmorning.replay.ReplayBuf
 (:meth:`~rlmorning.replay.ReplayBuffer.sample_sequences`), one update every ``model_train_freq`` env steps
 once ``model_learning_starts`` transitions are stored. From ``imagine_starts`` env steps on, every
 ``rollout_every`` env steps it rolls out ``rollout_horizon`` steps from ``rollout_batch`` start states drawn
-from replay, acting epsilon-greedily with the DQN's online network and current epsilon; rows stop at a
+from replay (single frames, also with a model ``context`` > 1: the model is trained to predict from a
+lone first frame too), acting epsilon-greedily with the DQN's online network and current epsilon; rows stop at a
 predicted termination. Imagined transitions are 1-step (``discount = gamma``, 0 at a predicted
 termination) in their own ring (:class:`ImaginedBuffer`). Predicted rewards are rounded to integers when
 every real reward seen so far was an integer (MinAtar, clipped Atari): a small regression bias would
@@ -126,6 +127,9 @@ class DynaPlanner:
         if bad:
             raise RlmError(f"unknown world_model_kwargs key(s) {', '.join(bad)}. Valid: {', '.join(sorted(fields))}")
         model_cfg = ModelConfig(**{**c.world_model_kwargs, "codec": codec, "dynamics": dynamics})
+        if model_cfg.context > c.model_seq_len:
+            raise RlmError(f"world_model_kwargs.context ({model_cfg.context}) must be <= model_seq_len "
+                           f"({c.model_seq_len})")
         self.config = c
         self.model: WorldModel = build_world_model(model_cfg, observation_space, num_actions, device)
         self.replay = replay
@@ -176,7 +180,8 @@ class DynaPlanner:
         out = {k: float(np.mean([m[k] for m in metrics])) for k in metrics[0]} if metrics else {}
         if metrics and c.kstep_every > 0 and any((self.model.updates - i) % c.kstep_every == 0
                                                  for i in range(len(metrics))):
-            out.update(kstep_summary(self.model, self.replay.sample_sequences(c.kstep_batch, c.kstep_horizon)))
+            steps = c.kstep_horizon + self.model.context - 1
+            out.update(kstep_summary(self.model, self.replay.sample_sequences(c.kstep_batch, steps)))
         rounds = 0
         if self.model.updates > 0 and self.replay.num_sampleable() > 0:
             while self.rollout_credit >= 1.0:

@@ -17,7 +17,9 @@ Training (one ``update``): a batch of windows of ``seq_len`` consecutive real st
 (:meth:`ReplayBuffer.sample_sequences`: never crossing an episode's end; steps after it are masked). All
 frames are encoded and reconstructed (``recon_loss``, plus the codec's regulariser: ``beta * kl`` for the
 VAE, the codebook + commitment loss for the VQ-VAE). From the first frame's latent the dynamics roll out
-*open loop* with the real actions, feeding their own predicted latents back in (snapped to the codebook for
+with the real actions: over the first ``context`` frames they read the encoder's latents of the real frames
+(observed history, which lets the recurrent state infer what one frame cannot show, such as Freeway's car
+timers), after that *open loop*, feeding their own predicted latents back in (snapped to the codebook for
 the VQ-VAE); each predicted latent is decoded and scored against the real next frame (``pred_loss``,
 Bernoulli), pulled towards the encoder's latent of that frame (``latent_loss``: squared error, or the
 mixture NLL for ``mdn-gru``), and the heads predict the reward (``reward_loss``, MSE) and the termination
@@ -59,6 +61,8 @@ class WorldModel(nn.Module):
     ``adversarial > 0`` adds a PatchGAN critic on decoded frames (its generator term weighted by
     ``adversarial``); ``prior="pixelcnn"`` (``vqvae`` codec only) fits a PixelCNN over the code grid of
     real frames, to sample start frames (:meth:`sample_frames`) and score frames (:meth:`frame_log_prob`).
+    ``context``: observed frames at the start of each training window and of the k-step evaluation (the
+    dynamics read their real latents before predicting open loop; 1 = predict from a single frame).
     """
 
     def __init__(self, obs_shape: tuple[int, ...], num_actions: int, *, codec: str = "vae", dynamics: str = "gru",
@@ -67,8 +71,11 @@ class WorldModel(nn.Module):
                  reward_weight: float = 1.0, term_weight: float = 1.0, max_grad_norm: float = 100.0,
                  adversarial: float = 0.0, prior: str = "none", codec_kwargs: dict | None = None,
                  dynamics_kwargs: dict | None = None, prior_kwargs: dict | None = None,
-                 frame_skip: bool = False, device: torch.device | str = "cpu") -> None:
+                 frame_skip: bool = False, context: int = 1, device: torch.device | str = "cpu") -> None:
         super().__init__()
+        if isinstance(context, bool) or not isinstance(context, int) or context < 1:
+            raise RlmError(f"config key 'context' must be an integer >= 1 (observed frames), got {context!r}")
+        self.context = context
         if len(obs_shape) != 3:
             raise RlmError(f"world models need image observations [C, H, W], got shape {tuple(obs_shape)}")
         if prior not in PRIORS:
@@ -171,13 +178,15 @@ class WorldModel(nn.Module):
             h, zhat, r, tl = self.dyn(zin, actions[k], h)
             zhat = self._snap(zhat)
             logits = self._predict_logits(zhat, prev)
-            prev = torch.sigmoid(logits)
             pred.append(F.binary_cross_entropy_with_logits(logits, target[k + 1], reduction="none").flatten(1).sum(1))
             goal = mu[k + 1].detach()
             lat.append(latent_nll(h, goal) if latent_nll is not None else (zhat - goal).pow(2).sum(1))
             rew.append((r - rewards[k]).pow(2))
             term.append(F.binary_cross_entropy_with_logits(tl, terminated[k], reduction="none"))
-            zin = zhat
+            if k + 1 < self.context:  # frame k+1 is observed: the dynamics read its real latent
+                zin, prev = z[k + 1], target[k + 1]
+            else:
+                zin, prev = zhat, torch.sigmoid(logits)
         n_steps = mask.sum().clamp(min=1)
         n_next = fmask.sum().clamp(min=1)
         parts = {name: (torch.stack(v) * m).sum() / n
@@ -254,12 +263,34 @@ class WorldModel(nn.Module):
         return (probs / self.input_scale).round().clamp(0, 255).to(torch.uint8)
 
     @torch.no_grad()
-    def start(self, start_obs: Any) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(latent, recurrent state)`` of start frames ``[B, C, H, W]`` (the posterior mean)."""
+    def start(self, start_obs: Any, past_actions: Any | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(latent, recurrent state)`` after observing real frames (posterior means).
+
+        ``start_obs`` is ``[B, C, H, W]`` (one frame) or an observed history ``[T, B, C, H, W]`` with the
+        ``past_actions [T-1, B]`` taken between its frames: the dynamics read the frames' latents in turn
+        (as over the ``context`` frames in training), and the state is the one after the last frame."""
         self.eval()
         frames = self._t(start_obs)
-        _, mu, _ = self.codec.encode(frames, sample=False)
-        return mu, self._join(self.dyn.initial(mu), self._target(frames))
+        if frames.dim() == len(self.obs_shape) + 1:
+            frames = frames[None]
+        if frames.dim() != len(self.obs_shape) + 2:
+            raise RlmError(f"start frames must be [B, {', '.join(map(str, self.obs_shape))}] or [T, B, ...], got "
+                           f"{tuple(frames.shape)}")
+        steps = frames.shape[0] - 1
+        acts = None
+        if steps:
+            if past_actions is None:
+                raise RlmError(f"{steps + 1} observed frames need the {steps} actions taken between them "
+                               "(past_actions)")
+            acts = self._t(past_actions, torch.long)
+            if tuple(acts.shape) != (steps, frames.shape[1]):
+                raise RlmError(f"past_actions must be [{steps}, {frames.shape[1]}], got {tuple(acts.shape)}")
+        _, mu, _ = self.codec.encode(frames.flatten(0, 1), sample=False)
+        mu = mu.view(frames.shape[0], frames.shape[1], -1)
+        h = self.dyn.initial(mu[0])
+        for t in range(steps):
+            h, _, _, _ = self.dyn(mu[t], acts[t], h)
+        return mu[-1], self._join(h, self._target(frames[-1]))
 
     @torch.no_grad()
     def step_latent(self, z: torch.Tensor, h: torch.Tensor, actions: Any
@@ -273,8 +304,9 @@ class WorldModel(nn.Module):
 
     @torch.no_grad()
     def imagine(self, start_obs: Any, actions: Any | Policy, horizon: int | None = None,
-                binary: bool = False) -> dict[str, torch.Tensor]:
-        """Open-loop rollout from real frames ``start_obs [B, C, H, W]``.
+                binary: bool = False, past_actions: Any | None = None) -> dict[str, torch.Tensor]:
+        """Open-loop rollout from real frames ``start_obs [B, C, H, W]`` (or from the last frame of an observed
+        history ``[T, B, C, H, W]`` with its ``past_actions [T-1, B]``, see :meth:`start`).
 
         ``actions`` is ``[H, B]`` (e.g. the real actions) or a policy ``policy(frames uint8 [B, C, H, W])
         -> actions [B]`` that sees the imagined (binarised) frames. Returns tensors on the model's device:
@@ -291,8 +323,9 @@ class WorldModel(nn.Module):
                 raise RlmError(f"imagine: {acts.shape[0]} actions given for horizon {horizon}")
         elif horizon is None:
             raise RlmError("imagine: a policy needs a horizon")
-        z, h = self.start(start_obs)
+        z, h = self.start(start_obs, past_actions)
         cur = self._t(start_obs)
+        cur = cur[-1] if cur.dim() == len(self.obs_shape) + 2 else cur
         frames, rewards, terms, taken = [], [], [], []
         for t in range(horizon):
             if policy is not None:
@@ -319,22 +352,28 @@ class WorldModel(nn.Module):
     def kstep_metrics(self, batch: dict[str, Any], ks: tuple[int, ...] | None = None) -> dict[str, Any]:
         """Open-loop k-step quality on real windows (``ReplayBuffer.sample_sequences``) with the real actions.
 
-        Per-cell accuracy of the binarised prediction of frame ``k`` vs the real one (``acc[k-1]``), the
-        copy-last-frame baseline (frame 0 as the guess for frame ``k``), and the reward-sign accuracy over
-        all valid steps (sign of the rounded predicted reward vs the real one; ``reward_nonzero_acc``
-        counts only steps with a real non-zero reward, nan when there are none).
+        The first ``context`` frames of each window are observed (:meth:`start`); from the last of them
+        (frame ``c - 1``) the model predicts open loop. Per-cell accuracy of the binarised prediction of
+        frame ``c - 1 + k`` vs the real one (``acc[k-1]``), the copy-last-frame baseline (the last observed
+        frame as the guess), and the reward-sign accuracy over all valid predicted steps (sign of the
+        rounded predicted reward vs the real one; ``reward_nonzero_acc`` counts only steps with a real
+        non-zero reward, nan when there are none). Windows need at least ``context`` steps.
         """
+        c = self.context
         frames = self._t(batch["frames"])
-        mask = self._t(batch["mask"], torch.bool)
-        fmask = self._t(batch.get("frame_mask", batch["mask"]), torch.bool)
-        out = self.imagine(frames[0], batch["actions"], binary=True)
+        actions = self._t(batch["actions"], torch.long)
+        if actions.shape[0] < c:
+            raise RlmError(f"k-step windows of {actions.shape[0]} steps are too short for context {c}")
+        mask = self._t(batch["mask"], torch.bool)[c - 1:]
+        fmask = self._t(batch.get("frame_mask", batch["mask"]), torch.bool)[c - 1:]
+        out = self.imagine(frames[:c], actions[c - 1:], binary=True, past_actions=actions[:c - 1])
         pred = out["frames"]
-        real = frames[1:].to(pred.dtype)
+        real = frames[c:].to(pred.dtype)
         m = fmask.float()
         denom = m.sum(1).clamp(min=1)
         acc = ((pred == real).float().flatten(2).mean(2) * m).sum(1) / denom
-        copy = ((frames[0].to(pred.dtype)[None] == real).float().flatten(2).mean(2) * m).sum(1) / denom
-        r_real = torch.sign(self._t(batch["rewards"], torch.float32))
+        copy = ((frames[c - 1].to(pred.dtype)[None] == real).float().flatten(2).mean(2) * m).sum(1) / denom
+        r_real = torch.sign(self._t(batch["rewards"], torch.float32)[c - 1:])
         r_pred = torch.sign(torch.round(out["rewards"]))
         hit = (r_pred == r_real).float()
         nonzero = (r_real != 0) & mask
@@ -465,6 +504,8 @@ class ModelConfig:
     prior_kwargs: dict = field(default_factory=dict)
     frame_skip: bool = False
     """Predicted frames add a 3x3 conv of the previous (predicted) frame to the decoded logits."""
+    context: int = 1
+    """Observed frames before open-loop prediction, in training windows and k-step evaluations (<= seq_len)."""
     lr: float = 1e-3
     max_grad_norm: float = 100.0
 
@@ -482,7 +523,7 @@ def build_world_model(cfg: ModelConfig, observation_space: gym.spaces.Box, num_a
         reward_weight=cfg.reward_weight, term_weight=cfg.term_weight, max_grad_norm=cfg.max_grad_norm,
         adversarial=cfg.adversarial, prior=cfg.prior, codec_kwargs=cfg.codec_kwargs,
         dynamics_kwargs=cfg.dynamics_kwargs, prior_kwargs=cfg.prior_kwargs, frame_skip=cfg.frame_skip,
-        device=device,
+        context=cfg.context, device=device,
     )
 
 
@@ -521,6 +562,7 @@ class WorldModelConfig(ModelConfig):
     kstep_every: int = 250
     """Model updates between k-step evaluations (0 disables them)."""
     kstep_horizon: int = 10
+    """Open-loop steps scored after the ``context`` observed frames."""
     kstep_batch: int = 256
     from_run: str = ""
     """Run directory whose saved replay (checkpoints/latest.pt) seeds the buffer, e.g. a DQN run's."""
@@ -567,6 +609,9 @@ class WorldModelAgent(FeedForwardAgent):
         for key in ("batch_size", "seq_len", "buffer_size", "train_freq", "kstep_horizon", "kstep_batch"):
             if getattr(config, key) < 1:
                 raise RlmError(f"config key '{key}' must be >= 1, got {getattr(config, key)}")
+        if config.context > config.seq_len:
+            raise RlmError(f"config key 'context' ({config.context}) must be <= seq_len ({config.seq_len}): "
+                           "training windows must hold the observed frames and at least one prediction")
         self.config = config
         self.device = device
         self.num_actions = int(action_space.n)
@@ -616,7 +661,8 @@ class WorldModelAgent(FeedForwardAgent):
     def evaluate_model(self, batch: int | None = None, horizon: int | None = None) -> dict[str, float]:
         """k-step metrics (:func:`kstep_summary`) on windows from the replay (seen data, not held out)."""
         c = self.config
-        return kstep_summary(self.model, self.sample(batch or c.kstep_batch, horizon or c.kstep_horizon))
+        steps = (horizon or c.kstep_horizon) + self.model.context - 1  # observed frames, then the horizon
+        return kstep_summary(self.model, self.sample(batch or c.kstep_batch, steps))
 
     def update(self, step: int) -> dict[str, float]:
         c = self.config

@@ -1,12 +1,14 @@
 """World-model quality on MinAtar: open-loop per-cell accuracy at k = 1..10 vs copy-last-frame, reward signs.
 
 Trains ``worldmodel`` (uniformly random data) on each game with ``rlmorning.api.train``, then measures on
-*held-out* random-policy windows (fresh env seed): per-cell accuracy of the binarised open-loop prediction
-of frame k from frame 0 and the real actions, the copy-last-frame baseline (frame 0 as the guess), and
-the reward-sign accuracy over all valid steps (plus over steps with a non-zero real reward only).
-Prints a Markdown table.
+*held-out* random-policy windows (fresh env seed): the model observes the window's first ``context``
+frames (config key, default 1), then predicts open loop with the real actions; per-cell accuracy of the
+binarised prediction k steps after the last observed frame, the copy-last-frame baseline (that observed
+frame as the guess), and the reward-sign accuracy over all predicted steps (plus over steps with a
+non-zero real reward only). Prints a Markdown table.
 
     python bench/world_model.py --steps 20000 --games Breakout Freeway SpaceInvaders
+    python bench/world_model.py --set codec=grid-ae --set dynamics=conv-gru --set context=4 --set seq_len=12
 """
 
 from __future__ import annotations
@@ -52,7 +54,7 @@ def bench_game(game: str, steps: int, seed: int, horizon: int, windows: int, dev
     buf = heldout_buffer(game, max(4_000, windows * 4), seed + 777)
     accs, copies, valid, signs, nonzero = [], [], [], [], []
     for _ in range(max(1, windows // 256)):
-        res = agent.model.kstep_metrics(buf.sample_sequences(256, horizon))
+        res = agent.model.kstep_metrics(buf.sample_sequences(256, horizon + agent.model.context - 1))
         accs.append(res["acc"] * res["valid"])
         copies.append(res["copy_acc"] * res["valid"])
         valid.append(res["valid"])
@@ -63,7 +65,8 @@ def bench_game(game: str, steps: int, seed: int, horizon: int, windows: int, dev
     return {
         "game": game, "acc": np.sum(accs, axis=0) / np.maximum(v, 1), "copy": np.sum(copies, axis=0) / np.maximum(v, 1),
         "reward_sign": float(np.mean(signs)), "reward_nonzero": float(np.mean(nonzero)) if nonzero else float("nan"),
-        "train_s": train_s, "updates": agent.updates,
+        "train_s": train_s, "updates": agent.updates, "context": agent.model.context,
+        "parts": f"{agent.model.codec_name} + {agent.model.dynamics_name}",
     }
 
 
@@ -84,8 +87,9 @@ def main() -> None:
     rows = [bench_game(g, args.steps, args.seed, args.horizon, args.windows, args.device, args.set)
             for g in args.games]
     ks = range(1, args.horizon + 1)
-    print(f"\nworld model (codec/dynamics per config, {args.steps} random-policy steps, seed {args.seed}, "
-          f"{datetime.date.today()}); cell: model / copy-last-frame per-cell accuracy on held-out windows\n")
+    print(f"\nworld model {rows[0]['parts']}, context {rows[0]['context']} observed frame(s), {args.steps} "
+          f"random-policy steps, seed {args.seed}, {datetime.date.today()}, overrides {args.set}; cell: model / "
+          "copy-last-observed-frame per-cell accuracy k steps after the last observed frame, held-out windows\n")
     print("| game | updates | " + " | ".join(f"k={k}" for k in ks) + " | reward sign | reward sign (r≠0) | train s |")
     print("|---|---|" + "---|" * len(ks) + "---|---|---|")
     for r in rows:

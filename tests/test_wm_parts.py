@@ -399,3 +399,54 @@ def test_conv_gru_is_local_and_needs_a_latent_grid():
         make_dynamics("conv-gru", 32, 3, codec=make_codec("vae", (4, 10, 10)))
     with pytest.raises(RlmError, match="does not match the latent size"):
         make_dynamics("conv-gru", 31, 3, codec=codec)
+
+
+# ------------------------------------------------------------------------------------------ observed context
+def moving_dots(batch: int, length: int, gen: torch.Generator, size: int = 8) -> dict:
+    """Windows of a dot moving one cell per step left or right (wrapping): one frame cannot tell the
+    direction, two frames can."""
+    row = torch.randint(0, size, (batch,), generator=gen)
+    col = torch.randint(0, size, (batch,), generator=gen)
+    vel = torch.randint(0, 2, (batch,), generator=gen) * 2 - 1
+    frames = torch.zeros(length + 1, batch, 1, size, size, dtype=torch.uint8)
+    for t in range(length + 1):
+        frames[t, torch.arange(batch), 0, row, (col + vel * t) % size] = 1
+    zeros = torch.zeros(length, batch)
+    return {"frames": frames, "actions": zeros.long(), "rewards": zeros, "terminated": zeros, "mask": zeros + 1}
+
+
+def test_observed_context_lets_the_model_infer_what_one_frame_cannot_show():
+    """With context=2 the dynamics read two real frames and learn the dot's direction: the prediction after
+    the last observed frame is exact, where copy-last-frame (and a context-1 model) cannot be."""
+    from rlmorning.agents.world_model import WorldModel  # noqa: PLC0415
+
+    first = {}
+    for context in (1, 2):
+        torch.manual_seed(0)
+        gen = torch.Generator().manual_seed(0)
+        model = WorldModel((1, 8, 8), 2, codec="grid-ae", dynamics="conv-gru", codec_channels=8, hidden=16,
+                           codec_kwargs={"latent_channels": 4}, dynamics_kwargs={"channels": 8}, context=context,
+                           lr=3e-3)
+        for _ in range(400):
+            model.update(moving_dots(16, 4, gen))
+        res = model.kstep_metrics(moving_dots(128, 4, gen))  # observes frames 0..context-1, predicts the rest
+        assert len(res["acc"]) == 5 - context
+        assert res["copy_acc"][0] == pytest.approx(62 / 64)  # the dot moved: two cells differ
+        first[context] = float(res["acc"][0])
+    assert first[2] > 0.995 > 0.99 > first[1]  # one frame: the direction is a coin flip
+    # start() with a history: the state after reading both frames (as the training context does)
+    batch = moving_dots(3, 1, gen)
+    z, h = model.start(batch["frames"], batch["actions"])
+    _, mu, _ = model.codec.encode(batch["frames"].flatten(0, 1).float(), sample=False)
+    mu = mu.view(2, 3, -1)
+    h_manual, _, _, _ = model.dyn(mu[0], batch["actions"][0], model.dyn.initial(mu[0]))
+    torch.testing.assert_close(z, mu[1])
+    torch.testing.assert_close(h, h_manual)
+    with pytest.raises(RlmError, match="need the 1 actions taken between them"):
+        model.start(batch["frames"])
+    with pytest.raises(RlmError, match=r"past_actions must be \[1, 3\]"):
+        model.start(batch["frames"], torch.zeros(2, 3))
+    with pytest.raises(RlmError, match="too short for context 2"):
+        model.kstep_metrics(moving_dots(4, 1, gen))
+    with pytest.raises(RlmError, match="'context' must be an integer >= 1"):
+        WorldModel((1, 8, 8), 2, context=0)

@@ -76,9 +76,9 @@ def test_registries_and_unknown_names():
     assert {"ae", "vae"} <= set(CODECS.names())
     assert "gru" in DYNAMICS.names()
     assert "worldmodel" in AGENTS
-    with pytest.raises(RlmError, match="Valid: ae, vae, vqvae"):
+    with pytest.raises(RlmError, match="Valid: ae, grid-ae, vae, vqvae"):
         make_codec("vqgan", (4, 10, 10))
-    with pytest.raises(RlmError, match="Valid: gru, mdn-gru"):
+    with pytest.raises(RlmError, match="Valid: conv-gru, gru, mdn-gru"):
         make_dynamics("lstm", 8, 3)
     with pytest.raises(RlmError, match="unknown world-model codec 'pixelcnn'"):
         WorldModel((4, 10, 10), 3, codec="pixelcnn")
@@ -360,3 +360,33 @@ def test_frame_skip_starts_as_the_plain_model_and_learns(breakout):
     for t in range(3):
         obs, *_ = imagined.step(np.asarray(x["actions"][t, :2]))
         np.testing.assert_array_equal(obs, out["frames"][t].numpy())
+
+
+def test_context_run_logs_kstep_after_the_observed_frames_and_dream_marks_them(tmp_path, monkeypatch):
+    """A spatial model with context=3: k-step metrics score the horizon after 3 observed frames, and the
+    dream video marks frames 0-2 as observed, the rest as imagined."""
+    run = tmp_path / "run"
+    overrides = ["codec=grid-ae", "dynamics=conv-gru", "codec_channels=8", "hidden=16", "context=3",
+                 "codec_kwargs={latent_channels: 4}", "dynamics_kwargs={channels: 8}", "learning_starts=100",
+                 "train_freq=4", "batch_size=8", "seq_len=5", "kstep_every=10", "kstep_batch=16",
+                 "kstep_horizon=4", "log_every=300", "eval_every=0", "checkpoint_every=300", "torch_threads=1"]
+    api.train("worldmodel", "MinAtar/Breakout", run_dir=run, steps=300, seed=0, device="cpu", progress=False,
+              overrides=overrides)
+    with (run / "metrics.csv").open() as fh:
+        last = [r for r in csv.DictReader(fh) if r.get("kstep_err_1")][-1]
+    assert last["kstep_err_4"] and "kstep_err_5" not in last  # the horizon after the context, not the window
+    import rlmorning.viz.dream as dream_mod
+
+    flags: list[bool] = []
+    real_compose = dream_mod.compose
+
+    def recording(real, pred, t, observed, **kw):
+        flags.append(observed)
+        return real_compose(real, pred, t, observed, **kw)
+
+    monkeypatch.setattr(dream_mod, "compose", recording)
+    res = dream_mod.dream(run, horizon=6, seed=1, out=tmp_path / "d.mp4")
+    assert res["steps"] >= 4 and flags[:3] == [True, True, True] and not any(flags[3:])
+    with pytest.raises(RlmError, match="'context' \\(9\\) must be <= seq_len"):
+        api.train("worldmodel", "MinAtar/Breakout", run_dir=tmp_path / "bad", steps=10, seed=0, device="cpu",
+                  progress=False, overrides=["context=9", "seq_len=8"])

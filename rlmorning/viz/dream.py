@@ -2,9 +2,10 @@
 
 Works for ``train worldmodel`` runs and Dyna-DQN runs (``dqn`` with ``world_model=...``). One video frame
 per time step ``t = 0..H``, three rows: the real frame, the model's prediction from the
-same start frame with the same (uniformly random) actions, and their per-cell difference. Frame 0 is the
-observed start (green border on every row); every later frame is imagined (orange border on the model
-and difference rows). Planes are coloured with the palette of :func:`rlmorning.viz.rollout.draw_observation`;
+same start with the same (uniformly random) actions, and their per-cell difference. The first frames are
+observed (green border on every row): frame 0, or frames 0..c-1 for a model trained with ``context`` c,
+whose dynamics read them before imagining; every later frame is imagined (orange border on the model and
+difference rows). Planes are coloured with the palette of :func:`rlmorning.viz.rollout.draw_observation`;
 predicted planes are drawn with their probabilities as intensity.
 """
 
@@ -186,12 +187,14 @@ def dream(run: str | Path, *, horizon: int = 50, out: str | Path | None = None, 
     finally:
         env.close()
     steps = len(actions)
-    if steps:
-        pred = model.imagine(frames[:1], torch.as_tensor(actions[:, None]))["frames"][:, 0].cpu().numpy()
-    else:
-        pred = np.zeros((0, *frames.shape[1:]), np.float32)
     scale_in = model.input_scale
     real_f = frames.astype(np.float32) * scale_in
+    context = min(model.context, steps + 1)  # observed frames 0..context-1 (the model's training context)
+    pred = real_f[1:context]  # observed frames are shown as they are
+    if steps >= context:
+        acts = torch.as_tensor(actions[:, None])
+        imagined = model.imagine(frames[:context, None], acts[context - 1:], past_actions=acts[:context - 1])
+        pred = np.concatenate([pred, imagined["frames"][:, 0].cpu().numpy()])
     if out is None:
         out_path = run / "videos" / f"dream-{checkpoint}-seed{seed}-h{horizon}.mp4"
     else:
@@ -222,7 +225,7 @@ def dream(run: str | Path, *, horizon: int = 50, out: str | Path | None = None, 
     try:
         writer.write(compose(real_show[0], real_show[0], 0, observed=True, scale=scale, grey=grey))
         for t in range(1, steps + 1):
-            writer.write(compose(real_show[t], pred_show[t], t, observed=False, scale=scale, grey=grey))
+            writer.write(compose(real_show[t], pred_show[t], t, observed=t < context, scale=scale, grey=grey))
     finally:
         writer.close()
     return {"video": out_path, "frames": writer.frames, "steps": steps, **extra}
