@@ -13,7 +13,7 @@ import sys
 from collections.abc import Sequence
 
 import rlmorning.commands
-from rlmorning.errors import RlmError
+from rlmorning.errors import RlmError, TrainingTerminated
 
 
 def build_parser() -> tuple[argparse.ArgumentParser, dict]:
@@ -44,6 +44,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except RlmError as exc:
         print(f"rlmorning: error: {exc}", file=sys.stderr)
         return 2
+    except TrainingTerminated:
+        print("rlmorning: terminated", file=sys.stderr)
+        return 143
     except KeyboardInterrupt:
         print("rlmorning: interrupted", file=sys.stderr)
         return 130

@@ -14,6 +14,11 @@ class RlmError(Exception):
     """An error caused by user input or the user's machine; the CLI prints it without a traceback."""
 
 
+class TrainingTerminated(KeyboardInterrupt):
+    """SIGTERM during training (``kill``, a batch scheduler's preemption): handled like Ctrl-C (the trainer
+    finishes the step and saves ``latest.pt``); the CLI exits with status 143."""
+
+
 def unknown_name(kind: str, name: str, valid: Iterable[str]) -> RlmError:
     """Build the standard 'unknown X' error listing the valid names and a close match if there is one."""
     valid = sorted(valid)

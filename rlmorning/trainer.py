@@ -28,7 +28,7 @@ from rlmorning.agents import AGENTS
 from rlmorning.config import RunConfig
 from rlmorning.envs import EnvInfo, real_next_obs
 from rlmorning.envs.state import capture_env_state, pack_tree, restore_env_state, unpack_tree
-from rlmorning.errors import RlmError
+from rlmorning.errors import RlmError, TrainingTerminated
 from rlmorning.evaluation import evaluate, gather_heldout_states, heldout_mean_max_q, load_states, save_states
 from rlmorning.logger import Logger
 from rlmorning.run import (
@@ -205,9 +205,10 @@ class Trainer:
                         next_ckpt = _next_multiple(st.step, t.checkpoint_every)
                     self.logger.advance(st.step)
                     guard.raise_pending()
-        except KeyboardInterrupt:
+        except KeyboardInterrupt as exc:
             self.save("latest")
-            self.logger.warn(f"interrupted at step {self.state.step}: saved {self.run_dir}/checkpoints/latest.pt")
+            how = "terminated (SIGTERM)" if isinstance(exc, TrainingTerminated) else "interrupted"
+            self.logger.warn(f"{how} at step {self.state.step}: saved {self.run_dir}/checkpoints/latest.pt")
             raise
         finally:
             self.logger.stop_progress()
@@ -356,32 +357,36 @@ class Trainer:
 
 
 class _SigintGuard:
-    """Holds Ctrl-C (SIGINT) back while a vector step is half done (env stepped, agent not yet updated), to
-    raise it once the loop iteration is complete (logged, checkpointed), so the checkpoint written on
-    interrupt resumes exactly. A Ctrl-C outside a step (evaluation, ...) or a second one interrupts at once.
-    Only in the main thread, and only when SIGINT has Python's default handler."""
+    """Holds Ctrl-C (SIGINT) and SIGTERM back while a vector step is half done (env stepped, agent not yet
+    updated), to raise them once the loop iteration is complete (logged, checkpointed), so the checkpoint
+    written on interrupt resumes exactly. A signal outside a step (evaluation, ...) or a second one interrupts
+    at once. Only in the main thread, and only for signals with their default handler (SIGINT: Python's
+    KeyboardInterrupt; SIGTERM: the OS default), raised as KeyboardInterrupt / :class:`TrainingTerminated`."""
 
     def __init__(self) -> None:
         self.busy = False
-        self.pending = False
-        self.previous: Any = None
+        self.pending: type[KeyboardInterrupt] | None = None
+        self.previous: dict[int, Any] = {}
 
     def __enter__(self) -> _SigintGuard:
-        if (threading.current_thread() is threading.main_thread()
-                and signal.getsignal(signal.SIGINT) is signal.default_int_handler):
-            self.previous = signal.signal(signal.SIGINT, self._handle)
+        if threading.current_thread() is threading.main_thread():
+            if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+                self.previous[signal.SIGINT] = signal.signal(signal.SIGINT, self._handle)
+            if signal.getsignal(signal.SIGTERM) == signal.SIG_DFL:
+                self.previous[signal.SIGTERM] = signal.signal(signal.SIGTERM, self._handle)
         return self
 
     def __exit__(self, *exc: object) -> None:
-        if self.previous is not None:
-            signal.signal(signal.SIGINT, self.previous)
-            self.previous = None
+        for signum, handler in self.previous.items():
+            signal.signal(signum, handler)
+        self.previous = {}
 
     def _handle(self, signum: int, frame: Any) -> None:
-        if self.busy and not self.pending:
-            self.pending = True
+        exc = TrainingTerminated if signum == signal.SIGTERM else KeyboardInterrupt
+        if self.busy and self.pending is None:
+            self.pending = exc
             return
-        raise KeyboardInterrupt
+        raise exc
 
     @contextlib.contextmanager
     def holding(self) -> Iterator[None]:
@@ -393,10 +398,10 @@ class _SigintGuard:
             self.busy = False
 
     def raise_pending(self) -> None:
-        """Raise the KeyboardInterrupt held back, if any."""
-        if self.pending:
-            self.pending = False
-            raise KeyboardInterrupt
+        """Raise the interrupt held back, if any."""
+        if self.pending is not None:
+            exc, self.pending = self.pending, None
+            raise exc
 
 
 def _next_multiple(step: int, every: int) -> int:

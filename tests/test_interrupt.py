@@ -17,7 +17,10 @@ from rlmorning.agents.a2c import A2CAgent
 from rlmorning.run import MetricsCSV, load_checkpoint
 
 
-def test_sigint_saves_latest_checkpoint(tmp_path: Path) -> None:
+@pytest.mark.parametrize(("sig", "status", "word"), [(signal.SIGINT, 130, "interrupted"),
+                                                     (signal.SIGTERM, 143, "terminated")])
+def test_sigint_and_sigterm_save_latest_checkpoint(tmp_path: Path, sig: int, status: int, word: str) -> None:
+    """Ctrl-C and ``kill`` (a scheduler's preemption) both end a run with a checkpoint to resume from."""
     run = tmp_path / "run"
     cmd = [sys.executable, "-m", "rlmorning.cli", "train", "dqn", "--env", "CartPole-v1", "--steps", "1000000",
            "--run-dir", str(run), "--no-progress", "--set", "learning_starts=200", "--set", "eval_every=0",
@@ -27,11 +30,11 @@ def test_sigint_saves_latest_checkpoint(tmp_path: Path) -> None:
     while not (run / "metrics.csv").exists() and time.time() < deadline:
         time.sleep(0.2)
     time.sleep(1.0)
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(sig)
     out, err = proc.communicate(timeout=60)
-    assert proc.returncode == 130, err
+    assert proc.returncode == status, err
     assert "Traceback" not in err
-    assert "saved" in err
+    assert "saved" in err and f"rlmorning: {word}" in err
     state = torch.load(run / "checkpoints" / "latest.pt", weights_only=True)
     assert state["train"]["step"] > 0
 
