@@ -13,7 +13,9 @@ models do (SimPLe, Kaiser et al. 2019, predicts frames with convolutions):
 * ``conv-gru`` (dynamics): a convolutional GRU (Cho et al. 2014's gates, computed by 3x3 convs as in
   Ballas et al. 2016) whose state is a ``channels x h x w`` grid. Input: the latent grid and the action as
   one-hot planes. The next latent is a two-layer conv of the new state; the reward and termination heads
-  read the state's spatial mean and max with the action. It works with any codec that exposes a
+  read the state's spatial mean and max with the action (``reward_head="pooled"``), or the reward is a sum
+  over cells of a per-cell conv score (``reward_head="map"``: rewards come from local events, a bullet
+  meeting an alien). It works with any codec that exposes a
   ``latent_grid`` ``(channels, h, w)``: ``grid-ae`` and ``vqvae``.
 """
 
@@ -117,13 +119,17 @@ class ConvGRUCell(nn.Module):
 class ConvGRUDynamics(nn.Module):
     """Conv-GRU dynamics on the latent grid ``grid = (latent_channels, h, w)`` (given by the world model from the
     codec's ``latent_grid``). ``channels``: state channels per cell; ``hidden``: width of the reward and
-    termination heads. The flat recurrent state has :attr:`hidden` ``= channels * h * w`` entries."""
+    termination heads; ``reward_head``: ``pooled`` | ``map`` (see the module docstring). The flat recurrent
+    state has :attr:`hidden` ``= channels * h * w`` entries."""
 
     spatial = True
 
     def __init__(self, latent_dim: int, num_actions: int, hidden: int = 256, *, grid: Sequence[int],
-                 channels: int = 32) -> None:
+                 channels: int = 32, reward_head: str = "pooled") -> None:
         super().__init__()
+        if reward_head not in ("pooled", "map"):
+            raise RlmError(f"conv-gru option 'reward_head' must be pooled or map, got {reward_head!r}")
+        self.reward_head = reward_head
         zc, gh, gw = (int(s) for s in grid)
         if zc * gh * gw != latent_dim:
             raise RlmError(f"conv-gru: latent grid {tuple(grid)} does not match the latent size {latent_dim}")
@@ -139,7 +145,13 @@ class ConvGRUDynamics(nn.Module):
         self.next_latent = nn.Sequential(nn.Conv2d(channels, channels, 3, padding=1), nn.ReLU(),
                                          nn.Conv2d(channels, zc, 3, padding=1))
         head_in = 2 * channels + num_actions
-        self.reward = nn.Sequential(nn.Linear(head_in, hidden), nn.ReLU(), nn.Linear(hidden, 1))
+        if reward_head == "map":  # per-cell score from the state and the action planes, summed over the grid
+            self.reward = nn.Sequential(nn.Conv2d(channels + num_actions, hidden, 3, padding=1), nn.ReLU(),
+                                        nn.Conv2d(hidden, 1, 1))
+            nn.init.zeros_(self.reward[-1].weight)  # a sum over cells: start at reward 0, not at a sum of biases
+            nn.init.zeros_(self.reward[-1].bias)
+        else:
+            self.reward = nn.Sequential(nn.Linear(head_in, hidden), nn.ReLU(), nn.Linear(hidden, 1))
         self.terminal = nn.Sequential(nn.Linear(head_in, hidden), nn.ReLU(), nn.Linear(hidden, 1))
 
     def _grid(self, z: torch.Tensor) -> torch.Tensor:
@@ -160,5 +172,8 @@ class ConvGRUDynamics(nn.Module):
         planes = a[:, :, None, None].expand(-1, -1, *zg.shape[-2:])
         state = self.cell(torch.cat([zg, planes], dim=1), self._state(h))
         pooled = torch.cat([state.mean(dim=(2, 3)), state.amax(dim=(2, 3)), a], dim=1)
-        return (state.flatten(1), self.next_latent(state).flatten(1), self.reward(pooled).squeeze(1),
-                self.terminal(pooled).squeeze(1))
+        if self.reward_head == "map":
+            reward = self.reward(torch.cat([state, planes], dim=1)).sum(dim=(1, 2, 3))
+        else:
+            reward = self.reward(pooled).squeeze(1)
+        return state.flatten(1), self.next_latent(state).flatten(1), reward, self.terminal(pooled).squeeze(1)
