@@ -450,3 +450,19 @@ def test_observed_context_lets_the_model_infer_what_one_frame_cannot_show():
         model.kstep_metrics(moving_dots(4, 1, gen))
     with pytest.raises(RlmError, match="'context' must be an integer >= 1"):
         WorldModel((1, 8, 8), 2, context=0)
+
+
+def test_conv_gru_reward_map_head_sums_local_scores():
+    torch.manual_seed(0)
+    codec = make_codec("grid-ae", (4, 10, 10), channels=8, latent_channels=3)
+    dyn = make_dynamics("conv-gru", codec.latent_size, 3, codec=codec, hidden=8, channels=5, reward_head="map")
+    z = torch.randn(2, codec.latent_size)
+    a = torch.tensor([0, 1])
+    _, _, r0, _ = dyn(z, a, dyn.initial(z))
+    assert torch.equal(r0, torch.zeros(2))  # zero-initialised scores: a fresh head predicts no reward
+    with torch.no_grad():
+        dyn.reward[-1].bias.fill_(0.01)
+    _, _, r1, _ = dyn(z, a, dyn.initial(z))
+    torch.testing.assert_close(r1, torch.full((2,), 0.01 * 100))  # one score per cell of the 10x10 grid, summed
+    with pytest.raises(RlmError, match="'reward_head' must be pooled or map"):
+        make_dynamics("conv-gru", codec.latent_size, 3, codec=codec, reward_head="mlp")
