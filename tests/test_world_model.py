@@ -194,6 +194,7 @@ def test_train_worldmodel_run_logs_kstep_and_dream_video(tmp_path, capsys):
     summary = api.train(
         "worldmodel", "MinAtar/Breakout", run_dir=run, steps=600, seed=0, device="cpu", progress=False,
         overrides=[f"{k}={v}" for k, v in SMALL.items()] + [
+            "codec=vae", "dynamics=gru", "context=1",  # the flat model (the preset is grid-ae + conv-gru)
             "learning_starts=100", "train_freq=4", "batch_size=8", "seq_len=4", "kstep_every=20",
             "kstep_batch=32", "kstep_horizon=5", "log_every=200", "eval_every=600", "eval_episodes=2",
             "checkpoint_every=600", "torch_threads=1"],
