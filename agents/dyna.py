@@ -127,11 +127,9 @@ class DynaPlanner:
         if bad:
             raise RlmError(f"unknown world_model_kwargs key(s) {', '.join(bad)}. Valid: {', '.join(sorted(fields))}")
         model_cfg = ModelConfig(**{**c.world_model_kwargs, "codec": codec, "dynamics": dynamics})
-        if model_cfg.context > c.model_seq_len:
-            raise RlmError(f"world_model_kwargs.context ({model_cfg.context}) must be <= model_seq_len "
-                           f"({c.model_seq_len})")
         self.config = c
         self.model: WorldModel = build_world_model(model_cfg, observation_space, num_actions, device)
+        self.model.check_seq_len(c.model_seq_len, "model_seq_len")
         self.replay = replay
         self.num_actions = num_actions
         self.imagined = ImaginedBuffer(c.imagined_buffer_size, tuple(observation_space.shape),
@@ -180,8 +178,8 @@ class DynaPlanner:
         out = {k: float(np.mean([m[k] for m in metrics])) for k in metrics[0]} if metrics else {}
         if metrics and c.kstep_every > 0 and any((self.model.updates - i) % c.kstep_every == 0
                                                  for i in range(len(metrics))):
-            steps = c.kstep_horizon + self.model.context - 1
-            out.update(kstep_summary(self.model, self.replay.sample_sequences(c.kstep_batch, steps)))
+            window = self.model.window(c.kstep_horizon)
+            out.update(kstep_summary(self.model, self.replay.sample_sequences(c.kstep_batch, window)))
         rounds = 0
         if self.model.updates > 0 and self.replay.num_sampleable() > 0:
             while self.rollout_credit >= 1.0:

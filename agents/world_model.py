@@ -213,6 +213,16 @@ class WorldModel(nn.Module):
         metrics["model_loss"] = float(loss.detach())
         return loss, metrics
 
+    def window(self, horizon: int) -> int:
+        """Steps a window needs to score ``horizon`` open-loop predictions after the observed frames."""
+        return horizon + self.context - 1
+
+    def check_seq_len(self, seq_len: int, key: str = "seq_len") -> None:
+        """Refuse training windows too short to hold the observed frames and one prediction."""
+        if self.context > seq_len:
+            raise RlmError(f"config key 'context' ({self.context}) must be <= {key} ({seq_len}): "
+                           "training windows must hold the observed frames and at least one prediction")
+
     def _reg_name(self) -> str:
         return {"vae": "kl", "vqvae": "vq_loss"}.get(self.codec_name, "reg_loss")
 
@@ -609,13 +619,11 @@ class WorldModelAgent(FeedForwardAgent):
         for key in ("batch_size", "seq_len", "buffer_size", "train_freq", "kstep_horizon", "kstep_batch"):
             if getattr(config, key) < 1:
                 raise RlmError(f"config key '{key}' must be >= 1, got {getattr(config, key)}")
-        if config.context > config.seq_len:
-            raise RlmError(f"config key 'context' ({config.context}) must be <= seq_len ({config.seq_len}): "
-                           "training windows must hold the observed frames and at least one prediction")
         self.config = config
         self.device = device
         self.num_actions = int(action_space.n)
         self.model = build_world_model(config, observation_space, self.num_actions, device)
+        self.model.check_seq_len(config.seq_len)
         obs_shape = tuple(observation_space.shape)
         action_dtype = smallest_int_dtype(self.num_actions)
         if config.from_run:
@@ -661,8 +669,8 @@ class WorldModelAgent(FeedForwardAgent):
     def evaluate_model(self, batch: int | None = None, horizon: int | None = None) -> dict[str, float]:
         """k-step metrics (:func:`kstep_summary`) on windows from the replay (seen data, not held out)."""
         c = self.config
-        steps = (horizon or c.kstep_horizon) + self.model.context - 1  # observed frames, then the horizon
-        return kstep_summary(self.model, self.sample(batch or c.kstep_batch, steps))
+        window = self.model.window(horizon or c.kstep_horizon)  # observed frames, then the horizon
+        return kstep_summary(self.model, self.sample(batch or c.kstep_batch, window))
 
     def update(self, step: int) -> dict[str, float]:
         c = self.config

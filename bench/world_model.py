@@ -54,7 +54,7 @@ def bench_game(game: str, steps: int, seed: int, horizon: int, windows: int, dev
     buf = heldout_buffer(game, max(4_000, windows * 4), seed + 777)
     accs, copies, valid, signs, nonzero = [], [], [], [], []
     for _ in range(max(1, windows // 256)):
-        res = agent.model.kstep_metrics(buf.sample_sequences(256, horizon + agent.model.context - 1))
+        res = agent.model.kstep_metrics(buf.sample_sequences(256, agent.model.window(horizon)))
         accs.append(res["acc"] * res["valid"])
         copies.append(res["copy_acc"] * res["valid"])
         valid.append(res["valid"])

@@ -177,7 +177,7 @@ class Trainer:
         start_wall = time.perf_counter() - st.wall_time
         self.logger.start_progress(t.steps, st.step, enabled=t.progress)
         try:
-            with _SigintGuard() as guard:
+            with _InterruptGuard() as guard:
                 while st.step < t.steps:
                     with guard.holding():  # Ctrl-C during the step is raised at the end of this iteration
                         new_steps, metrics = self._vector_step()
@@ -356,7 +356,7 @@ class Trainer:
         self.logger.truncate_after(self.state.step)
 
 
-class _SigintGuard:
+class _InterruptGuard:
     """Holds Ctrl-C (SIGINT) and SIGTERM back while a vector step is half done (env stepped, agent not yet
     updated), to raise them once the loop iteration is complete (logged, checkpointed), so the checkpoint
     written on interrupt resumes exactly. A signal outside a step (evaluation, ...) or a second one interrupts
@@ -368,7 +368,7 @@ class _SigintGuard:
         self.pending: type[KeyboardInterrupt] | None = None
         self.previous: dict[int, Any] = {}
 
-    def __enter__(self) -> _SigintGuard:
+    def __enter__(self) -> _InterruptGuard:
         if threading.current_thread() is threading.main_thread():
             if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
                 self.previous[signal.SIGINT] = signal.signal(signal.SIGINT, self._handle)
