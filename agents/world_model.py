@@ -22,8 +22,9 @@ with the real actions: over the first ``context`` frames they read the encoder's
 timers), after that *open loop*, feeding their own predicted latents back in (snapped to the codebook for
 the VQ-VAE); each predicted latent is decoded and scored against the real next frame (``pred_loss``,
 Bernoulli), pulled towards the encoder's latent of that frame (``latent_loss``: squared error, or the
-mixture NLL for ``mdn-gru``), and the heads predict the reward (``reward_loss``, MSE) and the termination
-(``term_loss``, BCE). Training open loop is what makes multi-step predictions hold up.
+mixture NLL for ``mdn-gru``), and the heads predict the reward (``reward_loss``, MSE;
+``reward_nonzero_weight`` scales it on steps with a real non-zero reward, for games whose rewards are
+rare) and the termination (``term_loss``, BCE). Training open loop is what makes multi-step predictions hold up.
 """
 
 from __future__ import annotations
@@ -68,10 +69,11 @@ class WorldModel(nn.Module):
     def __init__(self, obs_shape: tuple[int, ...], num_actions: int, *, codec: str = "vae", dynamics: str = "gru",
                  latent_dim: int = 32, codec_channels: int = 16, hidden: int = 256, beta: float = 0.1,
                  lr: float = 1e-3, input_scale: float = 1.0, latent_weight: float = 1.0,
-                 reward_weight: float = 1.0, term_weight: float = 1.0, max_grad_norm: float = 100.0,
-                 adversarial: float = 0.0, prior: str = "none", codec_kwargs: dict | None = None,
-                 dynamics_kwargs: dict | None = None, prior_kwargs: dict | None = None,
-                 frame_skip: bool = False, context: int = 1, device: torch.device | str = "cpu") -> None:
+                 reward_weight: float = 1.0, reward_nonzero_weight: float = 1.0, term_weight: float = 1.0,
+                 max_grad_norm: float = 100.0, adversarial: float = 0.0, prior: str = "none",
+                 codec_kwargs: dict | None = None, dynamics_kwargs: dict | None = None,
+                 prior_kwargs: dict | None = None, frame_skip: bool = False, context: int = 1,
+                 device: torch.device | str = "cpu") -> None:
         super().__init__()
         if isinstance(context, bool) or not isinstance(context, int) or context < 1:
             raise RlmError(f"config key 'context' must be an integer >= 1 (observed frames), got {context!r}")
@@ -82,6 +84,9 @@ class WorldModel(nn.Module):
             raise RlmError(f"unknown world-model prior '{prior}'. Valid: {', '.join(PRIORS)}")
         if adversarial < 0:
             raise RlmError(f"config key 'adversarial' must be >= 0, got {adversarial}")
+        if not reward_nonzero_weight > 0:
+            raise RlmError(f"config key 'reward_nonzero_weight' must be > 0, got {reward_nonzero_weight}")
+        self.reward_nonzero_weight = float(reward_nonzero_weight)
         self.obs_shape = tuple(int(s) for s in obs_shape)
         self.num_actions = int(num_actions)
         self.input_scale = float(input_scale)
@@ -181,7 +186,7 @@ class WorldModel(nn.Module):
             pred.append(F.binary_cross_entropy_with_logits(logits, target[k + 1], reduction="none").flatten(1).sum(1))
             goal = mu[k + 1].detach()
             lat.append(latent_nll(h, goal) if latent_nll is not None else (zhat - goal).pow(2).sum(1))
-            rew.append((r - rewards[k]).pow(2))
+            rew.append((r - rewards[k]).pow(2) * torch.where(rewards[k] != 0, self.reward_nonzero_weight, 1.0))
             term.append(F.binary_cross_entropy_with_logits(tl, terminated[k], reduction="none"))
             if k + 1 < self.context:  # frame k+1 is observed: the dynamics read its real latent
                 zin, prev = z[k + 1], target[k + 1]
@@ -502,6 +507,9 @@ class ModelConfig:
     """KL weight of the VAE (0 turns it into a noisy autoencoder)."""
     latent_weight: float = 1.0
     reward_weight: float = 1.0
+    reward_nonzero_weight: float = 1.0
+    """Weight of the reward error on steps whose real reward is non-zero (rare rewards: > 1 so the head
+    does not settle on always predicting 0)."""
     term_weight: float = 1.0
     adversarial: float = 0.0
     """Weight of the PatchGAN generator term on decoded frames (0: no critic)."""
@@ -530,7 +538,8 @@ def build_world_model(cfg: ModelConfig, observation_space: gym.spaces.Box, num_a
         tuple(observation_space.shape), num_actions, codec=cfg.codec, dynamics=cfg.dynamics,
         latent_dim=cfg.latent_dim, codec_channels=cfg.codec_channels, hidden=cfg.hidden, beta=cfg.beta,
         lr=cfg.lr, input_scale=1.0 / 255.0 if grey else 1.0, latent_weight=cfg.latent_weight,
-        reward_weight=cfg.reward_weight, term_weight=cfg.term_weight, max_grad_norm=cfg.max_grad_norm,
+        reward_weight=cfg.reward_weight, reward_nonzero_weight=cfg.reward_nonzero_weight,
+        term_weight=cfg.term_weight, max_grad_norm=cfg.max_grad_norm,
         adversarial=cfg.adversarial, prior=cfg.prior, codec_kwargs=cfg.codec_kwargs,
         dynamics_kwargs=cfg.dynamics_kwargs, prior_kwargs=cfg.prior_kwargs, frame_skip=cfg.frame_skip,
         context=cfg.context, device=device,

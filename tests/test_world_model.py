@@ -391,3 +391,26 @@ def test_context_run_logs_kstep_after_the_observed_frames_and_dream_marks_them(t
     with pytest.raises(RlmError, match="'context' \\(9\\) must be <= seq_len"):
         api.train("worldmodel", "MinAtar/Breakout", run_dir=tmp_path / "bad", steps=10, seed=0, device="cpu",
                   progress=False, overrides=["context=9", "seq_len=8"])
+
+
+def test_reward_nonzero_weight_scales_the_error_on_rewarded_steps_only(breakout):
+    """reward_nonzero_weight multiplies the reward error where the real reward is non-zero: a batch of only
+    rewarded steps gets exactly w times the plain loss, a batch without rewards the plain loss."""
+    env, steps = breakout
+    torch.manual_seed(5)
+    plain = make_agent(env)
+    torch.manual_seed(5)
+    weighted = make_agent(env, reward_nonzero_weight=4.0)
+    fill(plain, steps[:200])
+    batch = plain.sample(8, 4)
+    for value, factor in ((1.0, 4.0), (0.0, 1.0)):
+        b = {**batch, "rewards": np.full_like(np.asarray(batch["rewards"]), value)}
+        torch.manual_seed(1)  # the VAE samples its latents
+        _, m_plain = plain.model.losses(b)
+        torch.manual_seed(1)
+        _, m_weighted = weighted.model.losses(b)
+        assert m_plain["reward_loss"] > 0
+        assert m_weighted["reward_loss"] == pytest.approx(factor * m_plain["reward_loss"], rel=1e-5)
+        assert m_weighted["pred_loss"] == pytest.approx(m_plain["pred_loss"], rel=1e-6)
+    with pytest.raises(RlmError, match="'reward_nonzero_weight' must be > 0"):
+        WorldModel((4, 10, 10), 3, reward_nonzero_weight=0.0)
