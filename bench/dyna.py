@@ -13,6 +13,7 @@ Scores are the trainer's final greedy evaluation in the real env (``eval_episode
 best evaluation. Prints a Markdown table and a JSON line per run.
 
     python bench/dyna.py --games Breakout --seeds 0 --steps 40000
+    python bench/dyna.py --summarize run1.log run2.log   # one table from several runs' outputs
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ import json
 import tempfile
 import time
 from pathlib import Path
+
+import numpy as np
 
 from rlmorning import api
 
@@ -62,6 +65,51 @@ def run_one(game: str, seed: int, name: str, extra: list[str], args: argparse.Na
             "best_eval": summary["best_eval"], "evals": evals, "wall_s": round(wall, 1)}
 
 
+def summary(results: list[dict]) -> str:
+    """A Markdown table of the runs (final and best greedy eval, mean +- std over seeds) and, per game,
+    whether Dyna-DQN's mean final eval beats both model-free baselines (the issue's agent target:
+    at least 3 of 5 games, 3 seeds each)."""
+    games = list(dict.fromkeys(r["game"] for r in results))
+    agents = list(dict.fromkeys(r["agent"] for r in results))
+    lines = ["| game | agent | seeds | final eval (mean +- std) | best eval (mean) | wall s (mean) |",
+             "|---|---|---:|---:|---:|---:|"]
+    wins, judged, full = 0, 0, True
+    for game in games:
+        finals: dict[str, float] = {}
+        for name in agents:
+            rs = [r for r in results if r["game"] == game and r["agent"] == name]
+            if not rs:
+                continue
+            ends = np.array([np.nan if r["final_eval"] is None else r["final_eval"] for r in rs], dtype=float)
+            finals[name] = float(ends.mean())
+            full &= len(rs) >= 3
+            best, wall = np.mean([r["best_eval"] for r in rs]), np.mean([r["wall_s"] for r in rs])
+            lines.append(f"| {game} | {name} | {len(rs)} | {ends.mean():.2f} +- {ends.std():.2f} | {best:.2f} "
+                         f"| {wall:.0f} |")
+        if {"dqn", "dqn-rr", "dyna"} <= finals.keys():
+            judged += 1
+            beats = finals["dyna"] > max(finals["dqn"], finals["dqn-rr"])
+            wins += beats
+            lines.append(f"| {game} | dyna beats both? | | **{'yes' if beats else 'no'}** | | |")
+    if judged >= 5 and full:
+        verdict = "met" if wins >= 3 else "not met"
+    else:
+        verdict = "not measured in full yet"
+    lines.append(f"\nDyna-DQN beats both baselines on {wins} of {judged} games; the issue's target "
+                 f"(>= 3 of 5 games, 3 seeds each): {verdict}.")
+    return "\n".join(lines)
+
+
+def read_logs(paths: list[str]) -> list[dict]:
+    """The JSON run lines of earlier ``bench/dyna.py`` outputs."""
+    out = []
+    for path in paths:
+        for line in Path(path).read_text().splitlines():
+            if line.startswith("{"):
+                out.append(json.loads(line))
+    return out
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--games", nargs="+", default=["Breakout", "Asterix", "Freeway", "Seaquest", "SpaceInvaders"])
@@ -77,7 +125,12 @@ def main() -> None:
     p.add_argument("--eval-episodes", type=int, default=20)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--simple", action="store_true", help="also run the SimPLe-style mode")
+    p.add_argument("--summarize", nargs="+", metavar="LOG",
+                   help="only print the summary of earlier outputs of this script (their JSON lines)")
     args = p.parse_args()
+    if args.summarize:
+        print(summary(read_logs(args.summarize)))
+        return
     agents = variants(args)
     if args.agents:
         agents = {k: v for k, v in agents.items() if k in args.agents}
@@ -90,17 +143,8 @@ def main() -> None:
                 res = run_one(game, seed, name, extra, args)
                 print(json.dumps(res), flush=True)
                 results.append(res)
-    print("\n| game | agent | seeds | final eval (mean) | best eval (mean) | wall s (mean) |")
-    print("|---|---|---:|---:|---:|---:|")
-    for game in args.games:
-        for name in agents:
-            rs = [r for r in results if r["game"] == game and r["agent"] == name]
-            finals = [r["final_eval"] for r in rs if r["final_eval"] is not None]
-            mean = sum(finals) / len(finals) if finals else float("nan")
-            best = sum(r["best_eval"] for r in rs) / len(rs)
-            wall = sum(r["wall_s"] for r in rs) / len(rs)
-            print(f"| {game} | {name} | {len(rs)} | {mean:.2f} | {best:.2f} | {wall:.0f} |")
-
+    print()
+    print(summary(results))
 
 if __name__ == "__main__":
     main()
