@@ -159,6 +159,7 @@ class WorldModel(nn.Module):
         actions = self._t(batch["actions"], torch.long)
         rewards = self._t(batch["rewards"], torch.float32)
         terminated = self._t(batch["terminated"], torch.float32)
+        reward_w = torch.where(rewards != 0, self.reward_nonzero_weight, 1.0)
         mask = self._t(batch["mask"], torch.float32)
         fmask = self._t(batch.get("frame_mask", batch["mask"]), torch.float32)
         length, b = actions.shape
@@ -186,7 +187,7 @@ class WorldModel(nn.Module):
             pred.append(F.binary_cross_entropy_with_logits(logits, target[k + 1], reduction="none").flatten(1).sum(1))
             goal = mu[k + 1].detach()
             lat.append(latent_nll(h, goal) if latent_nll is not None else (zhat - goal).pow(2).sum(1))
-            rew.append((r - rewards[k]).pow(2) * torch.where(rewards[k] != 0, self.reward_nonzero_weight, 1.0))
+            rew.append((r - rewards[k]).pow(2) * reward_w[k])
             term.append(F.binary_cross_entropy_with_logits(tl, terminated[k], reduction="none"))
             if k + 1 < self.context:  # frame k+1 is observed: the dynamics read its real latent
                 zin, prev = z[k + 1], target[k + 1]
@@ -508,8 +509,8 @@ class ModelConfig:
     latent_weight: float = 1.0
     reward_weight: float = 1.0
     reward_nonzero_weight: float = 1.0
-    """Weight of the reward error on steps whose real reward is non-zero (rare rewards: > 1 so the head
-    does not settle on always predicting 0)."""
+    """Weight of the reward error on steps whose real reward is non-zero (> 1 for rare rewards; on
+    SpaceInvaders 3 changed nothing and 10 over-predicted: docs/world_models.md)."""
     term_weight: float = 1.0
     adversarial: float = 0.0
     """Weight of the PatchGAN generator term on decoded frames (0: no critic)."""
