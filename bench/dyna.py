@@ -146,5 +146,6 @@ def main() -> None:
     print()
     print(summary(results))
 
+
 if __name__ == "__main__":
     main()
