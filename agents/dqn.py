@@ -82,6 +82,12 @@ class DQNConfig:
     rollout_every: int = 16
     """Env steps per imagination round."""
     imagined_buffer_size: int = 50_000
+    imagined_reward: str = "round"
+    """round (predicted rewards rounded to integers while every real reward was one) | mean (the model's
+    regression output, an estimate of the expected reward, kept as it is)"""
+    imagined_termination: str = "threshold"
+    """threshold (discount 0 where the predicted termination probability p > 0.5) | expected (discount
+    gamma * (1 - p) on every imagined step; rows still stop at p > 0.5)"""
     kstep_every: int = 1_000
     """Model updates between k-step prediction checks on replay windows (0: never)."""
     kstep_horizon: int = 10

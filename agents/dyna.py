@@ -21,9 +21,12 @@ once ``model_learning_starts`` transitions are stored. From ``imagine_starts`` e
 from replay (single frames, also with a model ``context`` > 1: the model is trained to predict from a
 lone first frame too), acting epsilon-greedily with the DQN's online network and current epsilon; rows stop at a
 predicted termination. Imagined transitions are 1-step (``discount = gamma``, 0 at a predicted
-termination) in their own ring (:class:`ImaginedBuffer`). Predicted rewards are rounded to integers when
-every real reward seen so far was an integer (MinAtar, clipped Atari): a small regression bias would
-otherwise be summed up by the Q-values.
+termination) in their own ring (:class:`ImaginedBuffer`). With ``imagined_reward: round`` (default)
+predicted rewards are rounded to integers when every real reward seen so far was an integer (MinAtar,
+clipped Atari): a small regression bias would otherwise be summed up by the Q-values. Rounding also erases
+rare rewards, whose regression output (an estimate of the *expected* reward) stays below 0.5; ``mean``
+keeps that estimate, which is what a Q-learning target needs. ``imagined_termination: expected`` likewise
+uses the discount ``gamma * (1 - p)`` instead of thresholding the termination probability ``p``.
 """
 
 from __future__ import annotations
@@ -41,6 +44,8 @@ from rlmorning.errors import RlmError
 from rlmorning.replay import ReplayBuffer
 
 MODEL_MODES = ("dyna", "simple")
+IMAGINED_REWARDS = ("round", "mean")
+IMAGINED_TERMINATIONS = ("threshold", "expected")
 
 
 def parse_world_model(name: str) -> tuple[str, str]:
@@ -115,6 +120,9 @@ class DynaPlanner:
         if c.model_mode == "simple" and c.imagined_ratio != 1.0:
             raise RlmError("imagined_ratio does not apply to model_mode=simple (the DQN learns only from "
                            "imagined transitions): leave it unset")
+        for key, valid in (("imagined_reward", IMAGINED_REWARDS), ("imagined_termination", IMAGINED_TERMINATIONS)):
+            if getattr(c, key) not in valid:
+                raise RlmError(f"config key '{key}' must be one of {', '.join(valid)}, got '{getattr(c, key)}'")
         if c.imagined_ratio <= 0:
             raise RlmError(f"config key 'imagined_ratio' must be > 0, got {c.imagined_ratio}")
         for key in ("model_batch_size", "model_seq_len", "model_train_freq", "rollout_horizon", "rollout_batch",
@@ -205,12 +213,16 @@ class DynaPlanner:
             z, h, probs, r, pt = self.model.step_latent(z, h, actions)
             nxt = self.model._to_frames(probs).cpu().numpy().astype(obs.dtype)
             rewards = r.float().cpu().numpy()
-            if self.integer_rewards:
+            if self.integer_rewards and c.imagined_reward == "round":
                 rewards = np.round(rewards)
-            term = pt.cpu().numpy() > 0.5
+            p_term = pt.float().cpu().numpy()
+            term = p_term > 0.5
+            if c.imagined_termination == "expected":
+                discounts = c.gamma * (1.0 - p_term)
+            else:
+                discounts = np.where(term, 0.0, c.gamma)
             rows = np.flatnonzero(alive)
-            self.imagined.add(obs[rows], actions[rows], rewards[rows], nxt[rows],
-                              np.where(term[rows], 0.0, c.gamma).astype(np.float32))
+            self.imagined.add(obs[rows], actions[rows], rewards[rows], nxt[rows], discounts[rows].astype(np.float32))
             total[rows] += rewards[rows]
             alive &= ~term
             if not alive.any():

@@ -46,6 +46,10 @@ def variants(args: argparse.Namespace) -> dict[str, list[str]]:
     }
     if args.simple:
         out["simple"] = [d for d in dyna if not d.startswith("imagined_ratio")] + ["model_mode=simple"]
+        out["simple"] += args.dyna_set
+    out["dyna"] += args.dyna_set
+    if args.name:
+        out[args.name] = out.pop("dyna")
     return out
 
 
@@ -66,37 +70,48 @@ def run_one(game: str, seed: int, name: str, extra: list[str], args: argparse.Na
 
 
 def summary(results: list[dict]) -> str:
-    """A Markdown table of the runs (final and best greedy eval, mean +- std over seeds) and, per game,
-    whether Dyna-DQN's mean final eval beats both model-free baselines (the issue's agent target:
-    at least 3 of 5 games, 3 seeds each)."""
+    """A Markdown table of the runs (final and best greedy eval, mean +- std over seeds) and, per game and
+    model-based agent (``dyna`` and any ``--name``d variant), whether its mean final eval beats both
+    model-free baselines (the issue's agent target: at least 3 of 5 games, 3 seeds each)."""
     games = list(dict.fromkeys(r["game"] for r in results))
     agents = list(dict.fromkeys(r["agent"] for r in results))
+    planners = [a for a in agents if a not in ("dqn", "dqn-rr")]
     lines = ["| game | agent | seeds | final eval (mean +- std) | best eval (mean) | wall s (mean) |",
              "|---|---|---:|---:|---:|---:|"]
-    wins, judged, full = 0, 0, True
+    wins = dict.fromkeys(planners, 0)
+    judged = dict.fromkeys(planners, 0)
+    full = dict.fromkeys(planners, True)
     for game in games:
         finals: dict[str, float] = {}
+        seeds: dict[str, int] = {}
         for name in agents:
             rs = [r for r in results if r["game"] == game and r["agent"] == name]
             if not rs:
                 continue
             ends = np.array([np.nan if r["final_eval"] is None else r["final_eval"] for r in rs], dtype=float)
-            finals[name] = float(ends.mean())
-            full &= len(rs) >= 3
+            finals[name], seeds[name] = float(ends.mean()), len(rs)
             best, wall = np.mean([r["best_eval"] for r in rs]), np.mean([r["wall_s"] for r in rs])
             lines.append(f"| {game} | {name} | {len(rs)} | {ends.mean():.2f} +- {ends.std():.2f} | {best:.2f} "
                          f"| {wall:.0f} |")
-        if {"dqn", "dqn-rr", "dyna"} <= finals.keys():
-            judged += 1
-            beats = finals["dyna"] > max(finals["dqn"], finals["dqn-rr"])
-            wins += beats
-            lines.append(f"| {game} | dyna beats both? | | **{'yes' if beats else 'no'}** | | |")
-    if judged >= 5 and full:
-        verdict = "met" if wins >= 3 else "not met"
-    else:
-        verdict = "not measured in full yet"
-    lines.append(f"\nDyna-DQN beats both baselines on {wins} of {judged} games; the issue's target "
-                 f"(>= 3 of 5 games, 3 seeds each): {verdict}.")
+        if not {"dqn", "dqn-rr"} <= finals.keys():
+            continue
+        for name in planners:
+            if name not in finals:
+                continue
+            judged[name] += 1
+            full[name] &= min(seeds[name], seeds["dqn"], seeds["dqn-rr"]) >= 3
+            beats = finals[name] > max(finals["dqn"], finals["dqn-rr"])
+            wins[name] += beats
+            lines.append(f"| {game} | {name} beats both? | | **{'yes' if beats else 'no'}** | | |")
+    lines.append("")
+    for name in planners:
+        if judged[name] >= 5 and full[name]:
+            verdict = "met" if wins[name] >= 3 else "not met"
+        else:
+            verdict = "not measured in full yet"
+        label = "Dyna-DQN" if name == "dyna" else f"Dyna-DQN ({name})"
+        lines.append(f"{label} beats both baselines on {wins[name]} of {judged[name]} games; the issue's target "
+                     f"(>= 3 of 5 games, 3 seeds each): {verdict}.")
     return "\n".join(lines)
 
 
@@ -110,7 +125,8 @@ def read_logs(paths: list[str]) -> list[dict]:
     return out
 
 
-def main() -> None:
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """This script's command line."""
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--games", nargs="+", default=["Breakout", "Asterix", "Freeway", "Seaquest", "SpaceInvaders"])
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
@@ -125,17 +141,26 @@ def main() -> None:
     p.add_argument("--eval-episodes", type=int, default=20)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--simple", action="store_true", help="also run the SimPLe-style mode")
+    p.add_argument("--dyna-set", nargs="+", default=[], metavar="KEY=VALUE",
+                   help="extra DQN config overrides for the model-based agents only (e.g. imagined_reward=mean)")
+    p.add_argument("--name", help="report the dyna agent under this name (a variant beside plain 'dyna' in "
+                                  "--summarize tables); default: dyna")
     p.add_argument("--summarize", nargs="+", metavar="LOG",
                    help="only print the summary of earlier outputs of this script (their JSON lines)")
-    args = p.parse_args()
+    return p.parse_args(argv)
+
+
+def main() -> None:
+    args = parse_args()
     if args.summarize:
         print(summary(read_logs(args.summarize)))
         return
     agents = variants(args)
     if args.agents:
-        agents = {k: v for k, v in agents.items() if k in args.agents}
+        agents = {k: v for k, v in agents.items() if k in args.agents or (k == args.name and "dyna" in args.agents)}
     print(f"# {datetime.datetime.now():%Y-%m-%d %H:%M}, {args.steps} steps, seeds {args.seeds}, "
-          f"world_model={args.world_model}, imagined_ratio={args.imagined_ratio}", flush=True)
+          f"world_model={args.world_model}, imagined_ratio={args.imagined_ratio}, dyna overrides {args.dyna_set}",
+          flush=True)
     results = []
     for game in args.games:
         for seed in args.seeds:

@@ -52,3 +52,22 @@ def test_logs_from_several_outputs_are_joined(dyna_bench, tmp_path):
     a.write_text("# header\n" + "\n".join(json.dumps(r) for r in rows[:3]) + "\n| table |\n")
     b.write_text("\n".join(json.dumps(r) for r in rows[3:]) + "\n")
     assert dyna_bench.read_logs([str(a), str(b)]) == rows
+
+
+def test_named_variants_get_their_own_rows_and_verdict(dyna_bench):
+    rows = runs(GAMES, 3, set(GAMES))
+    rows += [{**r, "agent": "dyna-mean", "final_eval": 0.0} for r in rows if r["agent"] == "dyna"]
+    text = dyna_bench.summary(rows)
+    assert "Dyna-DQN beats both baselines on 5 of 5 games; the issue's target (>= 3 of 5 games, 3 seeds each): met." \
+        in text
+    assert text.endswith("Dyna-DQN (dyna-mean) beats both baselines on 0 of 5 games; the issue's target "
+                         "(>= 3 of 5 games, 3 seeds each): not met.")
+    assert text.count("| dyna-mean beats both? | | **no** |") == 5
+
+
+def test_dyna_overrides_and_name_reach_only_the_model_based_agent(dyna_bench):
+    args = dyna_bench.parse_args(["--dyna-set", "imagined_reward=mean", "--name", "dyna-mean", "--simple"])
+    out = dyna_bench.variants(args)
+    assert set(out) == {"dqn", "dqn-rr", "dyna-mean", "simple"}
+    assert "imagined_reward=mean" in out["dyna-mean"] and "imagined_reward=mean" in out["simple"]
+    assert "model_mode=simple" not in out["dyna-mean"] and not any("imagined" in o for o in out["dqn-rr"])

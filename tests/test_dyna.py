@@ -66,6 +66,10 @@ def test_parse_world_model_names_and_errors(env):
         make_dqn(env, model_mode="planet")
     with pytest.raises(RlmError, match="imagined_ratio"):
         make_dqn(env, imagined_ratio=0.0)
+    with pytest.raises(RlmError, match="'imagined_reward' must be one of round, mean, got 'sampled'"):
+        make_dqn(env, imagined_reward="sampled")
+    with pytest.raises(RlmError, match="'imagined_termination' must be one of threshold, expected"):
+        make_dqn(env, imagined_termination="soft")
 
 
 def test_imagined_buffer_ring_and_checkpoint():
@@ -101,6 +105,26 @@ def test_dyna_trains_model_imagines_and_mixes_batches(env):
     assert len(batch["obs"]) == 8 + 4 and len(batch["returns"]) == 12
     # MinAtar rewards are integers, so imagined rewards are rounded
     assert planner.integer_rewards and (planner.imagined.rewards == np.round(planner.imagined.rewards)).all()
+
+
+@pytest.mark.parametrize(("reward_mode", "term_mode", "reward", "discount"),
+                         [("round", "threshold", 0.0, 0.99), ("mean", "expected", 0.3, 0.99 * 0.8)])
+def test_imagined_reward_and_termination_modes(env, reward_mode, term_mode, reward, discount):
+    agent = make_dqn(env, imagined_reward=reward_mode, imagined_termination=term_mode)
+    drive(agent, env, 60)  # replay holds real start states
+    planner = agent.planner
+    real_step = planner.model.step_latent
+
+    def step_with_known_heads(z, h, actions):  # reward 0.3 and termination probability 0.2 on every row
+        z, h, probs, r, pt = real_step(z, h, actions)
+        return z, h, probs, torch.full_like(r, 0.3), torch.full_like(pt, 0.2)
+
+    planner.model.step_latent = step_with_known_heads  # type: ignore[method-assign]
+    planner.rollout(agent._imagination_policy, 0.1)
+    n = len(planner.imagined)
+    assert n == 8 * 3  # p = 0.2 < 0.5: no row stops in either mode
+    np.testing.assert_allclose(planner.imagined.rewards[:n], reward, rtol=1e-6)
+    np.testing.assert_allclose(planner.imagined.discounts[:n], discount, rtol=1e-6)
 
 
 def test_simple_mode_learns_only_from_imagined_transitions(env):
