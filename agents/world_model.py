@@ -373,7 +373,9 @@ class WorldModel(nn.Module):
         frame ``c - 1 + k`` vs the real one (``acc[k-1]``), the copy-last-frame baseline (the last observed
         frame as the guess), and the reward-sign accuracy over all valid predicted steps (sign of the
         rounded predicted reward vs the real one; ``reward_nonzero_acc`` counts only steps with a real
-        non-zero reward, nan when there are none). Windows need at least ``context`` steps.
+        non-zero reward, nan when there are none), and the mean predicted (unrounded) and real reward over
+        those steps (``reward_pred_mean`` / ``reward_real_mean``: the reward head's calibration, which a
+        Q-learning target from imagined steps depends on). Windows need at least ``context`` steps.
         """
         c = self.context
         frames = self._t(batch["frames"])
@@ -389,15 +391,19 @@ class WorldModel(nn.Module):
         denom = m.sum(1).clamp(min=1)
         acc = ((pred == real).float().flatten(2).mean(2) * m).sum(1) / denom
         copy = ((frames[c - 1].to(pred.dtype)[None] == real).float().flatten(2).mean(2) * m).sum(1) / denom
-        r_real = torch.sign(self._t(batch["rewards"], torch.float32)[c - 1:])
+        rewards = self._t(batch["rewards"], torch.float32)[c - 1:]
+        r_real = torch.sign(rewards)
         r_pred = torch.sign(torch.round(out["rewards"]))
         hit = (r_pred == r_real).float()
         nonzero = (r_real != 0) & mask
         ms = mask.float()
+        n = ms.sum().clamp(min=1)
         return {
             "acc": acc.cpu().numpy(), "copy_acc": copy.cpu().numpy(), "valid": m.sum(1).cpu().numpy(),
             "reward_sign_acc": float((hit * ms).sum() / ms.sum().clamp(min=1)),
             "reward_nonzero_acc": float(hit[nonzero].mean()) if nonzero.any() else float("nan"),
+            "reward_pred_mean": float((out["rewards"].float() * ms).sum() / n),
+            "reward_real_mean": float((rewards * ms).sum() / n),
         }
 
 
@@ -550,7 +556,8 @@ def build_world_model(cfg: ModelConfig, observation_space: gym.spaces.Box, num_a
 def kstep_summary(model: WorldModel, batch: dict[str, Any]) -> dict[str, float]:
     """Logged k-step metrics of a sequence batch: ``kstep_err_K`` / ``copy_err_K`` (per-cell error rate of
     the open-loop prediction and of copy-last-frame) for every K up to the window length,
-    ``kstep_acc_K`` / ``copy_acc_K`` for K in 1, 5 and the horizon, and the reward-sign accuracies."""
+    ``kstep_acc_K`` / ``copy_acc_K`` for K in 1, 5 and the horizon, the reward-sign accuracies and the
+    mean predicted and real rewards."""
     res = model.kstep_metrics(batch)
     horizon = len(res["acc"])
     out: dict[str, float] = {}
@@ -562,6 +569,7 @@ def kstep_summary(model: WorldModel, batch: dict[str, Any]) -> dict[str, float]:
                 out[f"kstep_acc_{k}"] = float(res["acc"][k - 1])
                 out[f"copy_acc_{k}"] = float(res["copy_acc"][k - 1])
     out["reward_sign_acc"] = res["reward_sign_acc"]
+    out["reward_pred_mean"], out["reward_real_mean"] = res["reward_pred_mean"], res["reward_real_mean"]
     if not np.isnan(res["reward_nonzero_acc"]):
         out["reward_nonzero_acc"] = res["reward_nonzero_acc"]
     return out

@@ -52,19 +52,22 @@ def bench_game(game: str, steps: int, seed: int, horizon: int, windows: int, dev
         train_s = time.perf_counter() - t0
         agent, _ = api.load_agent(Path(tmp) / "run", "latest", device)
     buf = heldout_buffer(game, max(4_000, windows * 4), seed + 777)
-    accs, copies, valid, signs, nonzero = [], [], [], [], []
+    accs, copies, valid, signs, nonzero, r_pred, r_real = [], [], [], [], [], [], []
     for _ in range(max(1, windows // 256)):
         res = agent.model.kstep_metrics(buf.sample_sequences(256, agent.model.window(horizon)))
         accs.append(res["acc"] * res["valid"])
         copies.append(res["copy_acc"] * res["valid"])
         valid.append(res["valid"])
         signs.append(res["reward_sign_acc"])
+        r_pred.append(res["reward_pred_mean"])
+        r_real.append(res["reward_real_mean"])
         if not np.isnan(res["reward_nonzero_acc"]):
             nonzero.append(res["reward_nonzero_acc"])
     v = np.sum(valid, axis=0)
     return {
         "game": game, "acc": np.sum(accs, axis=0) / np.maximum(v, 1), "copy": np.sum(copies, axis=0) / np.maximum(v, 1),
         "reward_sign": float(np.mean(signs)), "reward_nonzero": float(np.mean(nonzero)) if nonzero else float("nan"),
+        "reward_pred": float(np.mean(r_pred)), "reward_real": float(np.mean(r_real)),
         "train_s": train_s, "updates": agent.updates, "context": agent.model.context,
         "parts": f"{agent.model.codec_name} + {agent.model.dynamics_name}",
     }
@@ -90,12 +93,13 @@ def main() -> None:
     print(f"\nworld model {rows[0]['parts']}, context {rows[0]['context']} observed frame(s), {args.steps} "
           f"random-policy steps, seed {args.seed}, {datetime.date.today()}, overrides {args.set}; cell: model / "
           "copy-last-observed-frame per-cell accuracy k steps after the last observed frame, held-out windows\n")
-    print("| game | updates | " + " | ".join(f"k={k}" for k in ks) + " | reward sign | reward sign (r≠0) | train s |")
-    print("|---|---|" + "---|" * len(ks) + "---|---|---|")
+    print("| game | updates | " + " | ".join(f"k={k}" for k in ks)
+          + " | reward sign | reward sign (r≠0) | mean reward model / real | train s |")
+    print("|---|---|" + "---|" * len(ks) + "---|---|---|---|")
     for r in rows:
         cells = " | ".join(f"{r['acc'][k - 1]:.3f} / {r['copy'][k - 1]:.3f}" for k in ks)
         print(f"| {r['game']} | {r['updates']} | {cells} | {r['reward_sign']:.3f} | {r['reward_nonzero']:.3f} | "
-              f"{r['train_s']:.0f} |")
+              f"{r['reward_pred']:.4f} / {r['reward_real']:.4f} | {r['train_s']:.0f} |")
 
 
 if __name__ == "__main__":

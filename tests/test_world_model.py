@@ -144,6 +144,13 @@ def test_imagine_shapes_and_one_step_beats_random(trained):
     assert out["frames"].shape == (4, 3, 4, 10, 10) and seen == [(3, 4, 10, 10)] * 4
     metrics = agent.evaluate_model(batch=64, horizon=5)
     assert {"kstep_acc_1", "copy_acc_1", "kstep_acc_5", "copy_acc_5", "reward_sign_acc"} <= set(metrics)
+    # reward calibration: the real mean over the valid steps, the model's unrounded open-loop mean beside it
+    b = agent.sample(64, 5)
+    res = model.kstep_metrics(b)
+    valid = b["mask"].astype(bool)
+    assert res["reward_real_mean"] == pytest.approx(float(b["rewards"][valid].mean()), abs=1e-6)
+    pred = model.imagine(b["frames"][0], b["actions"])["rewards"].numpy()
+    assert res["reward_pred_mean"] == pytest.approx(float(pred[valid].mean()), abs=1e-5)
 
 
 def test_as_env_step_reset_api(trained):
