@@ -82,12 +82,12 @@ class DQNConfig:
     rollout_every: int = 16
     """Env steps per imagination round."""
     imagined_buffer_size: int = 50_000
-    imagined_reward: str = "round"
-    """round (predicted rewards rounded to integers while every real reward was one) | mean (the model's
-    regression output, an estimate of the expected reward, kept as it is)"""
-    imagined_termination: str = "threshold"
-    """threshold (discount 0 where the predicted termination probability p > 0.5) | expected (discount
-    gamma * (1 - p) on every imagined step; rows still stop at p > 0.5)"""
+    imagined_reward: str = "mean"
+    """mean (the reward head's regression output, an estimate of the expected reward, as it is) | round
+    (rounded to integers while every real reward was one; erases rare rewards: docs/world_models.md)"""
+    imagined_termination: str = "expected"
+    """expected (discount gamma * (1 - p), p the predicted termination probability; rows stop at p > 0.5)
+    | threshold (discount 0 where p > 0.5, gamma elsewhere)"""
     kstep_every: int = 1_000
     """Model updates between k-step prediction checks on replay windows (0: never)."""
     kstep_horizon: int = 10

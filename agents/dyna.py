@@ -20,13 +20,13 @@ once ``model_learning_starts`` transitions are stored. From ``imagine_starts`` e
 ``rollout_every`` env steps it rolls out ``rollout_horizon`` steps from ``rollout_batch`` start states drawn
 from replay (single frames, also with a model ``context`` > 1: the model is trained to predict from a
 lone first frame too), acting epsilon-greedily with the DQN's online network and current epsilon; rows stop at a
-predicted termination. Imagined transitions are 1-step (``discount = gamma``, 0 at a predicted
-termination) in their own ring (:class:`ImaginedBuffer`). With ``imagined_reward: round`` (default)
-predicted rewards are rounded to integers when every real reward seen so far was an integer (MinAtar,
-clipped Atari): a small regression bias would otherwise be summed up by the Q-values. Rounding also erases
-rare rewards, whose regression output (an estimate of the *expected* reward) stays below 0.5; ``mean``
-keeps that estimate, which is what a Q-learning target needs. ``imagined_termination: expected`` likewise
-uses the discount ``gamma * (1 - p)`` instead of thresholding the termination probability ``p``.
+predicted termination (probability ``p > 0.5``). Imagined transitions are 1-step, in their own ring
+(:class:`ImaginedBuffer`). Their reward is the reward head's output as it is (``imagined_reward: mean``):
+trained by squared error, it estimates the *expected* reward, which is what a Q-learning target needs.
+``round`` (the earlier default) rounds it to integers while every real reward seen was one (MinAtar,
+clipped Atari); that also erases rare rewards, whose expected value stays below 0.5, and on MinAtar
+SpaceInvaders it halved Dyna-DQN's score (BENCHMARKS.md). Likewise their discount is ``gamma * (1 - p)``
+(``imagined_termination: expected``); ``threshold`` gives 0 where ``p > 0.5`` and ``gamma`` elsewhere.
 """
 
 from __future__ import annotations
@@ -44,8 +44,8 @@ from rlmorning.errors import RlmError
 from rlmorning.replay import ReplayBuffer
 
 MODEL_MODES = ("dyna", "simple")
-IMAGINED_REWARDS = ("round", "mean")
-IMAGINED_TERMINATIONS = ("threshold", "expected")
+IMAGINED_REWARDS = ("mean", "round")
+IMAGINED_TERMINATIONS = ("expected", "threshold")
 
 
 def parse_world_model(name: str) -> tuple[str, str]:
