@@ -147,7 +147,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                                   "--summarize tables); default: dyna")
     p.add_argument("--summarize", nargs="+", metavar="LOG",
                    help="only print the summary of earlier outputs of this script (their JSON lines)")
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    if args.name in ("dqn", "dqn-rr", "simple"):
+        p.error(f"--name {args.name} is a baseline's name; choose another, e.g. dyna-mean")
+    return args
 
 
 def main() -> None:
