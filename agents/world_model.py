@@ -400,7 +400,7 @@ class WorldModel(nn.Module):
         n = ms.sum().clamp(min=1)
         return {
             "acc": acc.cpu().numpy(), "copy_acc": copy.cpu().numpy(), "valid": m.sum(1).cpu().numpy(),
-            "reward_sign_acc": float((hit * ms).sum() / ms.sum().clamp(min=1)),
+            "reward_sign_acc": float((hit * ms).sum() / n),
             "reward_nonzero_acc": float(hit[nonzero].mean()) if nonzero.any() else float("nan"),
             "reward_pred_mean": float((out["rewards"].float() * ms).sum() / n),
             "reward_real_mean": float((rewards * ms).sum() / n),
