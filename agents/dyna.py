@@ -18,8 +18,8 @@ The model trains on windows of the DQN's own :class:`~rlmorning.replay.ReplayBuf
 (:meth:`~rlmorning.replay.ReplayBuffer.sample_sequences`), one update every ``model_train_freq`` env steps
 once ``model_learning_starts`` transitions are stored. From ``imagine_starts`` env steps on, every
 ``rollout_every`` env steps it rolls out ``rollout_horizon`` steps from ``rollout_batch`` start states drawn
-from replay (single frames, also with a model ``context`` > 1: the model is trained to predict from a
-lone first frame too), acting epsilon-greedily with the DQN's online network and current epsilon; rows stop at a
+from replay (a model with ``context`` > 1 first observes the ``context`` real frames up to each start,
+as in its training windows), acting epsilon-greedily with the DQN's online network and current epsilon; rows stop at a
 predicted termination (probability ``p > 0.5``). Imagined transitions are 1-step, in their own ring
 (:class:`ImaginedBuffer`). Their reward is the reward head's output as it is (``imagined_reward: mean``):
 trained by squared error, it estimates the *expected* reward, which is what a Q-learning target needs.
@@ -201,11 +201,33 @@ class DynaPlanner:
         return out
 
     @torch.no_grad()
+    def start_states(self, n: int) -> tuple[np.ndarray, torch.Tensor, torch.Tensor]:
+        """``n`` real start observations from replay and the model's ``(latent, state)`` after observing them.
+
+        A model with ``context`` > 1 observes, like in training, the ``context`` real frames up to the start
+        (and the actions between them) where replay holds them in one episode; rows too near their
+        episode's start fall back to the lone start frame, from which the model also learns to predict."""
+        ctx = self.model.context
+        if ctx == 1:
+            obs = self.replay.sample(n)["obs"]
+            return (obs, *self.model.start(obs))
+        seq = self.replay.sample_sequences(n, ctx - 1)
+        full = seq["frame_mask"].all(axis=0)
+        obs = seq["frames"][0].copy()
+        z, h = self.model.start(obs)
+        rows = np.flatnonzero(full)
+        if rows.size:
+            obs[rows] = seq["frames"][-1, rows]
+            zc, hc = self.model.start(seq["frames"][:, rows], seq["actions"][:, rows])
+            idx = torch.as_tensor(rows, device=z.device)
+            z[idx], h[idx] = zc, hc
+        return obs, z, h
+
+    @torch.no_grad()
     def rollout(self, policy: Callable[[np.ndarray, float], np.ndarray], epsilon: float) -> float:
         """One imagination round into :attr:`imagined`; returns the mean imagined reward per row."""
         c = self.config
-        obs = self.replay.sample(c.rollout_batch)["obs"]
-        z, h = self.model.start(obs)
+        obs, z, h = self.start_states(c.rollout_batch)
         alive = np.ones(len(obs), bool)
         total = np.zeros(len(obs), np.float64)
         for _ in range(c.rollout_horizon):

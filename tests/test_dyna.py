@@ -128,6 +128,30 @@ def test_imagined_reward_and_termination_modes(env, reward_mode, term_mode, rewa
     np.testing.assert_allclose(planner.imagined.discounts[:n], discount, rtol=1e-6)
 
 
+def test_rollouts_start_after_observing_the_models_context(env):
+    """A model with context 3 reads the 3 real frames up to each start (and the 2 actions between them);
+    rows nearer their episode's start than that begin from the lone start frame."""
+    agent = make_dqn(env, world_model_kwargs={**SMALL_MODEL, "context": 3})
+    drive(agent, env, 150)
+    planner, replay = agent.planner, agent.replay
+    rng_state = replay.rng.bit_generator.state
+    obs, z, h = planner.start_states(64)
+    replay.rng.bit_generator.state = rng_state  # draw the same windows again
+    seq = replay.sample_sequences(64, 2)
+    full = seq["frame_mask"].all(axis=0)
+    assert full.any() and (~full).any()
+    np.testing.assert_array_equal(obs[full], seq["frames"][-1, full])
+    np.testing.assert_array_equal(obs[~full], seq["frames"][0, ~full])
+    z_ctx, h_ctx = planner.model.start(seq["frames"][:, full], seq["actions"][:, full])
+    z_one, h_one = planner.model.start(seq["frames"][0, ~full])
+    torch.testing.assert_close(z[torch.as_tensor(full)], z_ctx)
+    torch.testing.assert_close(h[torch.as_tensor(full)], h_ctx)
+    torch.testing.assert_close(z[torch.as_tensor(~full)], z_one)
+    torch.testing.assert_close(h[torch.as_tensor(~full)], h_one)
+    # the observed history changes the state: the context is not ignored
+    assert not torch.allclose(h_ctx, planner.model.start(seq["frames"][-1, full])[1])
+
+
 def test_simple_mode_learns_only_from_imagined_transitions(env):
     agent = make_dqn(env, model_mode="simple")
     logs = drive(agent, env, 100)  # before imagination starts: no DQN updates at all in simple mode
