@@ -213,14 +213,19 @@ class DynaPlanner:
             return (obs, *self.model.start(obs))
         seq = self.replay.sample_sequences(n, ctx - 1)
         full = seq["frame_mask"].all(axis=0)
-        obs = seq["frames"][0].copy()
-        z, h = self.model.start(obs)
-        rows = np.flatnonzero(full)
-        if rows.size:
-            obs[rows] = seq["frames"][-1, rows]
-            zc, hc = self.model.start(seq["frames"][:, rows], seq["actions"][:, rows])
+        obs = np.where(full.reshape(-1, *[1] * (seq["frames"].ndim - 2)), seq["frames"][-1], seq["frames"][0])
+        groups = []  # each row's start state is computed once: after its context, or from its lone frame
+        with_context, alone = np.flatnonzero(full), np.flatnonzero(~full)
+        if with_context.size:
+            groups.append((with_context, self.model.start(seq["frames"][:, with_context],
+                                                          seq["actions"][:, with_context])))
+        if alone.size:
+            groups.append((alone, self.model.start(seq["frames"][0, alone])))
+        z0, h0 = groups[0][1]
+        z, h = z0.new_empty((n, *z0.shape[1:])), h0.new_empty((n, *h0.shape[1:]))
+        for rows, (zg, hg) in groups:
             idx = torch.as_tensor(rows, device=z.device)
-            z[idx], h[idx] = zc, hc
+            z[idx], h[idx] = zg, hg
         return obs, z, h
 
     @torch.no_grad()
