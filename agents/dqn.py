@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from rlmorning.agents.augment import augment_batch, check_augment
 from rlmorning.agents.base import FeedForwardAgent, linear_schedule, load_module_state
 from rlmorning.agents.dyna import DynaPlanner
 from rlmorning.agents.nets.encoders import make_encoder
@@ -51,6 +52,8 @@ class DQNConfig:
     """Fraction of the run's steps over which epsilon decays linearly."""
     eps_decay_steps: int = 0
     """If > 0, decay over this many steps instead of eps_fraction of the run."""
+    eps_decay_start: int = 0
+    """Env steps at eps_start before the decay begins (Dopamine waits min_replay_history steps)."""
     double: bool = False
     dueling: bool = False
     loss: str = "huber"
@@ -59,6 +62,15 @@ class DQNConfig:
     """0 disables gradient-norm clipping."""
     precision: str = "fp32"
     """fp32 | bf16 (bf16 autocast for forward passes; weights and optimizer stay fp32)"""
+    augment: str = "none"
+    """none | shift | intensity | shift+intensity: DrQ augmentation of each sampled batch's obs and next_obs
+    (independently; never when acting): random shift by up to ``augment_pad`` pixels (replicate padding)
+    and intensity noise ``1 + augment_intensity * clip(N(0, 1), -2, 2)`` per sample. Image observations only."""
+    augment_pad: int = 4
+    augment_intensity: float = 0.05
+    channels_last: str = "auto"
+    """auto | on | off: conv weights and inputs in channels_last layout (same maths, a different kernel);
+    auto = on for image observations (faster at 1 and 2 threads here: bench/update.py)."""
     # --- model-based DQN (rlmorning.agents.dyna); off while world_model is empty
     world_model: str = ""
     """<codec>-<dynamics>, e.g. vae-gru, vqvae-gru, vae-mdn-gru: learn a world model and imagine in it."""
@@ -149,6 +161,9 @@ class DQNAgent(FeedForwardAgent):
         encoder = make_encoder(config.encoder, obs_shape, _input_scale(observation_space),
                                **config.encoder_kwargs)
         self.online = QNetwork(encoder, self.num_actions, config.dueling).to(device)
+        self._channels_last = config.channels_last == "on" or (config.channels_last == "auto" and len(obs_shape) == 3)
+        if self._channels_last:
+            self.online = self.online.to(memory_format=torch.channels_last)
         self.target = copy.deepcopy(self.online).requires_grad_(False).eval()
         params = self.online.parameters()
         fused = device.type in ("cpu", "cuda")
@@ -170,6 +185,13 @@ class DQNAgent(FeedForwardAgent):
         self._update_credit = 0.0  # update rounds owed (fractional with many envs)
         self._last_target_sync = 0
         self._autocast = config.precision == "bf16"
+        self._aug_generator = torch.Generator(device=device)
+        self._aug_generator.manual_seed(seed + 2)
+        if config.augment != "none" and len(obs_shape) != 3:
+            raise RlmError(f"config key 'augment' needs image observations [C, H, W], this env gives {obs_shape}")
+        self.shared_target = target_is_online(config, num_envs, self.online)
+        """Target net == online net at every gradient step (hard update before each step): Q(s') is computed
+        once with the online net and the target copy is skipped. Same maths; set False to measure."""
         self.planner: DynaPlanner | None = None
         if config.world_model:
             self.planner = DynaPlanner(config, observation_space, self.num_actions, self.replay, device, seed)
@@ -179,10 +201,21 @@ class DQNAgent(FeedForwardAgent):
     def epsilon(self) -> float:
         """Exploration rate at the current env step."""
         c = self.config
-        return linear_schedule(c.eps_start, c.eps_end, self._eps_decay, self.env_steps)
+        return linear_schedule(c.eps_start, c.eps_end, self._eps_decay, self.env_steps - c.eps_decay_start)
 
     def _obs_tensor(self, obs: np.ndarray) -> torch.Tensor:
-        return torch.as_tensor(obs, device=self.device)
+        return self._layout(torch.as_tensor(obs, device=self.device))
+
+    def _layout(self, x: torch.Tensor) -> torch.Tensor:
+        if self._channels_last and x.dim() == 4:
+            return x.contiguous(memory_format=torch.channels_last)
+        return x
+
+    def _train_obs(self, obs: np.ndarray) -> torch.Tensor:
+        """A replay batch's observations for learning: augmented when ``augment`` is set."""
+        c = self.config
+        x = torch.as_tensor(obs, device=self.device)
+        return self._layout(augment_batch(x, c.augment, c.augment_pad, c.augment_intensity, self._aug_generator))
 
     def q_values(self, obs: np.ndarray) -> torch.Tensor:
         """Q-values ``float32 [B, A]`` of the online network for ``obs [B, *obs_shape]``."""
@@ -241,7 +274,8 @@ class DQNAgent(FeedForwardAgent):
             self._update_credit = 0.0
         if self.env_steps - self._last_target_sync >= c.target_update_period:
             self._last_target_sync = self.env_steps - self.env_steps % c.target_update_period
-            self._sync_target()
+            if not self.shared_target:
+                self._sync_target()
         if not metrics:
             return model_metrics
         out = {k: float(np.mean([m[k] for m in metrics])) for k in metrics[0]}
@@ -273,40 +307,44 @@ class DQNAgent(FeedForwardAgent):
     def _gradient_step(self) -> dict[str, float]:
         c = self.config
         b = self._batch()
-        obs = self._obs_tensor(b["obs"])
-        next_obs = self._obs_tensor(b["next_obs"])
+        obs = self._train_obs(b["obs"])
+        next_obs = self._train_obs(b["next_obs"])
         actions = torch.as_tensor(b["actions"].astype(np.int64), device=self.device)
         returns = torch.as_tensor(b["returns"], device=self.device)
         discounts = torch.as_tensor(b["discounts"], device=self.device)
         self.online.train()
         with torch.autocast(self.device.type, torch.bfloat16, enabled=self._autocast):
             with torch.no_grad():
-                next_q_target = self.target(next_obs).float()
-                next_q_online = self.online(next_obs).float() if c.double else None
+                if self.shared_target:  # Q_target == Q_online: one forward (Double DQN's argmax gives the max)
+                    next_q_target = self.online(next_obs).float()
+                    next_q_online = None
+                else:
+                    next_q_target = self.target(next_obs).float()
+                    next_q_online = self.online(next_obs).float() if c.double else None
                 y = td_target(returns, discounts, next_q_target, next_q_online)
             q = self.online(obs).float().gather(1, actions.unsqueeze(1)).squeeze(1)
         loss = F.smooth_l1_loss(q, y) if c.loss == "huber" else F.mse_loss(q, y)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        grad_norm = (
-            nn.utils.clip_grad_norm_(self.online.parameters(), c.max_grad_norm)
-            if c.max_grad_norm > 0 else torch.tensor(0.0)
-        )
+        out = {"loss": float(loss.detach()), "q_mean": float(q.detach().mean())}
+        if c.max_grad_norm > 0:  # without clipping the norm is not computed (not logged as 0)
+            out["grad_norm"] = float(nn.utils.clip_grad_norm_(self.online.parameters(), c.max_grad_norm))
         self.optimizer.step()
         self.updates += 1
-        return {"loss": float(loss.detach()), "q_mean": float(q.detach().mean()), "grad_norm": float(grad_norm)}
+        return out
 
     # ------------------------------------------------------------------------------------- checkpoints
     def state_dict(self, include_buffers: bool = True) -> dict[str, Any]:
         state = {
             "online": self.online.state_dict(),
-            "target": self.target.state_dict(),
+            "target": (self.online if self.shared_target else self.target).state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "env_steps": self.env_steps,
             "updates": self.updates,
             "update_credit": self._update_credit,
             "last_target_sync": self._last_target_sync,
             "rng": self.rng.bit_generator.state,
+            "augment_rng": self._aug_generator.get_state(),
         }
         if include_buffers:
             state["replay"] = self.replay.state_dict()
@@ -323,6 +361,8 @@ class DQNAgent(FeedForwardAgent):
         self._update_credit = float(state["update_credit"])
         self._last_target_sync = int(state["last_target_sync"])
         self.rng.bit_generator.state = state["rng"]
+        if "augment_rng" in state:
+            self._aug_generator.set_state(state["augment_rng"].cpu())
         if "replay" in state:
             self.replay.load_state_dict(state["replay"])
         if self.planner is not None:
@@ -350,11 +390,24 @@ def td_target(
     return returns + discounts * next_v
 
 
+def target_is_online(c: DQNConfig, num_envs: int, online: nn.Module) -> bool:
+    """True when the target net always equals the online net at a gradient step: a hard update
+    (``tau`` 1) at the end of every ``update`` call (``target_update_period`` <= env steps per call), at
+    most one gradient step per call, and no layer that acts differently in train and eval mode."""
+    one_step_per_call = c.gradient_steps == 1 and num_envs <= c.train_freq
+    mode_free = not any(isinstance(m, nn.modules.batchnorm._BatchNorm | nn.Dropout) for m in online.modules())
+    return c.tau >= 1.0 and c.target_update_period <= num_envs and one_step_per_call and mode_free
+
+
 def _validate(c: DQNConfig) -> None:
-    choices = {"optimizer": ("adam", "rmsprop"), "loss": ("huber", "mse"), "precision": ("fp32", "bf16")}
+    check_augment(c.augment, c.augment_pad, c.augment_intensity)
+    choices = {"optimizer": ("adam", "rmsprop"), "loss": ("huber", "mse"), "precision": ("fp32", "bf16"),
+               "channels_last": ("auto", "on", "off")}
     for key, valid in choices.items():
         if getattr(c, key) not in valid:
             raise RlmError(f"config key '{key}' must be one of {', '.join(valid)}, got '{getattr(c, key)}'")
+    if c.eps_decay_start < 0:
+        raise RlmError(f"config key 'eps_decay_start' must be >= 0, got {c.eps_decay_start}")
     positive = ("buffer_size", "batch_size", "n_step", "train_freq", "gradient_steps", "target_update_period")
     for key in positive:
         if getattr(c, key) < 1:

@@ -42,6 +42,9 @@ def resolve_run_config(
         raise RlmError(f"steps must be >= 1, got {trainer_cfg.steps}")
     if trainer_cfg.num_envs < 1:
         raise RlmError(f"num_envs must be >= 1, got {trainer_cfg.num_envs}")
+    for key in ("eval_episodes", "final_eval_episodes", "torch_threads"):
+        if getattr(trainer_cfg, key) < 0:
+            raise RlmError(f"config key '{key}' must be >= 0, got {getattr(trainer_cfg, key)}")
     return RunConfig(agent=agent, env=env, trainer=trainer_cfg, agent_config=agent_cfg)
 
 

@@ -39,6 +39,8 @@ class TrainerConfig:
     """auto | cpu | cuda | cuda:N"""
     eval_every: int = 10_000
     eval_episodes: int = 10
+    final_eval_episodes: int = 0
+    """Episodes of the evaluation at the end of training (0: eval_episodes); Atari 100k reports 100."""
     eval_epsilon: float = 0.05
     """Epsilon of the 'greedy' evaluation policy (Mnih et al. 2015 used 0.05)."""
     eval_sticky_actions: float = 0.0

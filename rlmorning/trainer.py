@@ -198,7 +198,7 @@ class Trainer:
                         next_log = _next_multiple(st.step, t.log_every)
                     final_eval = st.step >= t.steps and t.eval_every > 0 and self._last_eval_step != st.step
                     if st.step >= next_eval or final_eval:
-                        self._evaluate()
+                        self._evaluate(final=st.step >= t.steps)
                         next_eval = _next_multiple(st.step, t.eval_every)
                     if st.step >= next_ckpt or st.step >= t.steps:
                         self.save("latest")
@@ -253,10 +253,11 @@ class Trainer:
             "train_length": float(np.mean(self.state.recent_lengths[-20:])),
         }
 
-    def _evaluate(self) -> None:
+    def _evaluate(self, final: bool = False) -> None:
         t = self.config.trainer
         self._last_eval_step = self.state.step
-        returns = evaluate(self.agent, self._make_eval_env, t.eval_episodes, t.eval_epsilon,
+        episodes = t.final_eval_episodes if final and t.final_eval_episodes > 0 else t.eval_episodes
+        returns = evaluate(self.agent, self._make_eval_env, episodes, t.eval_epsilon,
                            seed=t.seed + 100_000 + 1_000 * self.state.evals)
         self.state.evals += 1
         row: dict[str, float] = {

@@ -314,6 +314,12 @@ def test_atari100k_values():
     assert a.target_update_period == 1
     assert a.optimizer_eps == pytest.approx(1.5e-4)
     assert a.eps_decay_steps == 5000
+    assert a.eps_decay_start == 1600 and a.eps_end == 0.01  # Dopamine: decay after min_replay_history
+    assert a.augment == "shift+intensity" and a.augment_pad == 4 and a.augment_intensity == 0.05
+    assert a.gamma == 0.99 and a.batch_size == 32 and a.lr == 1e-4 and a.loss == "huber"
+    assert a.max_grad_norm == 0 and a.encoder == "nature"
+    assert t.eval_epsilon == 0.001 and t.final_eval_episodes == 100 and t.eval_sticky_actions == 0.0
+    assert t.eval_max_frames == 108_000  # 27,000 agent steps
 
 
 # ------------------------------------------------------------------------------------ DQN validation

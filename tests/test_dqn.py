@@ -140,3 +140,38 @@ def test_bf16_precision_trains() -> None:
     metrics = agent.update(60)
     assert np.isfinite(metrics["loss"])
     assert agent.q_values(np.zeros((2, 3), np.float32)).dtype == torch.float32
+
+
+# ------------------------------------------------------------------ target == online (DrQ(eps), period 1)
+def test_shared_target_only_when_target_always_equals_online() -> None:
+    assert make_agent(target_update_period=1, train_freq=1).shared_target
+    assert make_agent(target_update_period=1, train_freq=4).shared_target  # synced before every step
+    assert not make_agent(target_update_period=10, train_freq=1).shared_target
+    assert not make_agent(target_update_period=1, train_freq=1, gradient_steps=2).shared_target
+    assert not make_agent(target_update_period=1, train_freq=1, tau=0.5).shared_target
+    cfg = DQNConfig(encoder="mlp", buffer_size=100, target_update_period=1, train_freq=1)
+    two_envs = DQNAgent(cfg, gym.spaces.Box(-1, 1, (3,), np.float32), gym.spaces.Discrete(2), num_envs=2,
+                        frame_stack=1, total_steps=100, device=torch.device("cpu"), seed=0)
+    assert not two_envs.shared_target  # two gradient steps per vector step: the second needs the old target
+
+
+@pytest.mark.parametrize("double", [False, True])
+def test_shared_target_gives_bit_identical_training(double: bool) -> None:
+    """One Q(s') forward with the online net == the target-net path with a copy every step."""
+    runs = []
+    for shared in (True, False):
+        agent = make_agent(target_update_period=1, train_freq=1, double=double, n_step=3)
+        agent.shared_target = shared
+        feed(agent, 20)
+        agent.update(0)  # nothing owed yet beyond learning_starts; syncs the target
+        rng = np.random.default_rng(1)
+        obs = rng.standard_normal((1, 3)).astype(np.float32)
+        for _ in range(40):
+            nxt = rng.standard_normal((1, 3)).astype(np.float32)
+            agent.observe(obs, rng.integers(0, 2, 1), rng.standard_normal(1), np.array([False]),
+                          np.array([False]), nxt)
+            agent.update(0)
+            obs = nxt
+        assert agent.updates > 30
+        runs.append(torch.cat([p.detach().flatten() for p in agent.online.parameters()]))
+    assert torch.equal(runs[0], runs[1])

@@ -97,6 +97,12 @@ def test_training_reports_episodes_and_evaluations(tmp_path: Path) -> None:
     assert any(r.get("loss") for r in rows)
 
 
+def test_final_evaluation_uses_final_eval_episodes(tmp_path: Path) -> None:
+    run = run_cartpole(tmp_path / "r", 400, extra=["final_eval_episodes=5"])
+    evals = [r for r in MetricsCSV.read(run / "metrics.csv") if r.get("eval_return_mean")]
+    assert [float(r["eval_episodes"]) for r in evals] == [2, 5]  # step 200: eval_episodes; step 400: final
+
+
 def test_evaluation_schedule_does_not_change_training(tmp_path: Path) -> None:
     a = run_cartpole(tmp_path / "a", 400, extra=["eval_every=100"])
     b = run_cartpole(tmp_path / "b", 400, extra=["eval_every=400"])
