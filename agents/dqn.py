@@ -68,9 +68,9 @@ class DQNConfig:
     and intensity noise ``1 + augment_intensity * clip(N(0, 1), -2, 2)`` per sample. Image observations only."""
     augment_pad: int = 4
     augment_intensity: float = 0.05
-    channels_last: str = "auto"
-    """auto | on | off: conv weights and inputs in channels_last layout (same maths, a different kernel);
-    auto = on for image observations (faster at 1 and 2 threads here: bench/update.py)."""
+    memory_format: str = "auto"
+    """auto | channels_last | contiguous: layout of conv weights and image inputs (same maths, other
+    kernels); auto = channels_last for image observations (faster at 1 and 2 threads: bench/update.py)."""
     # --- model-based DQN (rlmorning.agents.dyna); off while world_model is empty
     world_model: str = ""
     """<codec>-<dynamics>, e.g. vae-gru, vqvae-gru, vae-mdn-gru: learn a world model and imagine in it."""
@@ -161,7 +161,8 @@ class DQNAgent(FeedForwardAgent):
         encoder = make_encoder(config.encoder, obs_shape, _input_scale(observation_space),
                                **config.encoder_kwargs)
         self.online = QNetwork(encoder, self.num_actions, config.dueling).to(device)
-        self._channels_last = config.channels_last == "on" or (config.channels_last == "auto" and len(obs_shape) == 3)
+        self._channels_last = config.memory_format == "channels_last" or (
+            config.memory_format == "auto" and len(obs_shape) == 3)
         if self._channels_last:
             self.online = self.online.to(memory_format=torch.channels_last)
         self.target = copy.deepcopy(self.online).requires_grad_(False).eval()
@@ -170,8 +171,9 @@ class DQNAgent(FeedForwardAgent):
         if config.optimizer == "adam":
             self.optimizer = torch.optim.Adam(params, lr=config.lr, eps=config.optimizer_eps, fused=fused)
         else:
+            # foreach: one multi-tensor kernel per op instead of a Python loop over the tensors (CPU's default)
             self.optimizer = torch.optim.RMSprop(params, lr=config.lr, eps=config.optimizer_eps,
-                                                 alpha=0.95, centered=True)
+                                                 alpha=0.95, centered=True, foreach=True)
         self.replay = ReplayBuffer(
             config.buffer_size, num_envs, obs_shape, observation_space.dtype, frame_stack,
             action_dtype=smallest_int_dtype(self.num_actions), gamma=config.gamma, n_step=config.n_step,
@@ -402,7 +404,7 @@ def target_is_online(c: DQNConfig, num_envs: int, online: nn.Module) -> bool:
 def _validate(c: DQNConfig) -> None:
     check_augment(c.augment, c.augment_pad, c.augment_intensity)
     choices = {"optimizer": ("adam", "rmsprop"), "loss": ("huber", "mse"), "precision": ("fp32", "bf16"),
-               "channels_last": ("auto", "on", "off")}
+               "memory_format": ("auto", "channels_last", "contiguous")}
     for key, valid in choices.items():
         if getattr(c, key) not in valid:
             raise RlmError(f"config key '{key}' must be one of {', '.join(valid)}, got '{getattr(c, key)}'")

@@ -10,7 +10,6 @@ from __future__ import annotations
 import collections
 import contextlib
 import math
-import os
 import signal
 import threading
 import time
@@ -39,6 +38,7 @@ from rlmorning.run import (
     write_versions,
     write_yaml,
 )
+from rlmorning.threads import default_torch_threads
 
 
 def resolve_device(name: str) -> torch.device:
@@ -50,13 +50,6 @@ def resolve_device(name: str) -> torch.device:
     if name != "cpu" and not name.startswith("cuda"):
         raise RlmError(f"unknown device '{name}'. Valid: auto, cpu, cuda, cuda:N")
     return torch.device(name)
-
-
-def default_torch_threads() -> int:
-    """All cores: env stepping and learning alternate, so torch's threads have the CPU to themselves
-    (on the 2-core development machine one Nature-CNN update took 39 ms with 2 threads, 52 ms with 1).
-    Lower it with ``torch_threads`` when other jobs share the machine (e.g. parallel sweep trials)."""
-    return max(1, os.cpu_count() or 1)
 
 
 @dataclass

@@ -143,3 +143,20 @@ def test_editable_install_maps_subpackages():
 
     assert Path(sys.modules[DQNConfig.__module__].__file__).resolve() == REPO / "agents" / "dqn.py"
     assert Path(sys.modules[make_atari_vector.__module__].__file__).resolve() == REPO / "envs" / "atari.py"
+
+
+def test_import_asks_openmp_for_passive_waiting_unless_the_user_chose() -> None:
+    """Spinning OpenMP threads collapse beside a busy process (rlmorning.threads): passive by default."""
+    code = "import os, rlmorning, torch; print(os.environ['OMP_WAIT_POLICY'])"
+    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "PASSIVE"
+    env["OMP_WAIT_POLICY"] = "ACTIVE"
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "ACTIVE"
+
+
+def test_default_threads_follow_cpu_affinity() -> None:
+    from rlmorning.threads import available_cores, default_torch_threads
+
+    assert default_torch_threads() == available_cores() == len(os.sched_getaffinity(0))

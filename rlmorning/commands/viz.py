@@ -76,7 +76,7 @@ def _common(p: argparse.ArgumentParser) -> None:
 def _threads() -> None:
     import torch
 
-    from rlmorning.trainer import default_torch_threads
+    from rlmorning.threads import default_torch_threads
 
     torch.set_num_threads(default_torch_threads())
 

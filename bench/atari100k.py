@@ -1,0 +1,195 @@
+"""Atari 100k on this CPU: the ``atari100k`` preset (DrQ(eps)) on a list of games x seeds, beside published scores.
+
+Each run is ``rlmorning train dqn --env GAME --config atari100k --seed S`` in ``ROOT/GAME/seedS``: 100k agent
+steps, then the preset's final evaluation (100 episodes, true game score, epsilon 0.001; the protocol is
+printed). Runs are resumable pieces: an interrupted run continues from its checkpoint (exactly), a finished
+one is skipped. ``--parallel 2`` trains two runs side by side, each pinned to its own core with one torch
+thread; ``--parallel 1`` trains one run at a time on all cores. Wall time per run (all its pieces, including
+the final evaluation) is kept in ``ROOT/GAME/seedS/bench_wall.json``.
+
+``--summarize`` prints per-game means beside the published DrQ(eps), SPR, DER and random scores, and hands
+the runs to ``rlmorning report`` (human-normalised IQM / median / mean with bootstrap CIs, performance
+profile) written to ``ROOT/report.md``.
+
+    python bench/atari100k.py --games Breakout --seeds 0                 # one run (about an hour here)
+    python bench/atari100k.py                                            # 5 games x 3 seeds, two at a time
+    python bench/atari100k.py --summarize
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+
+DEFAULT_GAMES = ["Breakout", "Pong", "Boxing", "Freeway", "MsPacman"]
+
+
+def run_dir(root: Path, game: str, seed: int) -> Path:
+    return root / game / f"seed{seed}"
+
+
+def final_eval(run: Path) -> dict | None:
+    """The run's final evaluation row (eval_return_mean at the last step), or None before it exists."""
+    from rlmorning.run import MetricsCSV, read_config
+
+    csv_path = run / "metrics.csv"
+    if not (run / "config.yaml").is_file() or not csv_path.is_file():
+        return None
+    steps = int(read_config(run)["steps"])
+    rows = [r for r in MetricsCSV.read(csv_path) if r.get("eval_return_mean") not in (None, "")]
+    if rows and int(float(rows[-1]["step"])) >= steps:
+        return rows[-1]
+    return None
+
+
+def _wall_file(run: Path) -> Path:
+    return run / "bench_wall.json"
+
+
+def recorded_wall(run: Path) -> float:
+    path = _wall_file(run)
+    return float(json.loads(path.read_text())["wall_s"]) if path.is_file() else 0.0
+
+
+def train_one(game: str, seed: int, args: argparse.Namespace, cores: list[int] | None) -> str:
+    """Train (or resume) one run to its end; returns a one-line status."""
+    run = run_dir(args.root, game, seed)
+    if final_eval(run) is not None:
+        return f"{game} seed {seed}: done already"
+    resume = (run / "checkpoints" / "latest.pt").is_file()
+    cmd = [sys.executable, "-m", "rlmorning.cli", "train", "dqn", "--no-progress"]
+    cmd += ["--resume", str(run)] if resume else [
+        "--env", game, "--config", "atari100k", "--seed", str(seed), "--run-dir", str(run),
+        "--steps", str(args.steps), "--set", f"torch_threads={args.threads}", "--device", "cpu"]
+    run.parent.mkdir(parents=True, exist_ok=True)
+    if not resume and run.exists() and not any(run.iterdir()):
+        run.rmdir()
+    t0 = time.perf_counter()
+    with open(args.root / f"{game}-seed{seed}.log", "a") as log:
+        log.write(f"\n# {datetime.datetime.now().isoformat(timespec='seconds')} {' '.join(cmd)}\n")
+        log.flush()
+        proc = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT,
+                              preexec_fn=(lambda: os.sched_setaffinity(0, cores)) if cores else None)
+    wall = recorded_wall(run) + time.perf_counter() - t0
+    if run.is_dir():
+        _wall_file(run).write_text(json.dumps({"wall_s": round(wall, 1)}))
+    status = "finished" if final_eval(run) is not None else f"stopped (exit {proc.returncode}; run again to resume)"
+    return f"{game} seed {seed}: {status}, {wall / 60:.1f} min so far"
+
+
+def train_all(args: argparse.Namespace) -> None:
+    jobs = [(g, s) for g in args.games for s in args.seeds]
+    ncores = len(os.sched_getaffinity(0))
+    per = max(1, ncores // args.parallel)
+    slots = [sorted(os.sched_getaffinity(0))[i * per:(i + 1) * per] for i in range(args.parallel)]
+    args.threads = args.threads or per
+    print(f"{len(jobs)} run(s), {args.parallel} at a time, {args.threads} torch thread(s) each, cores {slots}")
+    free = list(range(args.parallel))
+
+    def work(job: tuple[str, int]) -> str:
+        slot = free.pop()
+        try:
+            return train_one(*job, args, slots[slot] if args.parallel > 1 else None)
+        finally:
+            free.append(slot)
+
+    with ThreadPoolExecutor(max_workers=args.parallel) as pool:
+        for line in pool.map(work, jobs):
+            print(line, flush=True)
+
+
+def summarize(args: argparse.Namespace) -> None:
+    from rlmorning.envs.atari import parse_atari_name
+    from rlmorning.published_scores import PUBLISHED_ATARI100K, PUBLISHED_SOURCES
+    from rlmorning.report import write_report
+
+    games = sorted(p.name for p in args.root.iterdir() if p.is_dir()) if args.root.is_dir() else []
+    header = "| game | seeds | rlmorning (mean +- std over seeds) | per seed | wall min/run | " + \
+        " | ".join(PUBLISHED_ATARI100K) + " |"
+    lines = [header, "|" + "---|" * (5 + len(PUBLISHED_ATARI100K))]
+    finished: list[str] = []
+    protocol = ""
+    for game in games:
+        runs = sorted((args.root / game).glob("seed*"))
+        done = [(r, final_eval(r)) for r in runs]
+        done = [(r, row) for r, row in done if row is not None]
+        if not done:
+            continue
+        finished += [str(r) for r, _ in done]
+        scores = np.array([float(row["eval_return_mean"]) for _, row in done])
+        protocol = done[0][1].get("eval_protocol", "")
+        episodes = {int(float(row["eval_episodes"])) for _, row in done}
+        walls = [recorded_wall(r) / 60 for r, _ in done]
+        rom = parse_atari_name(game) or game
+        published = " | ".join(_fmt(PUBLISHED_ATARI100K[a].get(rom)) for a in PUBLISHED_ATARI100K)
+        lines.append(f"| {game} | {len(done)} | {scores.mean():.1f} +- {scores.std():.1f} | "
+                     f"{', '.join(f'{s:.1f}' for s in scores)} | {np.mean(walls):.0f} | {published} |")
+        if episodes != {100}:
+            lines[-1] += f" (evaluated over {sorted(episodes)} episodes)"
+    print(f"Atari 100k, `atari100k` preset, {datetime.date.today()}, {platform.processor() or platform.machine()}, "
+          f"{len(os.sched_getaffinity(0))} cores")
+    print(f"protocol: {protocol}")
+    print("\n".join(lines))
+    print("\npublished scores:")
+    for name, source in PUBLISHED_SOURCES.items():
+        print(f"  {name}: {source}")
+    if finished:
+        rep = write_report(finished, out=args.root / "report.md", baseline="human", reps=args.reps)
+        print("\n" + rep.summary())
+        print(_published_iqm(games))
+
+
+def _published_iqm(games: list[str]) -> str:
+    """Human-normalised IQM of each published agent's per-game means over the same games (points, no CIs:
+    the papers' per-run scores are not in this table)."""
+    from scipy.stats import trim_mean
+
+    from rlmorning.envs.atari import parse_atari_name
+    from rlmorning.published_scores import PUBLISHED_ATARI100K
+    from rlmorning.reference_scores import normalise
+
+    roms = [parse_atari_name(g) or g for g in games]
+    out = ["published agents on the same games (human-normalised, IQM of per-game means):"]
+    for name, table in PUBLISHED_ATARI100K.items():
+        if name in ("Random", "Human"):
+            continue
+        vals = [normalise(table[r], r, "human") for r in roms if table.get(r) is not None]
+        if vals:
+            out.append(f"  {name}: IQM {trim_mean(vals, 0.25):.3f} over {len(vals)} game(s)")
+    return "\n".join(out)
+
+
+def _fmt(x: float | None) -> str:
+    return "-" if x is None else f"{x:g}"
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--games", nargs="+", default=DEFAULT_GAMES)
+    p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    p.add_argument("--steps", type=int, default=100_000, help="agent steps per run (Atari 100k: 100000)")
+    p.add_argument("--parallel", type=int, default=2, choices=[1, 2], help="runs side by side (default 2)")
+    p.add_argument("--threads", type=int, default=0, help="torch threads per run (default: its share of the cores)")
+    p.add_argument("--root", type=Path, default=Path("runs/atari100k"))
+    p.add_argument("--summarize", action="store_true", help="print the table and write the report; train nothing")
+    p.add_argument("--reps", type=int, default=2000, help="bootstrap resamples of the report's CIs")
+    args = p.parse_args()
+    if args.summarize:
+        summarize(args)
+    else:
+        args.root.mkdir(parents=True, exist_ok=True)
+        train_all(args)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,52 @@
+"""The atari100k preset (DrQ(eps)) on Breakout for a few hundred steps: it trains with augmentation, ends with the
+final evaluation, and resumes (the ALE vector env's state cannot be saved, so a resumed Atari run starts fresh
+episodes; the agent, its replay and its RNGs continue exactly). The 100k-step runs live in bench/atari100k.py."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from rlmorning import api
+from rlmorning.run import MetricsCSV, load_checkpoint
+
+SHORT = ["learning_starts=100", "eps_decay_start=100", "eps_decay_steps=100", "buffer_size=1000",
+         "eval_every=240", "eval_episodes=1", "final_eval_episodes=2", "eval_max_frames=2000", "heldout_states=10",
+         "checkpoint_every=120", "log_every=60", "torch_threads=1"]
+
+
+def train(run: Path, steps: int) -> Path:
+    api.train("dqn", "Breakout", config="atari100k", overrides=SHORT, run_dir=run, steps=steps, seed=0,
+              device="cpu", progress=False)
+    return run
+
+
+def rows(run: Path) -> list[dict[str, str]]:
+    return [{k: v for k, v in r.items() if v not in (None, "") and k not in ("wall_time", "sps")}
+            for r in MetricsCSV.read(run / "metrics.csv")]
+
+
+@pytest.fixture(scope="module")
+def full_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return train(tmp_path_factory.mktemp("a100k") / "full", 240)
+
+
+def test_preset_trains_with_augmentation_and_final_evaluation(full_run: Path) -> None:
+    ckpt = load_checkpoint(full_run / "checkpoints" / "latest.pt")
+    assert ckpt["config"]["augment"] == "shift+intensity" and ckpt["config"]["n_step"] == 10
+    assert "augment_rng" in ckpt["agent"]
+    assert ckpt["agent"]["updates"] == 240 - 100 + 1  # one update per agent step once 100 are stored
+    evals = [r for r in MetricsCSV.read(full_run / "metrics.csv") if r.get("eval_return_mean")]
+    assert [float(r["eval_episodes"]) for r in evals] == [2]  # the final evaluation uses final_eval_episodes
+    assert "epsilon=0.001" in evals[-1]["eval_protocol"]
+
+
+def test_preset_resumes_to_the_end(full_run: Path, tmp_path: Path) -> None:
+    part = train(tmp_path / "part", 120)
+    api.resume(part, steps=240, progress=False)
+    before, after = rows(part), rows(full_run)
+    assert before[:2] == after[:2]  # rows up to the checkpoint at 120 are the same run's
+    ckpt = load_checkpoint(part / "checkpoints" / "latest.pt")
+    assert ckpt["train"]["step"] == 240 and ckpt["agent"]["updates"] == 240 - 100 + 1
+    assert [(r["step"], r["eval_episodes"]) for r in before if r.get("eval_return_mean")][-1] == ("240", "2")
