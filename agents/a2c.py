@@ -83,7 +83,9 @@ class A2CAgent(RecurrentStateMixin):
         total_steps: int,
         device: torch.device,
         seed: int,
+        inference: bool = False,
     ) -> None:
+        """``inference`` is accepted for the common factory signature (this agent holds no replay buffer)."""
         _validate(config)
         self.config = config
         self.device = device

@@ -10,6 +10,10 @@ The trainer owns the loop (see ``rlmorning/trainer.py``); an agent never owns a 
 Recurrent agents (e.g. memory policies) carry their memory in ``state``; the trainer calls
 ``reset_state`` for the envs whose episodes ended. Value-based agents expose ``q_values`` for the
 visualization tools; others return None.
+
+Every agent class is built as ``Agent(config, observation_space, action_space, *, num_envs, frame_stack,
+total_steps, device, seed, inference=False)``. ``inference=True`` (``rlmorning.api.load_policy``: eval, record,
+plots, dream) builds only what acting and inspection need: no replay buffer, no optimizer state to fill.
 """
 
 from __future__ import annotations

@@ -7,6 +7,7 @@ The whole algorithm is in :meth:`DQNAgent._gradient_step`: the target, the loss 
 from __future__ import annotations
 
 import copy
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -148,7 +149,10 @@ class DQNAgent(FeedForwardAgent):
         total_steps: int,
         device: torch.device,
         seed: int,
+        inference: bool = False,
     ) -> None:
+        """``inference=True`` builds only what acting and inspection need (networks, world model): no replay
+        buffer, no optimizer; such an agent acts and loads checkpoints but cannot learn."""
         if not isinstance(action_space, gym.spaces.Discrete):
             raise RlmError(f"dqn needs a discrete action space, this env has {action_space}")
         if not isinstance(observation_space, gym.spaces.Box):
@@ -166,15 +170,9 @@ class DQNAgent(FeedForwardAgent):
         if self._channels_last:
             self.online = self.online.to(memory_format=torch.channels_last)
         self.target = copy.deepcopy(self.online).requires_grad_(False).eval()
-        params = self.online.parameters()
-        fused = device.type in ("cpu", "cuda")
-        if config.optimizer == "adam":
-            self.optimizer = torch.optim.Adam(params, lr=config.lr, eps=config.optimizer_eps, fused=fused)
-        else:
-            # foreach: one multi-tensor kernel per op instead of a Python loop over the tensors (CPU's default)
-            self.optimizer = torch.optim.RMSprop(params, lr=config.lr, eps=config.optimizer_eps,
-                                                 alpha=0.95, centered=True, foreach=True)
-        self.replay = ReplayBuffer(
+        self.inference = inference
+        self.optimizer: torch.optim.Optimizer | None = None if inference else self._make_optimizer()
+        self.replay: ReplayBuffer | None = None if inference else ReplayBuffer(
             config.buffer_size, num_envs, obs_shape, observation_space.dtype, frame_stack,
             action_dtype=smallest_int_dtype(self.num_actions), gamma=config.gamma, n_step=config.n_step,
             seed=seed,
@@ -196,7 +194,21 @@ class DQNAgent(FeedForwardAgent):
         once with the online net and the target copy is skipped. Same maths; set False to measure."""
         self.planner: DynaPlanner | None = None
         if config.world_model:
-            self.planner = DynaPlanner(config, observation_space, self.num_actions, self.replay, device, seed)
+            planner_cfg = dataclasses.replace(config, imagined_buffer_size=1) if inference else config
+            self.planner = DynaPlanner(planner_cfg, observation_space, self.num_actions, self.replay, device, seed)
+
+    def _make_optimizer(self) -> torch.optim.Optimizer:
+        c = self.config
+        params = self.online.parameters()
+        if c.optimizer == "adam":
+            return torch.optim.Adam(params, lr=c.lr, eps=c.optimizer_eps, fused=self.device.type in ("cpu", "cuda"))
+        # foreach: one multi-tensor kernel per op instead of a Python loop over the tensors (CPU's default)
+        return torch.optim.RMSprop(params, lr=c.lr, eps=c.optimizer_eps, alpha=0.95, centered=True, foreach=True)
+
+    def _learner(self) -> tuple[ReplayBuffer, torch.optim.Optimizer]:
+        if self.replay is None or self.optimizer is None:
+            raise RlmError("this agent was loaded for inference (load_policy): it acts but cannot learn")
+        return self.replay, self.optimizer
 
     # ------------------------------------------------------------------------------------------ acting
     @property
@@ -241,12 +253,13 @@ class DQNAgent(FeedForwardAgent):
                 truncated: np.ndarray, next_obs: np.ndarray, valid: np.ndarray | None = None,
                 info: dict | None = None) -> None:
         """Store the vector step in replay (rows with ``valid`` False are skipped)."""
-        self.replay.add(obs, actions, rewards, terminated, truncated, next_obs, valid)
+        replay, _ = self._learner()
+        replay.add(obs, actions, rewards, terminated, truncated, next_obs, valid)
         new = int(obs.shape[0] if valid is None else np.count_nonzero(valid))
         self.env_steps += new
         # learning starts once the buffer holds learning_starts transitions (also after a resume
         # without a saved buffer, which must refill first)
-        if len(self.replay) >= min(self.config.learning_starts, self.config.buffer_size):
+        if len(replay) >= min(self.config.learning_starts, self.config.buffer_size):
             self._update_credit += new / self.config.train_freq
         if self.planner is not None:
             rows = slice(None) if valid is None else np.asarray(valid, bool)
@@ -264,10 +277,11 @@ class DQNAgent(FeedForwardAgent):
     def update(self, step: int) -> dict[str, float]:
         """Take the gradient steps owed by the replay ratio, then sync the target net when due."""
         c = self.config
+        replay, _ = self._learner()
         metrics: list[dict[str, float]] = []
         model_metrics = self.planner.step(self._imagination_policy, self.epsilon) if self.planner else {}
         ready = self.planner is None or self.planner.ready(c.batch_size)
-        if self.replay.num_sampleable() >= c.batch_size and ready:
+        if replay.num_sampleable() >= c.batch_size and ready:
             while self._update_credit >= 1.0:
                 self._update_credit -= 1.0
                 for _ in range(c.gradient_steps):
@@ -297,17 +311,19 @@ class DQNAgent(FeedForwardAgent):
     def _batch(self) -> dict[str, np.ndarray]:
         """A replay batch; with a world model, imagined transitions are appended (dyna) or used alone (simple)."""
         c = self.config
+        replay, _ = self._learner()
         n_imagined = self.planner.imagined_count(c.batch_size) if self.planner is not None else 0
         if n_imagined == 0:
-            return self.replay.sample(c.batch_size)
+            return replay.sample(c.batch_size)
         imagined = self.planner.imagined.sample(n_imagined)
         if self.planner.simple:
             return imagined
-        real = self.replay.sample(c.batch_size)
+        real = replay.sample(c.batch_size)
         return {k: np.concatenate([real[k], imagined[k].astype(real[k].dtype)]) for k in real}
 
     def _gradient_step(self) -> dict[str, float]:
         c = self.config
+        _, optimizer = self._learner()
         b = self._batch()
         obs = self._train_obs(b["obs"])
         next_obs = self._train_obs(b["next_obs"])
@@ -326,12 +342,12 @@ class DQNAgent(FeedForwardAgent):
                 y = td_target(returns, discounts, next_q_target, next_q_online)
             q = self.online(obs).float().gather(1, actions.unsqueeze(1)).squeeze(1)
         loss = F.smooth_l1_loss(q, y) if c.loss == "huber" else F.mse_loss(q, y)
-        self.optimizer.zero_grad(set_to_none=True)
+        optimizer.zero_grad(set_to_none=True)
         loss.backward()
         out = {"loss": float(loss.detach()), "q_mean": float(q.detach().mean())}
         if c.max_grad_norm > 0:  # without clipping the norm is not computed (not logged as 0)
             out["grad_norm"] = float(nn.utils.clip_grad_norm_(self.online.parameters(), c.max_grad_norm))
-        self.optimizer.step()
+        optimizer.step()
         self.updates += 1
         return out
 
@@ -340,7 +356,7 @@ class DQNAgent(FeedForwardAgent):
         state = {
             "online": self.online.state_dict(),
             "target": (self.online if self.shared_target else self.target).state_dict(),
-            "optimizer": self.optimizer.state_dict(),
+            "optimizer": self._learner()[1].state_dict(),
             "env_steps": self.env_steps,
             "updates": self.updates,
             "update_credit": self._update_credit,
@@ -348,7 +364,7 @@ class DQNAgent(FeedForwardAgent):
             "rng": self.rng.bit_generator.state,
             "augment_rng": self._aug_generator.get_state(),
         }
-        if include_buffers:
+        if include_buffers and self.replay is not None:
             state["replay"] = self.replay.state_dict()
         if self.planner is not None:
             state["world_model"] = self.planner.state_dict(include_buffers)
@@ -357,7 +373,8 @@ class DQNAgent(FeedForwardAgent):
     def load_state_dict(self, state: dict[str, Any]) -> None:
         load_module_state(self.online, state["online"], "encoder/env")
         load_module_state(self.target, state["target"], "encoder/env")
-        self.optimizer.load_state_dict(state["optimizer"])
+        if self.optimizer is not None:
+            self.optimizer.load_state_dict(state["optimizer"])
         self.env_steps = int(state["env_steps"])
         self.updates = int(state["updates"])
         self._update_credit = float(state["update_credit"])
@@ -365,12 +382,15 @@ class DQNAgent(FeedForwardAgent):
         self.rng.bit_generator.state = state["rng"]
         if "augment_rng" in state:
             self._aug_generator.set_state(state["augment_rng"].cpu())
-        if "replay" in state:
+        if "replay" in state and self.replay is not None:
             self.replay.load_state_dict(state["replay"])
         if self.planner is not None:
             if "world_model" not in state:
                 raise RlmError("checkpoint has no world model, but this config sets world_model")
-            self.planner.load_state_dict(state["world_model"])
+            model_state = state["world_model"]
+            if self.inference:  # the imagined transitions are training state
+                model_state = {k: v for k, v in model_state.items() if k != "imagined"}
+            self.planner.load_state_dict(model_state)
 
 
 def td_target(

@@ -171,7 +171,9 @@ class NTMAgent(RecurrentStateMixin):
         total_steps: int,
         device: torch.device,
         seed: int,
+        inference: bool = False,
     ) -> None:
+        """``inference`` is accepted for the common factory signature (this agent holds no replay buffer)."""
         if not isinstance(action_space, gym.spaces.MultiBinary) or len(action_space.shape) != 1:
             raise RlmError(f"ntm needs a MultiBinary(bits) action space (rlmorning/NTM*-v0), this env has "
                            f"{action_space}")

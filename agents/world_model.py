@@ -629,7 +629,9 @@ class WorldModelAgent(FeedForwardAgent):
     """
 
     def __init__(self, config: WorldModelConfig, observation_space: gym.Space, action_space: gym.Space, *,
-                 num_envs: int, frame_stack: int, total_steps: int, device: torch.device, seed: int) -> None:
+                 num_envs: int, frame_stack: int, total_steps: int, device: torch.device, seed: int,
+                 inference: bool = False) -> None:
+        """``inference=True``: the model only (for ``dream`` and inspection), no replay buffer."""
         if not isinstance(action_space, gym.spaces.Discrete):
             raise RlmError(f"worldmodel needs a discrete action space, this env has {action_space}")
         if not isinstance(observation_space, gym.spaces.Box) or len(observation_space.shape) != 3:
@@ -644,7 +646,10 @@ class WorldModelAgent(FeedForwardAgent):
         self.model.check_seq_len(config.seq_len)
         obs_shape = tuple(observation_space.shape)
         action_dtype = smallest_int_dtype(self.num_actions)
-        if config.from_run:
+        self.replay: ReplayBuffer | None
+        if inference:
+            self.replay = None
+        elif config.from_run:
             self.replay = replay_from_run(config.from_run, num_envs, obs_shape, observation_space.dtype,
                                           frame_stack, action_dtype, seed)
         else:
@@ -728,5 +733,5 @@ class WorldModelAgent(FeedForwardAgent):
         self.env_steps = int(state["env_steps"])
         self._update_credit = float(state["update_credit"])
         self.rng.bit_generator.state = state["rng"]
-        if "replay" in state:
+        if "replay" in state and self.replay is not None:
             self.replay.load_state_dict(state["replay"])

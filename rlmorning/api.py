@@ -119,8 +119,12 @@ def resume(run_dir: str | Path, steps: int | None = None, device: str | None = N
         trainer.env.close()
 
 
-def load_agent(run_dir: str | Path, checkpoint: str = "latest", device: str = "cpu") -> tuple[Any, RunConfig]:
-    """Rebuild a run's agent from its config and load a checkpoint (``best``, ``latest`` or a path)."""
+def load_agent(run_dir: str | Path, checkpoint: str = "latest", device: str = "cpu", *,
+               inference: bool = False) -> tuple[Any, RunConfig]:
+    """Rebuild a run's agent from its config and load a checkpoint (``best``, ``latest`` or a path).
+
+    The whole training agent (replay buffer and optimizer included, the buffer left empty); to act, evaluate,
+    record or inspect use :func:`load_policy`, which builds neither."""
     path = Path(run_dir)
     flat = read_config(path)
     ckpt_path = find_checkpoint(path, checkpoint)
@@ -138,12 +142,18 @@ def load_agent(run_dir: str | Path, checkpoint: str = "latest", device: str = "c
         probe.close()
     agent = spec.factory(
         agent_cfg, obs_space, act_space, num_envs=1, frame_stack=info.frame_stack,
-        total_steps=trainer_cfg.steps, device=torch.device(device), seed=trainer_cfg.seed,
+        total_steps=trainer_cfg.steps, device=torch.device(device), seed=trainer_cfg.seed, inference=inference,
     )
     agent_state = dict(state["agent"])
     agent_state.pop("replay", None)
     agent.load_state_dict(agent_state)
     return agent, cfg
+
+
+def load_policy(run_dir: str | Path, checkpoint: str = "latest", device: str = "cpu") -> tuple[Any, RunConfig]:
+    """A run's agent for acting and inspection only: networks (and world model) from the checkpoint, no replay
+    buffer and no optimizer, so a 1M-transition Atari run evaluates in a few MB of RAM."""
+    return load_agent(run_dir, checkpoint, device, inference=True)
 
 
 def evaluate_run(
@@ -156,7 +166,7 @@ def evaluate_run(
     device: str = "cpu",
 ) -> dict[str, Any]:
     """Greedy evaluation of a run's checkpoint on fresh envs; returns returns, mean, std, protocol."""
-    agent, cfg = load_agent(run_dir, checkpoint, device)
+    agent, cfg = load_policy(run_dir, checkpoint, device)
     t = cfg.trainer
     eps = t.eval_epsilon if epsilon is None else epsilon
     sticky = t.eval_sticky_actions if sticky_actions is None else sticky_actions

@@ -12,6 +12,7 @@ import torch
 from rlmorning.agents.base import linear_schedule
 from rlmorning.agents.dqn import DQNAgent, DQNConfig, QNetwork, td_target
 from rlmorning.agents.nets.encoders import MLPEncoder
+from rlmorning.errors import RlmError
 
 
 def make_agent(**overrides: object) -> DQNAgent:
@@ -175,3 +176,21 @@ def test_shared_target_gives_bit_identical_training(double: bool) -> None:
         assert agent.updates > 30
         runs.append(torch.cat([p.detach().flatten() for p in agent.online.parameters()]))
     assert torch.equal(runs[0], runs[1])
+
+
+def test_inference_agent_holds_no_replay_or_optimizer_and_loads_weights() -> None:
+    trained = make_agent()
+    feed(trained, 60)
+    trained.update(0)
+    buf = io.BytesIO()
+    torch.save(trained.state_dict(), buf)
+    buf.seek(0)
+    cfg = trained.config
+    policy = DQNAgent(cfg, gym.spaces.Box(-1, 1, (3,), np.float32), gym.spaces.Discrete(2), num_envs=1,
+                      frame_stack=1, total_steps=1000, device=torch.device("cpu"), seed=0, inference=True)
+    assert policy.replay is None and policy.optimizer is None
+    policy.load_state_dict(torch.load(buf, weights_only=True))
+    obs = np.random.default_rng(0).standard_normal((4, 3)).astype(np.float32)
+    assert torch.equal(policy.q_values(obs), trained.q_values(obs))
+    with pytest.raises(RlmError, match="inference"):
+        policy.update(0)

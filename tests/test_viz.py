@@ -381,3 +381,29 @@ def test_ansi_parsing_marks_and_draws_coloured_cells() -> None:
     img = text_image(lines, rows=5, cols=20)
     assert img.dtype == np.uint8 and img.shape[0] > 5 * 12 and img.shape[1] > 20 * 8
     assert img.shape == text_image(parse_ansi("short"), rows=5, cols=20).shape  # same grid, same frame size
+
+
+def test_nature_preset_run_evaluates_and_records_in_little_memory(breakout_run: Path, tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """A run whose config holds the Nature preset's 1M-transition buffer acts without building it: eval and
+    record work with under 2 GiB of RAM available, while rebuilding the training agent is refused."""
+    import shutil
+
+    import yaml
+
+    import rlmorning.replay as replay_mod
+    from rlmorning.errors import RlmError
+    from rlmorning.viz.video import record
+
+    run = tmp_path / "nature"
+    shutil.copytree(breakout_run, run)
+    cfg = yaml.safe_load((run / "config.yaml").read_text())
+    cfg["buffer_size"] = 1_000_000  # dqn_atari: ~6.6 GiB of replay
+    (run / "config.yaml").write_text(yaml.safe_dump(cfg))
+    monkeypatch.setattr(replay_mod, "available_memory_bytes", lambda: int(1.5 * 2**30))
+    with pytest.raises(RlmError, match="replay buffer needs"):
+        api.load_agent(run, "latest")
+    result = api.evaluate_run(run, episodes=1, checkpoint="latest")
+    assert len(result["returns"]) == 1
+    paths = record(str(run), episodes=1, checkpoint="latest", out=tmp_path / "video", max_steps=30, progress=False)
+    assert paths and paths[0]["video"].stat().st_size > 0

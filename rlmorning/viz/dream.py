@@ -163,7 +163,7 @@ def dream(run: str | Path, *, horizon: int = 50, out: str | Path | None = None, 
     ``upsample`` (``bicubic`` by default; ``srcnn`` fits an SRCNN on this game's screens first, seeded).
     MinAtar planes are drawn as coloured cells (``nearest`` only).
     """
-    from rlmorning.api import load_agent
+    from rlmorning.api import load_policy
 
     if horizon < 1:
         raise RlmError(f"--horizon must be >= 1, got {horizon}")
@@ -172,7 +172,7 @@ def dream(run: str | Path, *, horizon: int = 50, out: str | Path | None = None, 
     run = Path(run)
     if upsample is not None and upsample not in UPSAMPLERS:
         raise RlmError(f"unknown upsampler '{upsample}'. Valid: {', '.join(UPSAMPLERS)}")
-    agent, cfg = load_agent(run, checkpoint, device)
+    agent, cfg = load_policy(run, checkpoint, device)
     model = world_model_of(agent)
     if model is None:
         raise RlmError(f"'{run}' is a {cfg.agent} run without a world model; dream needs a worldmodel run or "

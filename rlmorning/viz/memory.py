@@ -119,7 +119,7 @@ def plot_memory(run: str | Path, checkpoint: str = "latest", length: int | None 
     from rlmorning import api
     from rlmorning import envs as envs_mod
 
-    agent, cfg = api.load_agent(run, checkpoint, device)
+    agent, cfg = api.load_policy(run, checkpoint, device)
     if not getattr(agent, "has_memory", False):
         core = getattr(getattr(agent, "config", None), "core", None)
         what = f"agent '{cfg.agent}'" + (f" with core={core}" if core else "")

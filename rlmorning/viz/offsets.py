@@ -112,7 +112,7 @@ def plot_offsets(run_dir: str | Path, checkpoint: str = "best", out: str | Path 
     from matplotlib.figure import Figure
 
     from rlmorning.agents.nets.deformable import DeformableEncoder
-    from rlmorning.api import load_agent
+    from rlmorning.api import load_policy
     from rlmorning.run import find_checkpoint, read_config
 
     run = Path(run_dir)
@@ -122,7 +122,7 @@ def plot_offsets(run_dir: str | Path, checkpoint: str = "best", out: str | Path 
         raise RlmError(f"run '{run}' uses encoder '{name}'; plot-offsets needs a run trained with "
                        "--set encoder=deformable")
     where = find_checkpoint(run, checkpoint).stem
-    agent, cfg = load_agent(run, checkpoint)
+    agent, cfg = load_policy(run, checkpoint)
     encoder = getattr(getattr(agent, "online", None), "encoder", None)
     if not isinstance(encoder, DeformableEncoder) or not encoder.deformable_layers:
         raise RlmError(f"run '{run}' has no deformable conv layers to plot")

@@ -80,7 +80,7 @@ def load_source(source: str, checkpoint: str = "best", env: str | None = None, d
         from rlmorning.viz.sb3 import load_sb3
 
         return load_sb3(source[4:], env, device=device, epsilon=epsilon)
-    from rlmorning.api import load_agent
+    from rlmorning.api import load_policy
     from rlmorning.run import find_checkpoint, read_config
 
     run = Path(source)
@@ -90,7 +90,7 @@ def load_source(source: str, checkpoint: str = "best", env: str | None = None, d
         raise RlmError("--env is only for sb3: models (a run directory knows its env)")
     read_config(run)
     ckpt = find_checkpoint(run, checkpoint)
-    agent, cfg = load_agent(run, checkpoint, device)
+    agent, cfg = load_policy(run, checkpoint, device)
     t = cfg.trainer
     info = envs_mod.resolve(cfg.env)
     eps = t.eval_epsilon if epsilon is None else epsilon
