@@ -71,7 +71,8 @@ class DQNConfig:
     augment_intensity: float = 0.05
     memory_format: str = "auto"
     """auto | channels_last | contiguous: layout of conv weights and image inputs (same maths, other
-    kernels); auto = channels_last for image observations (faster at 1 and 2 threads: bench/update.py)."""
+    kernels); auto = channels_last for Atari-sized frames (>= 36 px; the Nature CNN's update is faster so at
+    1 and 2 threads: bench/update.py), contiguous for small grids such as MinAtar's 10x10."""
     # --- model-based DQN (rlmorning.agents.dyna); off while world_model is empty
     world_model: str = ""
     """<codec>-<dynamics>, e.g. vae-gru, vqvae-gru, vae-mdn-gru: learn a world model and imagine in it."""
@@ -165,8 +166,9 @@ class DQNAgent(FeedForwardAgent):
         encoder = make_encoder(config.encoder, obs_shape, _input_scale(observation_space),
                                **config.encoder_kwargs)
         self.online = QNetwork(encoder, self.num_actions, config.dueling).to(device)
+        atari_sized = len(obs_shape) == 3 and min(obs_shape[1:]) >= 36
         self._channels_last = config.memory_format == "channels_last" or (
-            config.memory_format == "auto" and len(obs_shape) == 3)
+            config.memory_format == "auto" and atari_sized)
         if self._channels_last:
             self.online = self.online.to(memory_format=torch.channels_last)
         self.target = copy.deepcopy(self.online).requires_grad_(False).eval()

@@ -194,3 +194,25 @@ def test_inference_agent_holds_no_replay_or_optimizer_and_loads_weights() -> Non
     assert torch.equal(policy.q_values(obs), trained.q_values(obs))
     with pytest.raises(RlmError, match="inference"):
         policy.update(0)
+
+
+@pytest.mark.parametrize(("fmt", "shape", "expect_nhwc"), [
+    ("auto", (4, 84, 84), True), ("auto", (4, 10, 10), False), ("contiguous", (4, 84, 84), False),
+    ("channels_last", (4, 10, 10), True),
+])
+def test_memory_format_layout_and_same_q_values(fmt: str, shape: tuple, expect_nhwc: bool) -> None:
+    space = gym.spaces.Box(0, 255, shape, np.uint8)
+    encoder = "nature" if shape[1] == 84 else "minatar"
+
+    def build(memory_format: str) -> DQNAgent:
+        torch.manual_seed(0)
+        cfg = DQNConfig(encoder=encoder, buffer_size=10, memory_format=memory_format)
+        return DQNAgent(cfg, space, gym.spaces.Discrete(3), num_envs=1, frame_stack=1, total_steps=10,
+                        device=torch.device("cpu"), seed=0, inference=True)
+
+    agent = build(fmt)
+    conv = next(m for m in agent.online.modules() if isinstance(m, torch.nn.Conv2d))
+    assert conv.weight.is_contiguous(memory_format=torch.channels_last) == expect_nhwc
+    obs = np.random.default_rng(0).integers(0, 256, (2, *shape), dtype=np.uint8)
+    other = build("contiguous" if expect_nhwc else "channels_last")
+    assert torch.allclose(agent.q_values(obs), other.q_values(obs), atol=1e-5)
