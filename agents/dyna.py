@@ -4,7 +4,7 @@ Chosen with DQN config keys (``rlmorning train dqn --set world_model=vae-gru --s
 
 * ``world_model``: ``<codec>-<dynamics>`` (``vae-gru``, ``ae-gru``, ``vqvae-gru``, ``vae-mdn-gru`` ...);
   ``world_model_kwargs`` sets the other :class:`~rlmorning.agents.world_model.ModelConfig` fields.
-* ``model_mode: dyna`` (Sutton 1990; the Dyna-DQN of the issue): every DQN batch holds ``batch_size``
+* ``model_mode: dyna`` (Sutton 1990; Dyna-DQN): every DQN batch holds ``batch_size``
   real transitions *plus* ``imagined_ratio * batch_size`` imagined ones, so the model adds data without
   taking real samples away. The fair model-free baselines are plain DQN and plain DQN with the same total
   replay ratio (``gradient_steps = 1 + imagined_ratio``), see ``bench/dyna.py``.

@@ -1,4 +1,5 @@
-"""Dyna-DQN vs model-free DQN on MinAtar (issue 7's agent target), seeded.
+"""Dyna-DQN vs model-free DQN on MinAtar, seeded. The target: Dyna-DQN ahead of both model-free baselines on
+>= 3 of 5 games, 3 seeds each.
 
 Three agents per game and seed, all from the ``dqn_minatar`` preset with the same overrides:
 
@@ -72,7 +73,7 @@ def run_one(game: str, seed: int, name: str, extra: list[str], args: argparse.Na
 def summary(results: list[dict]) -> str:
     """A Markdown table of the runs (final and best greedy eval, mean +- std over seeds) and, per game and
     model-based agent (``dyna`` and any ``--name``d variant), whether its mean final eval beats both
-    model-free baselines (the issue's agent target: at least 3 of 5 games, 3 seeds each)."""
+    model-free baselines (the target: at least 3 of 5 games, 3 seeds each)."""
     games = list(dict.fromkeys(r["game"] for r in results))
     agents = list(dict.fromkeys(r["agent"] for r in results))
     planners = [a for a in agents if a not in ("dqn", "dqn-rr")]
@@ -110,7 +111,7 @@ def summary(results: list[dict]) -> str:
         else:
             verdict = "not measured in full yet"
         label = "Dyna-DQN" if name == "dyna" else f"Dyna-DQN ({name})"
-        lines.append(f"{label} beats both baselines on {wins[name]} of {judged[name]} games; the issue's target "
+        lines.append(f"{label} beats both baselines on {wins[name]} of {judged[name]} games; the target "
                      f"(>= 3 of 5 games, 3 seeds each): {verdict}.")
     return "\n".join(lines)
 

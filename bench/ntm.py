@@ -5,7 +5,7 @@
    bits-per-sequence error (training batches, averaged over each log window) against sequences seen, the
    first point below ``--target`` (0.1 bits), and the time taken.
 2. Generalisation: the trained models on ``--eval-sequences`` fresh sequences of each ``--lengths`` (30,
-   50, 80, 120): wrong bits per sequence and the bit error rate (the issue's bar: NTM < 5% at length 50).
+   50, 80, 120): wrong bits per sequence and the bit error rate (the bar: NTM < 5% at length 50).
 3. RL: ``rlmorning train a2c`` with ``core=lstm`` and ``core=ntm`` on Copy-v0, DuplicatedInput-v0, Reverse-v0
    and RepeatCopy-v0 (gym's curriculum drives the input length). Reports the first step at which the
    20-episode training mean reached gym's reward threshold, the curriculum level reached, and the mean of

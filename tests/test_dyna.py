@@ -1,4 +1,4 @@
-"""Model-based DQN (issue 7): Dyna and SimPLe modes, the imagined buffer, and training a world model from
+"""Model-based DQN: Dyna and SimPLe modes, the imagined buffer, and training a world model from
 another run's replay."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Conv encoders (issue 5): shapes, gradients, deformable == plain at init, determinism, state dicts, the
+"""Conv encoders: shapes, gradients, deformable == plain at init, determinism, state dicts, the
 ``encoders`` and ``plot-offsets`` commands, and the Stable-Baselines3 features extractor."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""World models (issue 7, first part): codecs, GRU dynamics, imagination, the imagined vector env, the
+"""World models: codecs, GRU dynamics, imagination, the imagined vector env, the
 ``worldmodel`` agent through the trainer, and the ``dream`` video."""
 
 from __future__ import annotations
