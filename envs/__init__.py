@@ -24,6 +24,7 @@ from gymnasium.vector import AutoresetMode, VectorEnv
 from rlmorning.envs import atari, minatar
 from rlmorning.envs.stack import FrameStack
 from rlmorning.errors import RlmError, unknown_name
+from rlmorning.gym_ids import register_gym_ids
 
 __all__ = ["EnvInfo", "FrameStack", "resolve", "make_vector", "make_eval", "env_names"]
 
@@ -48,11 +49,8 @@ class EnvInfo:
 
 
 def _register_extra_ids() -> None:
-    """Make rlmorning's own Gymnasium ids (``rlmorning/...``) known, where their modules exist."""
-    try:
-        import rlmorning.envs.algorithmic  # noqa: F401  (registers on import)
-    except ImportError:
-        pass
+    """Make rlmorning's own Gymnasium ids (``rlmorning/...``) known (``import rlmorning`` did; idempotent)."""
+    register_gym_ids()
 
 
 def resolve(name: str) -> EnvInfo:

@@ -4,4 +4,8 @@ from rlmorning.threads import prefer_passive_waiting
 
 prefer_passive_waiting()  # before torch is imported anywhere in rlmorning (see rlmorning.threads)
 
+from rlmorning.gym_ids import register_gym_ids  # noqa: E402  (imports only gymnasium)
+
+register_gym_ids()  # rlmorning/Copy-v0 ... work in gym.make after `import rlmorning`
+
 __version__ = "0.1.0"

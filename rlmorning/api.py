@@ -8,14 +8,22 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
 from rlmorning import envs as envs_mod
 from rlmorning.agents import AGENTS
-from rlmorning.config import RunConfig, apply_overrides, load_preset, split_config
+from rlmorning.config import RunConfig, apply_overrides, check_probability, check_seed, load_preset, split_config
 from rlmorning.errors import RlmError
 from rlmorning.evaluation import evaluate
-from rlmorning.run import find_checkpoint, load_checkpoint, make_writable_dir, new_run_dir, read_config
+from rlmorning.run import (
+    check_format,
+    checkpoint_step,
+    earlier_run_files,
+    find_checkpoint,
+    load_checkpoint,
+    make_writable_dir,
+    new_run_dir,
+    read_config,
+)
 
 
 def resolve_run_config(
@@ -40,6 +48,7 @@ def resolve_run_config(
     trainer_cfg, agent_cfg = split_config(flat, spec.config_cls)
     if trainer_cfg.steps < 1:
         raise RlmError(f"steps must be >= 1, got {trainer_cfg.steps}")
+    check_seed("seed", trainer_cfg.seed)
     if trainer_cfg.num_envs < 1:
         raise RlmError(f"num_envs must be >= 1, got {trainer_cfg.num_envs}")
     for key in ("eval_episodes", "final_eval_episodes", "torch_threads"):
@@ -73,6 +82,10 @@ def train(
         path = Path(run_dir)
         if (path / "config.yaml").exists():
             raise RlmError(f"'{path}' already holds a run; use --resume {path} to continue it")
+        leftovers = earlier_run_files(path)
+        if leftovers:
+            raise RlmError(f"'{path}' holds files of an earlier run ({', '.join(leftovers)}) but no config.yaml, so "
+                           "it cannot be resumed; choose another --run-dir or remove them")
         created = not path.exists()
         make_writable_dir(path)
     try:
@@ -91,12 +104,20 @@ def train(
 def resume(run_dir: str | Path, steps: int | None = None, device: str | None = None,
            progress: bool | None = None,
            on_metrics: Callable[[int, dict[str, Any]], None] | None = None) -> dict[str, Any]:
-    """Continue a run from ``checkpoints/latest.pt``; ``steps`` may raise the run's total."""
+    """Continue a run from ``checkpoints/latest.pt``; ``steps`` may raise the run's total (never below the
+    checkpoint's step)."""
     from rlmorning.trainer import Trainer
 
+    if steps is not None and steps < 1:
+        raise RlmError(f"--steps must be >= 1, got {steps}")
     path = Path(run_dir)
     flat = read_config(path)
-    find_checkpoint(path, "latest")
+    latest = find_checkpoint(path, "latest")
+    if steps is not None:
+        done = checkpoint_step(latest)
+        if steps < done:
+            raise RlmError(f"--steps {steps} is below the run's current step {done} (--steps is the run's total; "
+                           f"give at least {done})")
     agent, env = flat.pop("agent"), flat.pop("env")
     if steps is not None:
         flat["steps"] = steps
@@ -125,13 +146,17 @@ def load_agent(run_dir: str | Path, checkpoint: str = "latest", device: str = "c
 
     The whole training agent (replay buffer and optimizer included, the buffer left empty); to act, evaluate,
     record or inspect use :func:`load_policy`, which builds neither."""
+    from rlmorning.trainer import resolve_device
+
+    dev = resolve_device(device)  # cuda without a GPU, or an unknown device: one clear line, before any loading
     path = Path(run_dir)
     flat = read_config(path)
     ckpt_path = find_checkpoint(path, checkpoint)
     state = load_checkpoint(ckpt_path)
+    check_format(state, ckpt_path)
     agent_name, env = flat.pop("agent"), flat.pop("env")
     spec = AGENTS.get(agent_name)
-    flat["device"] = device
+    flat["device"] = str(dev)
     trainer_cfg, agent_cfg = split_config(flat, spec.config_cls)
     cfg = RunConfig(agent=agent_name, env=env, trainer=trainer_cfg, agent_config=agent_cfg)
     info = envs_mod.resolve(env)
@@ -142,7 +167,7 @@ def load_agent(run_dir: str | Path, checkpoint: str = "latest", device: str = "c
         probe.close()
     agent = spec.factory(
         agent_cfg, obs_space, act_space, num_envs=1, frame_stack=info.frame_stack,
-        total_steps=trainer_cfg.steps, device=torch.device(device), seed=trainer_cfg.seed, inference=inference,
+        total_steps=trainer_cfg.steps, device=dev, seed=trainer_cfg.seed, inference=inference,
     )
     agent_state = dict(state["agent"])
     agent_state.pop("replay", None)
@@ -166,6 +191,9 @@ def evaluate_run(
     device: str = "cpu",
 ) -> dict[str, Any]:
     """Greedy evaluation of a run's checkpoint on fresh envs; returns returns, mean, std, protocol."""
+    check_probability("--epsilon", epsilon)
+    check_probability("--sticky-actions", sticky_actions)
+    check_seed("--seed", seed)
     agent, cfg = load_policy(run_dir, checkpoint, device)
     t = cfg.trainer
     eps = t.eval_epsilon if epsilon is None else epsilon

@@ -15,6 +15,7 @@ Unknown keys are errors that name the valid keys; values are checked against the
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from dataclasses import dataclass, field
@@ -24,7 +25,7 @@ from typing import Any
 
 import yaml
 
-from rlmorning.errors import RlmError, unknown_name
+from rlmorning.errors import RlmError, unknown_name, unreadable
 
 
 @dataclass
@@ -100,14 +101,19 @@ def coerce(key: str, value: Any, tp: Any) -> Any:
     if tp is float:
         if isinstance(value, bool):
             raise RlmError(f"config key '{key}' expects a number, got {value!r}")
-        if isinstance(value, int | float):
-            return float(value)
-        if isinstance(value, str):
+        number = None
+        if isinstance(value, int | float | str):
             try:
-                return float(value)
+                number = float(value)
             except ValueError:
                 pass
-        raise RlmError(f"config key '{key}' expects a number, got {value!r}")
+            except OverflowError:  # an int too large for a float
+                number = math.inf
+        if number is None:
+            raise RlmError(f"config key '{key}' expects a number, got {value!r}")
+        if not math.isfinite(number):
+            raise RlmError(f"config key '{key}' expects a finite number, got {value!r}")
+        return number
     if tp is str:
         if isinstance(value, str):
             return value
@@ -121,6 +127,22 @@ def coerce(key: str, value: Any, tp: Any) -> Any:
             return list(value)
         raise RlmError(f"config key '{key}' expects a list, got {value!r}")
     return value
+
+
+MAX_SEED = 2**31 - 1
+"""Largest seed: offsets are added to it (eval envs, held-out states) and some RNGs take only 32-bit seeds."""
+
+
+def check_seed(name: str, seed: int) -> None:
+    """A seed must be in ``[0, MAX_SEED]`` (Gymnasium rejects negative seeds, torch ones beyond 64 bits)."""
+    if not 0 <= seed <= MAX_SEED:
+        raise RlmError(f"{name} must be an integer in [0, {MAX_SEED}], got {seed}")
+
+
+def check_probability(name: str, value: float | None) -> None:
+    """A probability (``--epsilon``, ``--sticky-actions``) must be in [0, 1]; None means the default."""
+    if value is not None and not 0.0 <= value <= 1.0:  # NaN fails too
+        raise RlmError(f"{name} must be in [0, 1], got {value}")
 
 
 def field_types(cls: type) -> dict[str, Any]:
@@ -166,6 +188,14 @@ def apply_overrides(config: dict[str, Any], items: list[str]) -> dict[str, Any]:
     return out
 
 
+def read_text_file(path: Path) -> str:
+    """The UTF-8 text of a file the user named; an unreadable or binary file is one clear line."""
+    try:
+        return Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise unreadable(path, exc) from None
+
+
 def preset_names() -> list[str]:
     """Names of the YAML presets shipped in ``configs/``."""
     root = resources.files("rlmorning.configs")
@@ -178,7 +208,7 @@ def load_preset(name_or_path: str) -> dict[str, Any]:
     if name_or_path.endswith((".yaml", ".yml")) or path.exists():
         if not path.is_file():
             raise RlmError(f"config file '{name_or_path}' does not exist")
-        text = path.read_text()
+        text = read_text_file(path)
     else:
         names = preset_names()
         if name_or_path not in names:

@@ -25,3 +25,10 @@ def unknown_name(kind: str, name: str, valid: Iterable[str]) -> RlmError:
     close = difflib.get_close_matches(name, valid, n=1, cutoff=0.6)
     hint = f" Did you mean '{close[0]}'?" if close else ""
     return RlmError(f"unknown {kind} '{name}'.{hint} Valid: {', '.join(valid)}")
+
+
+def unreadable(path: object, exc: OSError | UnicodeDecodeError) -> RlmError:
+    """The one-line error for a file that cannot be read (an OS error) or is not UTF-8 text (a binary file)."""
+    if isinstance(exc, UnicodeDecodeError):
+        return RlmError(f"'{path}' is not a text file (byte {exc.object[exc.start]:#04x} is not UTF-8)")
+    return RlmError(f"cannot read '{path}': {exc.strerror or exc}")

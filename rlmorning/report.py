@@ -142,11 +142,15 @@ def load_run(path: Path, metric: str = "eval_return_mean") -> RunScore | str:
     except RlmError:
         task, rom = str(cfg["env"]), None
     episodes = last.get("eval_episodes")
+    try:
+        score, step = float(last[metric]), int(float(last.get("step") or 0))
+        n_episodes = int(float(episodes)) if episodes not in (None, "") else None
+        seed = int(cfg.get("seed", 0))
+    except (TypeError, ValueError) as exc:
+        raise RlmError(f"run '{path}': unreadable config.yaml or metrics.csv values ({exc})") from None
     return RunScore(
-        path=path, agent=str(cfg["agent"]), env=str(cfg["env"]), task=task, rom=rom,
-        seed=int(cfg.get("seed", 0)), config=cfg, score=float(last[metric]), step=int(float(last.get("step") or 0)),
-        episodes=int(float(episodes)) if episodes not in (None, "") else None,
-        protocol=last.get("eval_protocol") or "",
+        path=path, agent=str(cfg["agent"]), env=str(cfg["env"]), task=task, rom=rom, seed=seed, config=cfg,
+        score=score, step=step, episodes=n_episodes, protocol=last.get("eval_protocol") or "",
     )
 
 
@@ -439,10 +443,25 @@ def write_report(items: list[str], *, out: str | Path = "report.md", baseline: s
                  metric: str = "eval_return_mean", reps: int = DEFAULT_REPS, seed: int = 0, reference: str = "atari57"
                  ) -> Report:
     """Aggregate the runs named by ``items`` and write ``out`` (Markdown) and PNG plots beside it."""
+    check_writable_file(Path(out))  # before the bootstrap, which takes a while
     rep, n_runs, (taus, profiles, profile_cis) = build_report(items, baseline=baseline, metric=metric, reps=reps,
                                                               seed=seed, reference=reference, out=out)
-    rep.out.parent.mkdir(parents=True, exist_ok=True)
-    rep.plots = _plots(rep, taus, profiles, profile_cis)
-    rep.markdown = _markdown(rep, n_runs)
-    rep.out.write_text(rep.markdown)
+    try:
+        rep.out.parent.mkdir(parents=True, exist_ok=True)
+        rep.plots = _plots(rep, taus, profiles, profile_cis)
+        rep.markdown = _markdown(rep, n_runs)
+        rep.out.write_text(rep.markdown)
+    except OSError as exc:
+        raise RlmError(f"cannot write report '{out}': {exc.strerror or exc}") from None
     return rep
+
+
+def check_writable_file(path: Path) -> None:
+    """Fail with one line, before any work, when ``path`` is a folder or lies under a file."""
+    if path.is_dir():
+        raise RlmError(f"--out '{path}' is a folder; give a file name such as {path / 'report.md'}")
+    for parent in path.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise RlmError(f"cannot write '{path}': '{parent}' is a file, not a folder")
+            break

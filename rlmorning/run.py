@@ -8,20 +8,23 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 import os
 import platform
 import tempfile
 import time
+from collections.abc import Iterator
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 import torch
 import yaml
 
-from rlmorning.errors import RlmError
+from rlmorning.config import read_text_file
+from rlmorning.errors import RlmError, unreadable
 
 CHECKPOINTS = "checkpoints"
 
@@ -49,6 +52,18 @@ def make_writable_dir(path: Path) -> None:
         raise RlmError(f"cannot write run directory '{path}': {exc.strerror or exc}") from None
 
 
+def earlier_run_files(path: Path) -> list[str]:
+    """What an earlier run left in ``path`` (files in checkpoints/, metrics.csv): a new run there would append
+    to its metrics and overwrite its checkpoints."""
+    found = []
+    ckpts = Path(path) / CHECKPOINTS
+    if ckpts.is_dir() and any(ckpts.iterdir()):
+        found.append(f"{CHECKPOINTS}/")
+    if (Path(path) / "metrics.csv").exists():
+        found.append("metrics.csv")
+    return found
+
+
 def write_yaml(path: Path, data: dict[str, Any]) -> None:
     atomic_write_bytes(path, yaml.safe_dump(data, sort_keys=False).encode())
 
@@ -58,8 +73,9 @@ def read_config(run: Path) -> dict[str, Any]:
     path = Path(run) / "config.yaml"
     if not path.is_file():
         raise RlmError(f"'{run}' is not a run directory (no config.yaml)")
+    text = read_text_file(path)
     try:
-        data = yaml.safe_load(path.read_text())
+        data = yaml.safe_load(text)
     except yaml.YAMLError:
         raise RlmError(f"'{path}' is not valid YAML") from None
     if not isinstance(data, dict) or "agent" not in data or "env" not in data:
@@ -107,13 +123,27 @@ def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
         raise
 
 
-def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    """Load a checkpoint with ``weights_only=True``; missing or corrupt files give one clear line."""
+CHECKPOINT_FORMAT = 1
+"""Version of the checkpoint layout written by the trainer; :func:`check_format` refuses others with one line."""
+
+
+def check_format(ckpt: dict[str, Any], path: Path) -> None:
+    """One clear line for a checkpoint written with another layout (an older or newer rlmorning)."""
+    fmt = ckpt.get("format")
+    if fmt != CHECKPOINT_FORMAT:
+        raise RlmError(f"{path}: checkpoint format {fmt!r} is not readable by this rlmorning (it reads format "
+                       f"{CHECKPOINT_FORMAT}); use the rlmorning version that wrote it")
+
+
+def load_checkpoint(path: Path, map_location: str | torch.device = "cpu", mmap: bool = False) -> dict[str, Any]:
+    """Load a checkpoint with ``weights_only=True``; missing or corrupt files give one clear line.
+
+    ``mmap=True`` maps tensors from the file instead of reading them (cheap peeks at a large checkpoint)."""
     path = Path(path)
     if not path.is_file():
         raise RlmError(f"checkpoint '{path}' does not exist")
     try:
-        state = torch.load(path, map_location=map_location, weights_only=True)
+        state = torch.load(path, map_location=map_location, weights_only=True, mmap=mmap)
     except Exception as exc:  # torch raises many types for corrupt files
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         detail = "" if first.startswith("Weights only load failed") else f": {first[:160]}"
@@ -121,6 +151,15 @@ def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dic
     if not isinstance(state, dict) or "agent" not in state:
         raise RlmError(f"checkpoint '{path}' is not an rlmorning checkpoint")
     return state
+
+
+def checkpoint_step(path: Path) -> int:
+    """The env step a checkpoint was saved at, without reading its tensors (a replay buffer may be GBs)."""
+    state = load_checkpoint(path, mmap=True)
+    try:
+        return int(state["train"]["step"])
+    except (KeyError, TypeError, ValueError):
+        raise RlmError(f"checkpoint '{path}' has no training step (not written by rlmorning's trainer)") from None
 
 
 def find_checkpoint(run: Path, which: str = "latest") -> Path:
@@ -146,14 +185,17 @@ class MetricsCSV:
         self.path = Path(path)
         self.columns: list[str] = []
         if self.path.is_file():
-            with self.path.open() as fh:
+            with _reading(self.path) as fh:
                 header = fh.readline().strip()
             self.columns = header.split(",") if header else []
 
     def truncate_after(self, step: int) -> None:
         """Drop rows logged after ``step`` (used on resume: those steps will be redone)."""
         rows = self.read(self.path)
-        keep = [r for r in rows if float(r.get("step") or 0) <= step]
+        try:
+            keep = [r for r in rows if float(r.get("step") or 0) <= step]
+        except ValueError as exc:
+            raise RlmError(f"'{self.path}' is not a metrics CSV: {exc}") from None
         self._rewrite(keep)
 
     def _rewrite(self, rows: list[dict[str, Any]]) -> None:
@@ -181,8 +223,21 @@ class MetricsCSV:
 
     @staticmethod
     def read(path: Path) -> list[dict[str, str]]:
-        with Path(path).open(newline="") as fh:
+        """The rows of a metrics.csv; a binary or unreadable file is one clear line."""
+        with _reading(path) as fh:
             return list(csv.DictReader(fh))
+
+
+@contextlib.contextmanager
+def _reading(path: Path) -> Iterator[TextIO]:
+    """Open a CSV file for reading; OS, decoding and CSV errors while it is read become one-line RlmErrors."""
+    try:
+        with Path(path).open(newline="", encoding="utf-8") as fh:
+            yield fh
+    except (OSError, UnicodeDecodeError) as exc:
+        raise unreadable(path, exc) from None
+    except csv.Error as exc:
+        raise RlmError(f"'{path}' is not a valid CSV file: {exc}") from None
 
 
 def _fmt(v: Any) -> Any:

@@ -32,6 +32,7 @@ from typing import Any
 
 import yaml
 
+from rlmorning.config import read_text_file
 from rlmorning.errors import RlmError
 
 RAY_MISSING = "sweeps need Ray: pip install 'rlmorning[ray]'"
@@ -245,7 +246,12 @@ def read_spec(sweep_dir: str | Path) -> SweepSpec:
     path = Path(sweep_dir) / "sweep.yaml"
     if not path.is_file():
         raise RlmError(f"'{sweep_dir}' is not a sweep directory (no sweep.yaml)")
-    data = yaml.safe_load(path.read_text()) or {}
+    try:
+        data = yaml.safe_load(read_text_file(path)) or {}
+    except yaml.YAMLError:
+        raise RlmError(f"'{path}' is not valid YAML") from None
+    if not isinstance(data, dict):
+        raise RlmError(f"'{path}' does not look like an rlmorning sweep")
     try:
         spec = SweepSpec(**data)
     except TypeError as exc:

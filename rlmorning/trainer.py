@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import dataclasses
 import math
 import signal
 import threading
@@ -31,7 +32,9 @@ from rlmorning.errors import RlmError, TrainingTerminated
 from rlmorning.evaluation import evaluate, gather_heldout_states, heldout_mean_max_q, load_states, save_states
 from rlmorning.logger import Logger
 from rlmorning.run import (
+    CHECKPOINT_FORMAT,
     CHECKPOINTS,
+    check_format,
     load_checkpoint,
     make_writable_dir,
     save_checkpoint,
@@ -67,6 +70,29 @@ class TrainState:
     """sums and counts of the agent's metrics since the last log row (the row in progress)"""
     metric_counts: dict[str, int] = field(default_factory=dict)
     last_log_step: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        """Every field, as plain Python values (a checkpoint's ``train`` entry)."""
+        return {f.name: _plain(getattr(self, f.name)) for f in dataclasses.fields(self)}
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> TrainState:
+        """The inverse of :meth:`to_dict`; fields missing from an older checkpoint keep their defaults
+        (``last_log_step`` defaults to the checkpoint's step)."""
+        values = dict(values)
+        values.setdefault("last_log_step", values.get("step", 0))
+        known = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in values.items() if k in known})
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
 
 
 class Trainer:
@@ -287,20 +313,9 @@ class Trainer:
         be saved (``latest`` only), the env, the loop's per-env episode state and the agent's recurrent state."""
         t = self.config.trainer
         state = {
-            "format": 1,
+            "format": CHECKPOINT_FORMAT,
             "agent": self.agent.state_dict(include_buffers=t.save_replay and which == "latest"),
-            "train": {
-                "step": self.state.step,
-                "episodes": self.state.episodes,
-                "evals": self.state.evals,
-                "best_eval": self.state.best_eval,
-                "wall_time": self.state.wall_time,
-                "recent_returns": list(self.state.recent_returns),
-                "recent_lengths": list(self.state.recent_lengths),
-                "metric_sums": {k: float(v) for k, v in self.state.metric_sums.items()},
-                "metric_counts": {k: int(v) for k, v in self.state.metric_counts.items()},
-                "last_log_step": self.state.last_log_step,
-            },
+            "train": self.state.to_dict(),
             "torch_rng": torch.get_rng_state(),
             "config": self.config.to_flat(),
         }
@@ -323,15 +338,9 @@ class Trainer:
 
     def _load(self, path: Path) -> None:
         ckpt = load_checkpoint(path, map_location=self.device)
+        check_format(ckpt, path)
         self.agent.load_state_dict(ckpt["agent"])
-        tr = ckpt["train"]
-        self.state = TrainState(
-            step=int(tr["step"]), episodes=int(tr["episodes"]), evals=int(tr["evals"]),
-            best_eval=float(tr["best_eval"]), wall_time=float(tr["wall_time"]),
-            recent_returns=list(tr["recent_returns"]), recent_lengths=list(tr["recent_lengths"]),
-            metric_sums=dict(tr.get("metric_sums", {})), metric_counts=dict(tr.get("metric_counts", {})),
-            last_log_step=int(tr.get("last_log_step", tr["step"])),
-        )
+        self.state = TrainState.from_dict(ckpt["train"])
         torch.set_rng_state(ckpt["torch_rng"])
         resumed_envs = "env" in ckpt and restore_env_state(self.env, ckpt["env"])
         if resumed_envs:

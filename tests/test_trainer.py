@@ -108,3 +108,40 @@ def test_evaluation_schedule_does_not_change_training(tmp_path: Path) -> None:
     b = run_cartpole(tmp_path / "b", 400, extra=["eval_every=400"])
     for k, v in params(a).items():
         assert torch.equal(v, params(b)[k]), k
+
+
+def test_train_state_round_trips_every_field_without_listing_them() -> None:
+    """TrainState is saved and restored from its fields: a new counter needs only its field."""
+    import dataclasses
+
+    from rlmorning.trainer import TrainState
+
+    values = {"step": 7, "episodes": 3, "evals": 2, "best_eval": 1.5, "wall_time": 9.0, "recent_returns": [1.0],
+              "recent_lengths": [4], "metric_sums": {"loss": 0.5}, "metric_counts": {"loss": 2}, "last_log_step": 6}
+    assert set(values) == {f.name for f in dataclasses.fields(TrainState)}, "new field: add a value above"
+    state = TrainState(**values)
+    assert TrainState.from_dict(state.to_dict()) == state
+
+    @dataclasses.dataclass
+    class WithCounter(TrainState):
+        new_counter: int = 0
+
+    extended = WithCounter(**values, new_counter=42)
+    assert WithCounter.from_dict(extended.to_dict()).new_counter == 42
+    assert WithCounter.from_dict(state.to_dict()).new_counter == 0  # older checkpoints: the default
+
+
+def test_checkpoint_of_another_format_is_refused_in_one_line(tmp_path: Path) -> None:
+    import pytest
+
+    from rlmorning.errors import RlmError
+    from rlmorning.run import save_checkpoint
+
+    run = run_cartpole(tmp_path / "r", 200)
+    ckpt = load_checkpoint(run / "checkpoints" / "latest.pt")
+    ckpt["format"] = 99
+    save_checkpoint(run / "checkpoints" / "latest.pt", ckpt)
+    with pytest.raises(RlmError, match="checkpoint format 99 is not readable"):
+        api.resume(run, steps=400, progress=False)
+    with pytest.raises(RlmError, match="checkpoint format 99"):
+        api.load_policy(run, "latest")

@@ -30,6 +30,8 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
+from rlmorning.gym_ids import NTM_TASK_IDS, register_gym_ids
+
 __all__ = [
     "NTM_TASK_IDS",
     "NTMAssociativeRecallEnv",
@@ -376,23 +378,10 @@ class NTMPrioritySortEnv(NTMTaskEnv):
         return NTMEpisode.from_phases(inputs, seq[order].astype(np.int8), length)
 
 
-# (id, class) of the registered tasks
-_REGISTRATIONS: tuple[tuple[str, str], ...] = (
-    ("rlmorning/NTMCopy-v0", "NTMCopyEnv"),
-    ("rlmorning/NTMRepeatCopy-v0", "NTMRepeatCopyEnv"),
-    ("rlmorning/NTMAssociativeRecall-v0", "NTMAssociativeRecallEnv"),
-    ("rlmorning/NTMPrioritySort-v0", "NTMPrioritySortEnv"),
-)
-
-NTM_TASK_IDS: tuple[str, ...] = tuple(env_id for env_id, _ in _REGISTRATIONS)
-"""The Gymnasium ids registered by :func:`register_ntm_tasks`."""
-
-
 def register_ntm_tasks() -> None:
-    """Register the NTM tasks with Gymnasium (no time limit: episodes have a fixed length)."""
-    for env_id, class_name in _REGISTRATIONS:
-        if env_id not in gym.registry:
-            gym.register(id=env_id, entry_point=f"rlmorning.envs.algorithmic.ntm_tasks:{class_name}")
+    """Register the NTM tasks with Gymnasium (no time limit: episodes have a fixed length), as ``import
+    rlmorning`` does from the table in :mod:`rlmorning.gym_ids`; ids already registered are skipped."""
+    register_gym_ids(NTM_TASK_IDS)
 
 
 register_ntm_tasks()

@@ -82,8 +82,10 @@ def _threads() -> None:
 
 
 def _cmd_record(args: argparse.Namespace) -> int:
+    from rlmorning.config import check_seed
     from rlmorning.viz.video import print_paths, record
 
+    check_seed("--seed", args.seed)
     _threads()
     results = record(
         args.source, episodes=args.episodes, checkpoint=args.checkpoint, out=args.out, fps=args.fps,
@@ -96,8 +98,10 @@ def _cmd_record(args: argparse.Namespace) -> int:
 
 
 def _cmd_plot_q(args: argparse.Namespace) -> int:
+    from rlmorning.config import check_seed
     from rlmorning.viz.qtrace import plot_q
 
+    check_seed("--seed", args.seed)
     _threads()
     paths = plot_q(args.source, checkpoint=args.checkpoint, episode_steps=args.episode_steps, out=args.out,
                    seed=args.seed, env=args.env, device=args.device)

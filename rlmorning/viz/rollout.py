@@ -76,6 +76,11 @@ class PolicySource:
 def load_source(source: str, checkpoint: str = "best", env: str | None = None, device: str = "cpu",
                 epsilon: float | None = None) -> PolicySource:
     """Load ``RUN_DIR`` (checkpoint ``best``/``latest``/PATH) or ``sb3:MODEL.zip`` (needs ``env``)."""
+    from rlmorning.config import check_probability
+    from rlmorning.trainer import resolve_device
+
+    check_probability("--epsilon", epsilon)
+    device = str(resolve_device(device))  # cuda without a GPU, or an unknown device: one clear line
     if source.startswith("sb3:"):
         from rlmorning.viz.sb3 import load_sb3
 
