@@ -112,6 +112,11 @@ class A2CAgent(RecurrentStateMixin):
         """True when the core is an NTM."""
         return isinstance(self.core, NTM)
 
+    @property
+    def core_name(self) -> str:
+        """The memory core's kind: ntm or lstm (:class:`~rlmorning.agents.capabilities.HasMemory`)."""
+        return "ntm" if isinstance(self.core, NTM) else "lstm"
+
     # --------------------------------------------------------------------------------------- encoding
     def fresh_state(self, batch_size: int) -> State:
         """The core's initial state plus a zero previous action, for ``batch_size`` episodes."""

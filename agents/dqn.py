@@ -212,6 +212,17 @@ class DQNAgent(FeedForwardAgent):
             raise RlmError("this agent was loaded for inference (load_policy): it acts but cannot learn")
         return self.replay, self.optimizer
 
+    # ------------------------------------------------------------------------------------ capabilities
+    @property
+    def encoder(self) -> nn.Module:
+        """The online network's observation encoder (:class:`~rlmorning.agents.capabilities.HasEncoder`)."""
+        return self.online.encoder
+
+    @property
+    def world_model(self) -> Any | None:
+        """The Dyna planner's world model, or None (:class:`~rlmorning.agents.capabilities.HasWorldModel`)."""
+        return self.planner.model if self.planner is not None else None
+
     # ------------------------------------------------------------------------------------------ acting
     @property
     def epsilon(self) -> float:

@@ -206,6 +206,11 @@ class NTMAgent(RecurrentStateMixin):
         """True when the core is an NTM (its state holds memory and read/write weightings)."""
         return isinstance(self.core, NTM)
 
+    @property
+    def core_name(self) -> str:
+        """The memory core's kind: ntm or lstm (:class:`~rlmorning.agents.capabilities.HasMemory`)."""
+        return "ntm" if isinstance(self.core, NTM) else "lstm"
+
     # ------------------------------------------------------------------------------------------ acting
     def act(self, obs: np.ndarray, state: State, explore: bool) -> tuple[np.ndarray, State]:
         """One core step; actions are the predicted bits ``int8 [B, bits]`` (logit > 0)."""

@@ -663,6 +663,11 @@ class WorldModelAgent(FeedForwardAgent):
     def updates(self) -> int:
         return self.model.updates
 
+    @property
+    def world_model(self) -> WorldModel:
+        """The model being trained (:class:`~rlmorning.agents.capabilities.HasWorldModel`)."""
+        return self.model
+
     def act(self, obs: np.ndarray, state: Any, explore: bool) -> tuple[np.ndarray, Any]:
         return self.rng.integers(0, self.num_actions, obs.shape[0]), state
 

@@ -1,5 +1,6 @@
 """Milliseconds per DQN update on this CPU, each speed lever on and off, beside the CPU's fp32 GEMM rate.
 
+Rows are timed round-robin (one update of each row in turn).
 One update = Q(s') without grad, the online forward/backward and the optimizer step (and, where the target
 net is a separate copy updated every step, that copy), batch 32, replay of random frames (the arithmetic
 does not depend on the pixels). Presets: ``dqn_atari`` (Nature DQN) and ``atari100k`` (DrQ(eps)).
@@ -27,10 +28,10 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from rlmorning.api import resolve_run_config
-from rlmorning.threads import available_cores, default_torch_threads
+from rlmorning.threads import available_cores
 
-PRESETS = {
-    "dqn_atari": {"shared_target": False, "channels_last": True, "fused_adam": True},
+PRESETS = {  # the levers that apply to each preset (dqn_atari's target net is a separate copy: period 1000)
+    "dqn_atari": {"channels_last": True, "fused_adam": True},
     "atari100k": {"shared_target": True, "channels_last": True, "fused_adam": True, "augment": True},
 }
 
@@ -70,15 +71,19 @@ def one_update(agent: Any) -> None:
         agent._sync_target()  # the copy the target net needs after every step
 
 
-def median_ms(agent: Any, reps: int, warmup: int = 5) -> float:
-    for _ in range(warmup):
-        one_update(agent)
-    times = []
+def interleaved_medians(agents: list[Any], reps: int, warmup: int = 5) -> list[float]:
+    """Median ms per update of each agent, timed round-robin (one update of each in turn) so that a slow
+    drift of the machine's speed (frequency, a neighbour) affects every row alike."""
+    for agent in agents:
+        for _ in range(warmup):
+            one_update(agent)
+    times: list[list[float]] = [[] for _ in agents]
     for _ in range(reps):
-        t0 = time.perf_counter()
-        one_update(agent)
-        times.append(time.perf_counter() - t0)
-    return 1000 * statistics.median(times)
+        for i, agent in enumerate(agents):
+            t0 = time.perf_counter()
+            one_update(agent)
+            times[i].append(time.perf_counter() - t0)
+    return [1000 * statistics.median(t) for t in times]
 
 
 def update_flops(agent: Any) -> float:
@@ -102,7 +107,8 @@ def lever_rows(preset: str) -> list[tuple[str, dict[str, bool]]]:
     rows = [("all levers (default)", dict(best))]
     for lever in best:
         rows.append((f"{lever} off", {**best, lever: False}))
-    rows.append(("all off", {k: False for k in best}))
+    if len(best) > 1:
+        rows.append(("all off", {k: False for k in best}))
     return rows
 
 
@@ -113,7 +119,7 @@ def main() -> None:
     p.add_argument("--reps", type=int, default=40, help="timed updates per row (median reported)")
     p.add_argument("--presets", nargs="*", default=list(PRESETS), choices=list(PRESETS))
     args = p.parse_args()
-    threads = args.threads or sorted({1, default_torch_threads()})
+    threads = args.threads or sorted({1, available_cores()})
     print(f"machine: {platform.processor() or platform.machine()}, {available_cores()} usable cores, "
           f"torch {torch.__version__}, mkldnn {torch.backends.mkldnn.is_available()}")
     for n in threads:
@@ -125,10 +131,10 @@ def main() -> None:
             flops = update_flops(make_agent(preset, rows[0][1]))
             floor = flops / (gemm * 1e9) * 1000
             print(f"{preset}: {flops / 1e9:.2f} GFLOP per update -> arithmetic floor {floor:.1f} ms at the GEMM rate")
-            for name, levers in rows:
-                ms = median_ms(make_agent(preset, levers), args.reps)
+            agents = [make_agent(preset, levers) for _, levers in rows]
+            for (name, _), ms in zip(rows, interleaved_medians(agents, args.reps), strict=True):
                 print(f"  {name:<22} {ms:6.1f} ms   ({floor / ms:4.0%} of the GEMM rate)")
-
+            del agents
 
 if __name__ == "__main__":
     main()

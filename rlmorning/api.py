@@ -15,14 +15,18 @@ from rlmorning.config import RunConfig, apply_overrides, check_probability, chec
 from rlmorning.errors import RlmError
 from rlmorning.evaluation import evaluate
 from rlmorning.run import (
+    CHECKPOINTS,
     check_format,
+    check_overwritable,
     checkpoint_step,
+    clear_run_dir,
     earlier_run_files,
     find_checkpoint,
     load_checkpoint,
     make_writable_dir,
     new_run_dir,
     read_config,
+    run_lock,
 )
 
 
@@ -66,28 +70,64 @@ def train(
     run_dir: str | Path | None = None,
     runs_root: str | Path = "runs",
     on_metrics: Callable[[int, dict[str, Any]], None] | None = None,
+    overwrite: bool = False,
     **flags: Any,
 ) -> dict[str, Any]:
     """Train a new run; returns the trainer's summary (run_dir, steps, best eval, eval protocol).
 
     ``on_metrics(step, row)`` is called with every metrics row (see :class:`rlmorning.trainer.Trainer`).
+    ``overwrite=True`` first deletes an earlier run in ``run_dir`` (only files training writes; a folder holding
+    anything else is refused). The run directory is locked while it trains (:func:`rlmorning.run.run_lock`).
     """
-    from rlmorning.trainer import Trainer
-
     cfg = resolve_run_config(agent, env, config, overrides, **flags)
     if run_dir is None:
+        if overwrite:
+            raise RlmError("--overwrite needs --run-dir (without it every run gets a new folder)")
         path = new_run_dir(runs_root, envs_mod.resolve(env).display_name, agent, cfg.trainer.seed)
-        created = True
+        with run_lock(path):
+            return _train_new(cfg, path, on_metrics, created=True)
+    path = Path(run_dir)
+    if overwrite:
+        check_overwritable(path)
     else:
-        path = Path(run_dir)
-        if (path / "config.yaml").exists():
-            raise RlmError(f"'{path}' already holds a run; use --resume {path} to continue it")
-        leftovers = earlier_run_files(path)
-        if leftovers:
-            raise RlmError(f"'{path}' holds files of an earlier run ({', '.join(leftovers)}) but no config.yaml, so "
-                           "it cannot be resumed; choose another --run-dir or remove them")
-        created = not path.exists()
-        make_writable_dir(path)
+        _check_new_run_dir(path, agent, env)
+    created = not path.exists()
+    make_writable_dir(path)
+    with run_lock(path):
+        if overwrite:
+            clear_run_dir(path)
+            make_writable_dir(path)
+        else:
+            _check_new_run_dir(path, agent, env)  # again under the lock: another process may have started it
+        return _train_new(cfg, path, on_metrics, created=created)
+
+
+def _check_new_run_dir(path: Path, agent: str, env: str) -> None:
+    """Refuse a ``--run-dir`` that holds a run, or files of one, with the way out."""
+    if (path / "config.yaml").exists():
+        if not (path / CHECKPOINTS / "latest.pt").is_file():
+            raise RlmError(f"'{path}' already holds a run, stopped before its first checkpoint: start it again "
+                           f"with {_restart_command(path, agent, env)}")
+        raise RlmError(f"'{path}' already holds a run; use --resume {path} to continue it, or --overwrite to delete "
+                       "it and start again")
+    leftovers = earlier_run_files(path)
+    if leftovers:
+        raise RlmError(f"'{path}' holds files of an earlier run ({', '.join(leftovers)}) but no config.yaml, so "
+                       "it cannot be resumed; choose another --run-dir, or --overwrite to delete them")
+
+
+def _restart_command(path: Path, agent: str, env: str) -> str:
+    """The command that starts the run in ``path`` again from its own config.yaml."""
+    import shlex
+
+    return (f"`rlmorning train {agent} --env {shlex.quote(str(env))} --config {shlex.quote(str(path / 'config.yaml'))} "
+            f"--run-dir {shlex.quote(str(path))} --overwrite`")
+
+
+def _train_new(cfg: RunConfig, path: Path, on_metrics: Callable[[int, dict[str, Any]], None] | None,
+               created: bool) -> dict[str, Any]:
+    from rlmorning.trainer import Trainer
+
     try:
         trainer = Trainer(cfg, path, on_metrics=on_metrics)
     except BaseException:
@@ -105,14 +145,24 @@ def resume(run_dir: str | Path, steps: int | None = None, device: str | None = N
            progress: bool | None = None,
            on_metrics: Callable[[int, dict[str, Any]], None] | None = None) -> dict[str, Any]:
     """Continue a run from ``checkpoints/latest.pt``; ``steps`` may raise the run's total (never below the
-    checkpoint's step)."""
-    from rlmorning.trainer import Trainer
-
+    checkpoint's step). A run at its last step whose final evaluation is missing (Ctrl-C during it) evaluates.
+    The run directory is locked while it trains (:func:`rlmorning.run.run_lock`)."""
     if steps is not None and steps < 1:
         raise RlmError(f"--steps must be >= 1, got {steps}")
     path = Path(run_dir)
     flat = read_config(path)
-    latest = find_checkpoint(path, "latest")
+    with run_lock(path):
+        return _resume_locked(path, flat, steps, device, progress, on_metrics)
+
+
+def _resume_locked(path: Path, flat: dict[str, Any], steps: int | None, device: str | None, progress: bool | None,
+                   on_metrics: Callable[[int, dict[str, Any]], None] | None) -> dict[str, Any]:
+    from rlmorning.trainer import Trainer
+
+    latest = path / CHECKPOINTS / "latest.pt"
+    if not latest.is_file():
+        raise RlmError(f"run '{path}' has no checkpoints yet (stopped before the first one): start it again with "
+                       f"{_restart_command(path, flat['agent'], flat['env'])}")
     if steps is not None:
         done = checkpoint_step(latest)
         if steps < done:

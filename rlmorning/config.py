@@ -55,7 +55,8 @@ class TrainerConfig:
     save_replay: bool = True
     """Store the replay buffer with the checkpoint so --resume continues exactly (large for Atari)."""
     torch_threads: int = 0
-    """CPU threads for torch; 0 = auto (the cores this process may use; see rlmorning.threads)."""
+    """CPU threads for torch; 0 = auto, resolved when the run starts and written to config.yaml: 1 for small
+    networks, the idle cores of this process for Atari-sized frames (rlmorning.threads)."""
     env_kwargs: dict = field(default_factory=dict)
     """Options passed to the env family's factory (e.g. frame_skip, noop_max for Atari)."""
     progress: bool = True

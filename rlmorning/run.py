@@ -2,8 +2,8 @@
 
 ``runs/<env>-<agent>-<seed>-<time>/`` holds ``config.yaml`` (resolved), ``checkpoints/latest.pt`` and
 ``best.pt`` (written atomically: temp file + rename), ``metrics.csv``, TensorBoard events under
-``tb/``, ``versions.json`` (package versions and the eval protocol), ``heldout_states.npz``, and later
-``videos/`` and ``plots/``.
+``tb/``, ``versions.json`` (package versions and the eval protocol), ``heldout_states.npz``, ``.lock``
+(held by the process that trains the run, see :func:`run_lock`), and later ``videos/`` and ``plots/``.
 """
 
 from __future__ import annotations
@@ -13,6 +13,8 @@ import csv
 import json
 import os
 import platform
+import shutil
+import socket
 import tempfile
 import time
 from collections.abc import Iterator
@@ -27,6 +29,9 @@ from rlmorning.config import read_text_file
 from rlmorning.errors import RlmError, unreadable
 
 CHECKPOINTS = "checkpoints"
+LOCK = ".lock"
+RUN_FILES = ("config.yaml", CHECKPOINTS, "metrics.csv", "tb", "versions.json", "heldout_states.npz", LOCK)
+"""What a training run writes into its directory: all that ``train --overwrite`` deletes."""
 
 
 def new_run_dir(root: str | Path, env_name: str, agent: str, seed: int) -> Path:
@@ -62,6 +67,89 @@ def earlier_run_files(path: Path) -> list[str]:
     if (Path(path) / "metrics.csv").exists():
         found.append("metrics.csv")
     return found
+
+
+def _is_run_file(entry: Path) -> bool:
+    """An entry of a run directory that training wrote: a :data:`RUN_FILES` name, a temp file of an atomic
+    write, TensorBoard events in ``tb/``, checkpoints in ``checkpoints/``."""
+    name = entry.name
+    if name == ".write-test" or (name.startswith(".") and name.endswith(".tmp")
+                                 and any(name.startswith(f".{f}.") for f in RUN_FILES)):
+        return True
+    if name not in RUN_FILES:
+        return False
+    if name == CHECKPOINTS and entry.is_dir():
+        return all(p.is_file() and (p.suffix == ".pt" or (p.name.startswith(".") and p.name.endswith(".tmp")))
+                   for p in entry.iterdir())
+    if name == "tb" and entry.is_dir():
+        return all(p.is_file() and p.name.startswith("events.out.tfevents.") for p in entry.iterdir())
+    return entry.is_file()
+
+
+def check_overwritable(path: Path) -> None:
+    """Refuse ``train --overwrite`` of a folder that holds anything but what a training run writes."""
+    path = Path(path)
+    if not path.exists():
+        return
+    if not path.is_dir():
+        raise RlmError(f"--overwrite: '{path}' is not a folder")
+    other = sorted(p.name + ("/" if p.is_dir() else "") for p in path.iterdir() if not _is_run_file(p))
+    if other:
+        shown = ", ".join(other[:5]) + (f" and {len(other) - 5} more" if len(other) > 5 else "")
+        raise RlmError(f"--overwrite deletes only what training writes, but '{path}' also holds {shown}; "
+                       "choose another --run-dir or remove them yourself")
+
+
+def clear_run_dir(path: Path) -> None:
+    """Delete what a training run wrote into ``path`` (checked by :func:`check_overwritable`), but ``.lock``."""
+    check_overwritable(path)
+    try:
+        for entry in Path(path).iterdir():
+            if entry.name == LOCK:
+                continue
+            if entry.is_dir():
+                shutil.rmtree(entry)
+            else:
+                entry.unlink()
+    except OSError as exc:
+        raise RlmError(f"--overwrite: cannot delete the run in '{path}': {_reason(exc)}") from None
+
+
+@contextlib.contextmanager
+def run_lock(run: str | Path) -> Iterator[None]:
+    """Hold ``RUN/.lock`` (``fcntl.flock``, exclusive) while a process trains the run: a second training of
+    the same run is one clear line. The kernel releases the lock when the process ends, even on kill -9."""
+    import fcntl
+
+    run = Path(run)
+    try:
+        fd = os.open(run / LOCK, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    except OSError as exc:
+        raise RlmError(f"cannot write run directory '{run}': {_reason(exc)}") from None
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            owner = os.pread(fd, 200, 0).decode(errors="replace").split()
+            pid = owner[0] if owner else "?"
+            host = f" on {owner[1]}" if len(owner) > 1 and owner[1] != socket.gethostname() else ""
+            raise RlmError(f"run '{run}' is being trained by process {pid}{host}; wait for it to finish or stop "
+                           "it first") from None
+        except OSError as exc:
+            raise RlmError(f"cannot lock run directory '{run}': {_reason(exc)}") from None
+        with contextlib.suppress(OSError):  # who holds it, for the message above (the lock works without)
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"{os.getpid()} {socket.gethostname()}\n".encode(), 0)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
+
+
+def _reason(exc: OSError) -> str:
+    """``[Errno 28] No space left on device``, without the file name."""
+    if exc.errno is not None and exc.strerror:
+        return f"[Errno {exc.errno}] {exc.strerror}"
+    return str(exc) or type(exc).__name__
 
 
 def write_yaml(path: Path, data: dict[str, Any]) -> None:
@@ -111,15 +199,23 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
 
 
 def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
-    """``torch.save`` to a temp file, then rename: a crash never leaves a half-written checkpoint."""
+    """``torch.save`` to a temp file, then rename: a crash never leaves a half-written checkpoint. A failed
+    write (disk full, read-only folder) removes the temp file, keeps the previous checkpoint and is one line."""
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
+    tmp: str | None = None
     try:
-        torch.save(state, tmp)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        with os.fdopen(fd, "wb") as fh:  # a file object: torch passes the OSError of a failed write through
+            torch.save(state, fh)
+            fh.flush()
+            os.fsync(fh.fileno())
         os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+    except BaseException as exc:
+        if tmp is not None:
+            with contextlib.suppress(OSError):
+                Path(tmp).unlink(missing_ok=True)
+        if isinstance(exc, OSError):
+            raise RlmError(f"could not write checkpoint '{path}': {_reason(exc)}") from None
         raise
 
 
@@ -211,15 +307,18 @@ class MetricsCSV:
         atomic_write_bytes(self.path, "".join(lines).encode())
 
     def write(self, row: dict[str, Any]) -> None:
-        new = [k for k in row if k not in self.columns]
-        if new:
-            old_rows = self.read(self.path) if self.path.is_file() else []
-            self.columns += new
-            self._rewrite(old_rows)
-        with self.path.open("a", newline="") as fh:
-            csv.DictWriter(fh, fieldnames=self.columns, extrasaction="ignore").writerow(
-                {k: _fmt(v) for k, v in row.items()}
-            )
+        try:
+            new = [k for k in row if k not in self.columns]
+            if new:
+                old_rows = self.read(self.path) if self.path.is_file() else []
+                self.columns += new
+                self._rewrite(old_rows)
+            with self.path.open("a", newline="") as fh:
+                csv.DictWriter(fh, fieldnames=self.columns, extrasaction="ignore").writerow(
+                    {k: _fmt(v) for k, v in row.items()}
+                )
+        except OSError as exc:  # disk full, folder made read-only
+            raise RlmError(f"could not write '{self.path}': {_reason(exc)}") from None
 
     @staticmethod
     def read(path: Path) -> list[dict[str, str]]:

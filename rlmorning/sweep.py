@@ -23,7 +23,11 @@ import logging
 import os
 import re
 import shutil
+import signal
+import socket
+import sys
 import tempfile
+import threading
 import time
 import warnings
 from dataclasses import asdict, dataclass, field
@@ -223,15 +227,36 @@ def validate(spec: SweepSpec) -> int:
             if _range_of(values) is not None:
                 raise RlmError(f"--grid {key}={values[0]} is a range: ranges need --search optuna")
         combos = [t.params for t in grid_trials(spec)[:: spec.seeds]]
-    else:
-        combos = [{k: (_range_of(v)[0] if _range_of(v) else v[0]) for k, v in spec.grid.items()}]
+    else:  # every choice and both ends of every range, one key at a time
+        ends = {k: ([r[0], r[1]] if (r := _range_of(v)) else list(v)) for k, v in spec.grid.items()}
+        base = {k: v[0] for k, v in ends.items()}
+        combos = [base] + [{**base, k: x} for k, v in ends.items() for x in v[1:]]
     steps = 0
     for params in combos:
-        cfg = resolve_run_config(spec.agent, spec.env, spec.config, trial_overrides(spec, params), steps=spec.steps)
+        try:
+            cfg = resolve_run_config(spec.agent, spec.env, spec.config, trial_overrides(spec, params),
+                                     steps=spec.steps)
+            check_agent_config(spec.agent, cfg.agent_config)
+        except RlmError as exc:
+            if not params:
+                raise
+            shown = " ".join(f"{k}={_fmt_value(v)}" for k, v in params.items())
+            raise RlmError(f"--grid {shown}: {exc}") from None
         if cfg.trainer.eval_every <= 0:
             raise RlmError("sweeps report evaluations to Ray Tune: eval_every must be > 0")
         steps = max(steps, cfg.trainer.steps)
     return steps
+
+
+def check_agent_config(agent: str, agent_config: Any) -> None:
+    """The agent's own checks of its config (the ``_validate`` function of its module, where it has one), without
+    building networks or buffers: a bad value fails before any trial starts instead of in every trial."""
+    from rlmorning.agents import AGENTS
+
+    module = sys.modules.get(getattr(AGENTS.get(agent).factory, "__module__", ""))
+    check = getattr(module, "_validate", None)
+    if callable(check):
+        check(agent_config)
 
 
 def write_spec(spec: SweepSpec) -> None:
@@ -441,6 +466,45 @@ def _check_local_resources(spec: SweepSpec) -> None:
             raise RlmError(f"--gpus-per-trial {spec.gpus_per_trial:g} but this machine has {gpus} CUDA GPU(s)")
 
 
+ADDRESS_TIMEOUT_S = 5.0
+"""How long :func:`check_ray_address` waits for a cluster's port to answer."""
+
+
+def check_ray_address(address: str | None, timeout: float = ADDRESS_TIMEOUT_S) -> None:
+    """One line, after at most ``timeout`` seconds, when nothing listens at a Ray address (``HOST:PORT``,
+    ``ray://HOST:PORT`` or ``auto``); ``ray.init`` would retry for minutes, printing connection errors."""
+    if not address or address == "local":
+        return
+    shown = address
+    if address == "auto":  # the address of the latest 'ray start' on this machine, as ray.init reads it
+        try:
+            from ray._private.services import canonicalize_bootstrap_address_or_die
+        except ImportError:
+            return
+        try:
+            address = canonicalize_bootstrap_address_or_die("auto")
+        except (ConnectionError, ValueError) as exc:
+            raise RlmError(f"no Ray cluster found for --address auto: {str(exc).splitlines()[0]}") from None
+    target = address.removeprefix("ray://")
+    host, sep, port_text = target.rpartition(":")
+    try:
+        port = int(port_text) if sep else 10001 if address.startswith("ray://") else -1
+    except ValueError:
+        port = -1
+    if not 0 < port < 65536 or (sep and not host):
+        raise RlmError(f"--address '{shown}' is not auto, HOST:PORT or ray://HOST:PORT")
+    host = (host or port_text).strip("[]")
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            pass
+    except TimeoutError:
+        raise RlmError(f"no Ray cluster answers at '{shown}' (no reply within {timeout:g} s); check --address / "
+                       "RAY_ADDRESS and that the cluster runs ('ray status' on its head node)") from None
+    except OSError as exc:
+        raise RlmError(f"no Ray cluster answers at '{shown}' ({exc.strerror or exc}); check --address / RAY_ADDRESS "
+                       "and that the cluster runs ('ray status' on its head node)") from None
+
+
 def init_ray(address: str | None = None, num_cpus: int | None = None) -> bool:
     """Start an embedded local Ray (or connect to ``address`` / ``RAY_ADDRESS``); True if this call started it.
 
@@ -453,6 +517,7 @@ def init_ray(address: str | None = None, num_cpus: int | None = None) -> bool:
     if ray.is_initialized():
         return False
     address = address or os.environ.get("RAY_ADDRESS") or None
+    check_ray_address(address)
     common = dict(include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR,
                   configure_logging=True)
     try:
@@ -468,6 +533,23 @@ def init_ray(address: str | None = None, num_cpus: int | None = None) -> bool:
                     "prints it)")
         raise RlmError(f"cannot connect to the Ray cluster at '{address}': {str(exc).splitlines()[0]}{hint}") from None
     return True
+
+
+def error_line(error: BaseException) -> str:
+    """The reason a trial failed, in one line: the message of the RlmError that Ray wrapped, else the last line
+    of the traceback Ray's error prints (its first line only names the Ray task)."""
+    cause: BaseException | None = error
+    for _ in range(10):  # RayTaskError(.cause) chains
+        inner = getattr(cause, "cause", None)
+        if not isinstance(inner, BaseException) or inner is cause:
+            break
+        cause = inner
+    if isinstance(cause, RlmError) and cause.args:
+        return str(cause.args[0])
+    text = str(error).strip()
+    found = re.findall(r"^\S*RlmError: (.+)$", text, re.MULTILINE)
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    return found[-1] if found else lines[-1] if lines else type(error).__name__
 
 
 @dataclass
@@ -611,6 +693,15 @@ def _make_tuner(spec: SweepSpec, trainable: Any, trial_specs: list[TrialSpec], s
     )
 
 
+def _signal_handlers() -> dict[int, Any]:
+    """The SIGINT and SIGTERM handlers of this process (main thread only), to restore after Ray Tune's ``fit``,
+    which leaves its own installed: a later training in this process would not see Ctrl-C as usual."""
+    if threading.current_thread() is not threading.main_thread():
+        return {}
+    handlers = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    return {s: h for s, h in handlers.items() if h is not None}
+
+
 def run_sweep(spec: SweepSpec | None = None, *, resume: str | Path | None = None, address: str | None = None,
               console: Any = None) -> list[TrialRow]:
     """Run (or with ``resume=SWEEP_DIR`` continue) a sweep; prints and returns the trials table.
@@ -634,6 +725,8 @@ def run_sweep(spec: SweepSpec | None = None, *, resume: str | Path | None = None
     steps = validate(spec)
     if not (address or os.environ.get("RAY_ADDRESS")):
         _check_local_resources(spec)
+    else:  # before anything is written: an address where no cluster answers is one line
+        check_ray_address(address or os.environ.get("RAY_ADDRESS"))
     sweep_dir = spec.sweep_dir
     if resume is None:
         if sweep_dir.exists() and any(sweep_dir.iterdir()):
@@ -649,6 +742,7 @@ def run_sweep(spec: SweepSpec | None = None, *, resume: str | Path | None = None
         "fault": {"marker": os.environ[FAULT_ENV], "times": int(os.environ.get(f"{FAULT_ENV}_TIMES", "1"))}
         if os.environ.get(FAULT_ENV) else None,
     }
+    handlers = _signal_handlers()
     started = init_ray(address)
     try:
         from ray import tune
@@ -666,13 +760,14 @@ def run_sweep(spec: SweepSpec | None = None, *, resume: str | Path | None = None
         errors = {}
         for res in results:
             if res.error is not None:
-                first = (str(res.error).strip().splitlines() or [type(res.error).__name__])[0]
-                errors[Path(res.path).name] = first[:300]
+                errors[Path(res.path).name] = error_line(res.error)[:300]
     finally:
         if started:
             import ray
 
             ray.shutdown()
+        for signum, handler in handlers.items():  # Ray and Tune leave theirs installed in this process
+            signal.signal(signum, handler)
     rows = collect_trials(sweep_dir, spec, steps, errors)
     write_trials_csv(sweep_dir / "trials.csv", rows)
     console.print(trials_table(rows, title=f"sweep {sweep_dir}: {spec.agent} on {spec.env}"))

@@ -34,6 +34,7 @@ from rlmorning.logger import Logger
 from rlmorning.run import (
     CHECKPOINT_FORMAT,
     CHECKPOINTS,
+    MetricsCSV,
     check_format,
     load_checkpoint,
     make_writable_dir,
@@ -113,10 +114,12 @@ class Trainer:
         make_writable_dir(self.run_dir)
         t = config.trainer
         self.device = resolve_device(t.device)
-        torch.set_num_threads(t.torch_threads if t.torch_threads > 0 else default_torch_threads())
         self.env_info: EnvInfo = envs_mod.resolve(config.env)
         torch.manual_seed(t.seed)
         self.env = envs_mod.make_vector(self.env_info, t.num_envs, t.seed, **dict(t.env_kwargs))
+        if t.torch_threads <= 0:  # resolved once, written to config.yaml: a resume uses the same count
+            t.torch_threads = default_torch_threads(tuple(self.env.single_observation_space.shape or ()))
+        torch.set_num_threads(t.torch_threads)
         self.same_step = self.env.metadata.get("autoreset_mode") == AutoresetMode.SAME_STEP
         spec = AGENTS.get(config.agent)
         self.agent = spec.factory(
@@ -131,6 +134,8 @@ class Trainer:
         )
         self.state = TrainState()
         self._last_eval_step = -1
+        self._saved_step: int | None = None
+        """step of checkpoints/latest.pt as written or loaded by this trainer"""
         self.protocol = envs_mod.eval_protocol(
             self.env_info, sticky_actions=t.eval_sticky_actions, epsilon=t.eval_epsilon,
             max_frames=t.eval_max_frames,
@@ -178,6 +183,9 @@ class Trainer:
         """Run until ``steps``; Ctrl-C saves ``latest.pt`` and re-raises KeyboardInterrupt."""
         t = self.config.trainer
         if self.state.step >= t.steps:
+            if t.eval_every > 0 and not self._evaluated_at(self.state.step):  # Ctrl-C during the final evaluation
+                self._evaluate(final=True)
+                self.save("latest")
             return self.summary()
         c = getattr(self.agent, "config", None)
         if c is not None and getattr(c, "learning_starts", 0) >= t.steps:
@@ -293,6 +301,12 @@ class Trainer:
             self.state.best_eval = float(returns.mean())
             self.save("best")
 
+    def _evaluated_at(self, step: int) -> bool:
+        """Whether metrics.csv holds an evaluation row of ``step``."""
+        path = self.logger.csv.path
+        return path.is_file() and any(r.get("eval_return_mean") and float(r.get("step") or -1) == step
+                                      for r in MetricsCSV.read(path))
+
     def _log(self, row: dict[str, Any], eval_protocol: str | None = None) -> None:
         self.logger.log(self.state.step, self.state.wall_time, row, eval_protocol=eval_protocol)
         if self.on_metrics is not None:
@@ -333,7 +347,15 @@ class Trainer:
             except TypeError as exc:
                 raise RlmError(f"{self.config.agent}'s recurrent state cannot be checkpointed: {exc}") from None
         path = self.run_dir / CHECKPOINTS / f"{which}.pt"
-        save_checkpoint(path, state)
+        try:
+            save_checkpoint(path, state)
+        except RlmError as exc:  # disk full, folder made read-only: stop; the previous checkpoint is intact
+            kept = (f"checkpoints/latest.pt of step {self._saved_step} is kept; once it can be written, continue "
+                    f"with `rlmorning train {self.config.agent} --resume {self.run_dir}`"
+                    if self._saved_step is not None else "no checkpoint was written yet")
+            raise RlmError(f"{exc}; training stopped at step {self.state.step}, {kept}") from None
+        if which == "latest":
+            self._saved_step = self.state.step
         return path
 
     def _load(self, path: Path) -> None:
@@ -341,6 +363,7 @@ class Trainer:
         check_format(ckpt, path)
         self.agent.load_state_dict(ckpt["agent"])
         self.state = TrainState.from_dict(ckpt["train"])
+        self._saved_step = self.state.step
         torch.set_rng_state(ckpt["torch_rng"])
         resumed_envs = "env" in ckpt and restore_env_state(self.env, ckpt["env"])
         if resumed_envs:

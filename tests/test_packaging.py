@@ -156,7 +156,34 @@ def test_import_asks_openmp_for_passive_waiting_unless_the_user_chose() -> None:
     assert out.stdout.strip() == "ACTIVE"
 
 
-def test_default_threads_follow_cpu_affinity() -> None:
-    from rlmorning.threads import available_cores, default_torch_threads
+def test_default_threads_one_for_small_nets_idle_cores_for_atari_frames(monkeypatch: pytest.MonkeyPatch) -> None:
+    import rlmorning.threads as threads
 
-    assert default_torch_threads() == available_cores() == len(os.sched_getaffinity(0))
+    assert threads.available_cores() == len(os.sched_getaffinity(0))
+    assert threads.default_torch_threads((4,)) == 1 and threads.default_torch_threads((4, 10, 10)) == 1
+    monkeypatch.setattr(threads, "available_cores", lambda: 4)
+    monkeypatch.setattr(threads, "idle_cores", lambda: 3)
+    assert threads.default_torch_threads((4, 84, 84)) == 3
+    monkeypatch.setattr(threads, "idle_cores", lambda: 0)  # every core busy: still one thread
+    assert threads.default_torch_threads((4, 84, 84)) == 1
+    monkeypatch.setattr(threads, "idle_cores", lambda: None)  # no /proc/stat: all cores
+    assert threads.default_torch_threads((4, 84, 84)) == 4
+
+
+def test_idle_cores_sees_a_busy_core() -> None:
+    import subprocess as sp
+
+    from rlmorning.threads import idle_cores
+
+    cores = sorted(os.sched_getaffinity(0))
+    busy = sp.Popen([sys.executable, "-c", "while True: pass"],
+                    preexec_fn=lambda: os.sched_setaffinity(0, {cores[0]}))
+    try:
+        import time
+
+        time.sleep(0.3)
+        free = idle_cores(0.5)
+    finally:
+        busy.kill()
+        busy.wait()
+    assert free is not None and free <= len(cores) - 1

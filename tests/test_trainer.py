@@ -145,3 +145,10 @@ def test_checkpoint_of_another_format_is_refused_in_one_line(tmp_path: Path) -> 
         api.resume(run, steps=400, progress=False)
     with pytest.raises(RlmError, match="checkpoint format 99"):
         api.load_policy(run, "latest")
+
+
+def test_auto_threads_are_resolved_into_config_yaml(tmp_path: Path) -> None:
+    import yaml
+
+    run = run_cartpole(tmp_path / "r", 200, extra=["torch_threads=0"])
+    assert yaml.safe_load((run / "config.yaml").read_text())["torch_threads"] == 1  # small net: one thread

@@ -15,6 +15,7 @@ EPILOG_TRAIN = """examples:
   rlmorning train dqn --env CartPole-v1 --steps 50000
   rlmorning train dqn --env MinAtar/Breakout --set double=true --set n_step=3
   rlmorning train dqn --resume runs/Breakout-dqn-0-20261123-101500 --steps 200000
+  rlmorning train dqn --env CartPole-v1 --run-dir runs/cartpole --overwrite   # delete the run there, start again
 
 config keys: 'rlmorning agents -v' lists every key with its default.
 """
@@ -37,6 +38,8 @@ def register(sub: argparse._SubParsersAction) -> dict[str, Handler]:
                     "--set encoder_kwargs.hidden=[64,64]")
     tr.add_argument("--run-dir", help="write the run here (default: runs/<env>-<agent>-<seed>-<time>)")
     tr.add_argument("--resume", metavar="RUN_DIR", help="continue a run from its checkpoints/latest.pt")
+    tr.add_argument("--overwrite", action="store_true", help="with --run-dir: delete the run already there (only "
+                    "what training writes: config.yaml, checkpoints/, metrics.csv, tb/, ...) and start again")
     tr.add_argument("--device", choices=None, help="auto | cpu | cuda | cuda:N (default auto)")
     tr.add_argument("--num-envs", type=int, help="parallel training envs (default 1)")
     tr.add_argument("--no-progress", action="store_true", help="print nothing while training (no bar, no log lines)")
@@ -66,7 +69,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
     if args.resume:
         conflicting = [name for name, val in (("--set", args.overrides), ("--config", args.config),
                                               ("--seed", args.seed), ("--num-envs", args.num_envs),
-                                              ("--run-dir", args.run_dir)) if val]
+                                              ("--run-dir", args.run_dir), ("--overwrite", args.overwrite))
+                       if val]
         if conflicting:
             raise RlmError(f"{', '.join(conflicting)} cannot be combined with --resume "
                            "(the run's config.yaml is used; only --steps and --device may change)")
@@ -84,7 +88,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
             raise RlmError("train needs --env (e.g. --env Breakout) or --resume RUN_DIR")
         summary = api.train(
             args.agent, args.env, config=args.config, overrides=args.overrides, run_dir=args.run_dir,
-            steps=args.steps, seed=args.seed, num_envs=args.num_envs, device=args.device, progress=progress,
+            overwrite=args.overwrite, steps=args.steps, seed=args.seed, num_envs=args.num_envs, device=args.device,
+            progress=progress,
         )
     best = summary["best_eval"]
     best_s = f"{best:.2f}" if best != float("-inf") else "n/a (no evaluation ran)"

@@ -76,9 +76,9 @@ def _common(p: argparse.ArgumentParser) -> None:
 def _threads() -> None:
     import torch
 
-    from rlmorning.threads import default_torch_threads
+    from rlmorning.threads import available_cores
 
-    torch.set_num_threads(default_torch_threads())
+    torch.set_num_threads(available_cores())
 
 
 def _cmd_record(args: argparse.Namespace) -> int:

@@ -29,9 +29,11 @@ import gymnasium as gym
 import numpy as np
 import torch
 
+from rlmorning.agents.capabilities import PolicyOutputs, QValues
 from rlmorning.errors import RlmError
+from rlmorning.viz.media import VideoWriter, mp4_to_gif, video_stem
 from rlmorning.viz.panel import fmt_score, pad_even, upscale
-from rlmorning.viz.rollout import PolicySource
+from rlmorning.viz.source import PolicySource
 
 SIDECAR_FORMAT = 1
 FONT = cv2.FONT_HERSHEY_SIMPLEX
@@ -211,10 +213,9 @@ def describe_policy(outputs: dict[str, Any], parts: list[ActionPart]) -> str:
 
 def policy_outputs(agent: Any, obs: np.ndarray, state: Any) -> dict[str, Any]:
     """Row 0 of the agent's ``policy_outputs`` (or its Q-values) as JSON-ready numbers; {} without either."""
-    fn = getattr(agent, "policy_outputs", None)
-    if fn is not None:
-        return {k: _row0(v) for k, v in fn(obs, state).items()}
-    q = agent.q_values(obs)
+    if isinstance(agent, PolicyOutputs):
+        return {k: _row0(v) for k, v in agent.policy_outputs(obs, state).items()}
+    q = agent.q_values(obs) if isinstance(agent, QValues) else None
     return {} if q is None else {"q_values": _row0(q)}
 
 
@@ -359,7 +360,6 @@ def _sidecar(src: PolicySource, ep: TextEpisode, **extra: Any) -> dict[str, Any]
 def record_text_episode(src: PolicySource, seed: int, out_dir: Path, *, max_steps: int | None = None,
                         advance: Callable[..., None] | None = None) -> dict[str, Path]:
     """Write one episode's text log ``<stem>-text.txt`` and its sidecar ``<stem>-text.json``."""
-    from rlmorning.viz.video import video_stem
 
     ep = play_text(src, seed, max_steps)
     stem = video_stem(src, seed, overlay=True, saliency=False) + "-text"
@@ -380,7 +380,6 @@ def record_text_video_episode(src: PolicySource, seed: int, out_dir: Path, *, fp
                               overlay: bool = True, advance: Callable[..., None] | None = None) -> dict[str, Path]:
     """Write one episode as ``<stem>.mp4`` (one frame per block, the text drawn with OpenCV) and ``<stem>.json``;
     without ``overlay`` the frames show the env's rendering only (no title, policy, action and reward lines)."""
-    from rlmorning.viz.video import VideoWriter, mp4_to_gif, video_stem
 
     ep = play_text(src, seed, max_steps)
     stem = video_stem(src, seed, overlay=overlay, saliency=False)

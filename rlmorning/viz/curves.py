@@ -23,6 +23,7 @@ import numpy as np
 from rlmorning import envs as envs_mod
 from rlmorning.errors import RlmError
 from rlmorning.run import MetricsCSV, read_config
+from rlmorning.viz.kstep import plot_kstep_error
 
 ALIASES = {"eval_return": "eval_return_mean", "return": "train_return"}
 EVAL_METRICS = {"eval_return_mean", "eval_return_std", "eval_episodes", "heldout_q"}
@@ -140,11 +141,9 @@ def plot_curves(runs: Sequence[str | Path], metric: str = "eval_return",
     groups: dict[str, list[RunData]] = {}
     for d in data:
         groups.setdefault(group_key(d.config), []).append(d)
-    differing = _differing_keys([members[0].config for members in groups.values()])
+    differing = differing_keys([members[0].config for members in groups.values()])
     if column in special:
-        from rlmorning.viz.kstep import plot_kstep_error  # noqa: PLC0415
-
-        return plot_kstep_error(groups, differing, png)
+        return plot_kstep_error(groups, differing, png, group_label)
     is_eval = column in EVAL_METRICS
     protocols = sorted(set.union(*(d.protocols() for d in data))) if is_eval else []
 
@@ -167,7 +166,7 @@ def plot_curves(runs: Sequence[str | Path], metric: str = "eval_return",
                     std = ep_std
                     label += " (± std over eval episodes)"
         else:
-            steps, mean, std = _mean_std([m.series(column) for m in members])
+            steps, mean, std = mean_std([m.series(column) for m in members])
             label += f", {len(members)} seeds ({', '.join(map(str, seeds))}): mean ± std"
         if is_eval and len(protocols) > 1:
             label += f"\n[{'; '.join(sorted(set.union(*(m.protocols() for m in members))))}]"
@@ -203,14 +202,15 @@ def plot_curves(runs: Sequence[str | Path], metric: str = "eval_return",
     return {"png": png, "json": js}
 
 
-def _differing_keys(configs: list[dict[str, Any]]) -> list[str]:
+def differing_keys(configs: list[dict[str, Any]]) -> list[str]:
+    """Config keys whose values differ between ``configs`` (the keys that name groups apart)."""
     if len(configs) < 2:
         return []
     keys = sorted(set().union(*configs) - NOT_GROUPING)
     return [k for k in keys if len({json.dumps(c.get(k), sort_keys=True, default=str) for c in configs}) > 1]
 
 
-def _mean_std(series: list[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def mean_std(series: list[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Mean and std over runs, on the first run's steps inside the range every run covers."""
     nonempty = [(s, v) for s, v in series if len(s)]
     if not nonempty:

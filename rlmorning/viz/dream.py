@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from rlmorning import envs as envs_mod
+from rlmorning.agents.capabilities import HasWorldModel
 from rlmorning.errors import RlmError
 from rlmorning.viz.rollout import _PALETTE
 from rlmorning.viz.video import VideoWriter
@@ -102,10 +103,7 @@ UPSAMPLERS = ("nearest", "bicubic", "srcnn")
 
 def world_model_of(agent: Any) -> Any:
     """The world model of a ``worldmodel`` run's agent or of a Dyna-DQN agent, else None."""
-    model = getattr(agent, "model", None)
-    if model is None and getattr(agent, "planner", None) is not None:
-        model = agent.planner.model
-    return model if model is not None and hasattr(model, "imagine") else None
+    return agent.world_model if isinstance(agent, HasWorldModel) else None
 
 
 def screens(info: Any, env_kwargs: dict, steps: int, seed: int, size: int) -> np.ndarray:

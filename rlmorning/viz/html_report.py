@@ -50,7 +50,7 @@ from typing import Any
 import numpy as np
 
 from rlmorning.errors import RlmError, unreadable
-from rlmorning.viz.curves import RunData, _differing_keys, _mean_std, group_key, group_label, load_run
+from rlmorning.viz.curves import RunData, differing_keys, group_key, group_label, load_run, mean_std
 from rlmorning.viz.rollout import DEFAULT_SEED
 
 CURVES: tuple[tuple[str, str], ...] = (
@@ -228,7 +228,7 @@ def _curve_figures(data: list[RunData]) -> list[dict[str, Any]]:
     groups: dict[str, list[RunData]] = {}
     for d in data:
         groups.setdefault(group_key(d.config), []).append(d)
-    differing = _differing_keys([members[0].config for members in groups.values()])
+    differing = differing_keys([members[0].config for members in groups.values()])
     palette = qualitative.Plotly
     figures = []
     for column, title in CURVES:
@@ -251,7 +251,7 @@ def _curve_figures(data: list[RunData]) -> list[dict[str, Any]]:
                     if len(ep_std) == len(mean):
                         std, label = ep_std, label + " (± std over eval episodes)"
             else:
-                steps, mean, std = _mean_std([m.series(column) for m in members])
+                steps, mean, std = mean_std([m.series(column) for m in members])
                 label += f", {len(members)} seeds ({', '.join(str(m.seed) for m in members)}): mean ± std"
                 for m in members:
                     s, v = m.series(column)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -35,14 +36,14 @@ def last_kstep(run: RunData) -> tuple[int, np.ndarray, np.ndarray, np.ndarray]:
                    "(train worldmodel, or dqn with world_model=...) with kstep_every > 0")
 
 
-def plot_kstep_error(groups: dict[str, list[RunData]], differing: list[str], png: Path) -> dict[str, Path]:
-    """Draw the k-step error plot of grouped runs to ``png`` (+ ``.json``)."""
+def plot_kstep_error(groups: dict[str, list[RunData]], differing: list[str], png: Path,
+                     group_label: Callable[[dict, list[str]], str]) -> dict[str, Path]:
+    """Draw the k-step error plot of grouped runs to ``png`` (+ ``.json``); ``group_label(config, differing)``
+    names a group (the curves plot's labels)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-
-    from rlmorning.viz.curves import group_label
 
     fig, ax = plt.subplots(figsize=(8, 5), dpi=100)
     colors = plt.get_cmap("tab10")

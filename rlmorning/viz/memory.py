@@ -9,6 +9,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
+from rlmorning.agents.capabilities import HasMemory
 from rlmorning.errors import RlmError
 
 
@@ -120,9 +121,8 @@ def plot_memory(run: str | Path, checkpoint: str = "latest", length: int | None 
     from rlmorning import envs as envs_mod
 
     agent, cfg = api.load_policy(run, checkpoint, device)
-    if not getattr(agent, "has_memory", False):
-        core = getattr(getattr(agent, "config", None), "core", None)
-        what = f"agent '{cfg.agent}'" + (f" with core={core}" if core else "")
+    if not (isinstance(agent, HasMemory) and agent.has_memory):
+        what = f"agent '{cfg.agent}'" + (f" with core={agent.core_name}" if isinstance(agent, HasMemory) else "")
         raise RlmError(f"plot-memory needs a run with an NTM memory core (agent ntm, or a2c with core=ntm); "
                        f"'{run}' has {what}")
     info = envs_mod.resolve(cfg.env)

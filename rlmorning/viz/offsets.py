@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from rlmorning.agents.capabilities import HasEncoder
 from rlmorning.errors import RlmError
 
 
@@ -123,7 +124,7 @@ def plot_offsets(run_dir: str | Path, checkpoint: str = "best", out: str | Path 
                        "--set encoder=deformable")
     where = find_checkpoint(run, checkpoint).stem
     agent, cfg = load_policy(run, checkpoint)
-    encoder = getattr(getattr(agent, "online", None), "encoder", None)
+    encoder = agent.encoder if isinstance(agent, HasEncoder) else None
     if not isinstance(encoder, DeformableEncoder) or not encoder.deformable_layers:
         raise RlmError(f"run '{run}' has no deformable conv layers to plot")
     encoder.eval()

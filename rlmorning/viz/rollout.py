@@ -22,55 +22,10 @@ import numpy as np
 from rlmorning import envs as envs_mod
 from rlmorning.envs import EnvInfo
 from rlmorning.errors import RlmError
+from rlmorning.viz.source import PolicySource
 
 DEFAULT_SEED = 12_345
 """Seed of the first recorded episode (episode i uses seed + i), as in ``rlmorning eval``."""
-
-
-@dataclass
-class PolicySource:
-    """A loaded policy and how to evaluate it."""
-
-    agent: Any
-    info: EnvInfo
-    source: str
-    """The run directory, or ``sb3:<path>``."""
-    checkpoint: str
-    """Path of the checkpoint or model file that was loaded."""
-    checkpoint_step: int | None
-    epsilon: float
-    sticky_actions: float
-    max_frames: int
-    env_kwargs: dict[str, Any]
-    protocol: str
-    out_dir: Path
-    """Where outputs go by default: the run directory, or the SB3 model's folder."""
-    run_dir: Path | None
-    num_actions: int
-    action_meanings: list[str]
-    agent_name: str
-
-    @property
-    def frame_skip(self) -> int:
-        """Emulator frames per agent step (Atari: 4), for frame axes."""
-        if self.info.family != "atari":
-            return 1
-        return int(self.env_kwargs.get("frame_skip", 4))
-
-    def sidecar_header(self) -> dict[str, Any]:
-        """The fields every JSON sidecar starts with: what played, from which checkpoint, how it was scored."""
-        return {"source": self.source, "checkpoint": self.checkpoint, "checkpoint_step": self.checkpoint_step,
-                "agent": self.agent_name, "env": self.info.display_name, "eval_protocol": self.protocol,
-                "epsilon": self.epsilon}
-
-    @property
-    def title(self) -> str:
-        step = f" @ {self.checkpoint_step:,} steps" if self.checkpoint_step is not None else ""
-        return f"{self.info.display_name} | {self.agent_name} | {Path(self.checkpoint).name}{step}"
-
-    def make_env(self, seed: int) -> Any:
-        return envs_mod.make_eval(self.info, seed, sticky_actions=self.sticky_actions, max_frames=self.max_frames,
-                                  render_rgb=True, **dict(self.env_kwargs))
 
 
 def load_source(source: str, checkpoint: str = "best", env: str | None = None, device: str = "cpu",
@@ -86,7 +41,7 @@ def load_source(source: str, checkpoint: str = "best", env: str | None = None, d
 
         return load_sb3(source[4:], env, device=device, epsilon=epsilon)
     from rlmorning.api import load_policy
-    from rlmorning.run import find_checkpoint, read_config
+    from rlmorning.run import checkpoint_step, find_checkpoint, read_config
 
     run = Path(source)
     if not run.is_dir():
@@ -99,10 +54,10 @@ def load_source(source: str, checkpoint: str = "best", env: str | None = None, d
     t = cfg.trainer
     info = envs_mod.resolve(cfg.env)
     eps = t.eval_epsilon if epsilon is None else epsilon
-    n = int(getattr(agent, "num_actions", 0)) or _num_actions(info, t.env_kwargs)
+    n = _num_actions(info, t.env_kwargs)
     return PolicySource(
         agent=agent, info=info, source=str(run), checkpoint=str(ckpt),
-        checkpoint_step=getattr(agent, "env_steps", None), epsilon=eps,
+        checkpoint_step=checkpoint_step(ckpt), epsilon=eps,
         sticky_actions=t.eval_sticky_actions, max_frames=t.eval_max_frames, env_kwargs=dict(t.env_kwargs),
         protocol=envs_mod.eval_protocol(info, sticky_actions=t.eval_sticky_actions, epsilon=eps,
                                         max_frames=t.eval_max_frames),

@@ -13,98 +13,26 @@ H.264 with yuv420p pixels (plays in browsers), written by ffmpeg from ``imageio-
 from __future__ import annotations
 
 import json
-import subprocess
 import sys
 from collections import deque
 from collections.abc import Callable
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from rlmorning.errors import RlmError
-from rlmorning.viz.panel import QRange, auto_scale, draw_panel, fmt_score, pad_even, upscale
-from rlmorning.viz.rollout import DEFAULT_SEED, EpisodeLog, PolicySource, load_source, play
+from rlmorning.viz import ansi
+from rlmorning.viz.media import VideoWriter, mp4_to_gif, progress_bar, video_stem
+from rlmorning.viz.panel import QRange, auto_scale, draw_panel, fmt_score, upscale
+from rlmorning.viz.rollout import DEFAULT_SEED, EpisodeLog, load_source, play
+from rlmorning.viz.source import PolicySource
+
+__all__ = ["SIDECAR_FORMAT", "VideoWriter", "mp4_to_gif", "print_paths", "progress_bar", "record",
+           "record_episode", "video_stem"]
 
 SIDECAR_FORMAT = 1
 TRACE_SECONDS = 10.0
-
-
-class VideoWriter:
-    """Stream RGB frames into an H.264 MP4 (yuv420p, ``+faststart``) through imageio-ffmpeg's ffmpeg."""
-
-    def __init__(self, path: Path, fps: int, crf: int = 20) -> None:
-        self.path = Path(path)
-        self.fps = fps
-        self.crf = crf
-        self._gen: Any = None
-        self.size: tuple[int, int] | None = None
-        self.frames = 0
-
-    def write(self, frame: np.ndarray) -> None:
-        frame = pad_even(frame)
-        h, w = frame.shape[:2]
-        if self._gen is None:
-            import imageio_ffmpeg
-
-            self.size = (w, h)
-            self._gen = imageio_ffmpeg.write_frames(
-                str(self.path), (w, h), fps=self.fps, codec="libx264", pix_fmt_in="rgb24", pix_fmt_out="yuv420p",
-                quality=None, macro_block_size=2, ffmpeg_log_level="error",
-                output_params=["-crf", str(self.crf), "-preset", "veryfast", "-movflags", "+faststart"],
-            )
-            self._gen.send(None)
-        elif (w, h) != self.size:
-            raise ValueError(f"frame size changed from {self.size} to {(w, h)}")
-        self._gen.send(np.ascontiguousarray(frame, dtype=np.uint8))
-        self.frames += 1
-
-    def close(self) -> None:
-        if self._gen is not None:
-            self._gen.close()
-            self._gen = None
-
-
-def mp4_to_gif(mp4: Path, gif: Path, fps: int = 15, width: int | None = None) -> Path:
-    """Convert an MP4 into a GIF (ffmpeg palette, nearest-neighbour scaling; default half width)."""
-    import imageio_ffmpeg
-
-    scale = f"scale={width}:-2:flags=neighbor" if width else "scale=trunc(iw/4)*2:-2:flags=neighbor"
-    cmd = [imageio_ffmpeg.get_ffmpeg_exe(), "-y", "-loglevel", "error", "-i", str(mp4), "-vf",
-           f"fps={fps},{scale},split[a][b];[a]palettegen=max_colors=128[p];[b][p]paletteuse=dither=none",
-           str(gif)]
-    res = subprocess.run(cmd, capture_output=True, text=True)
-    if res.returncode != 0:
-        raise RlmError(f"ffmpeg could not write '{gif}': {(res.stderr.strip().splitlines() or ['?'])[-1]}")
-    return gif
-
-
-@contextmanager
-def progress_bar(enabled: bool = True) -> Any:
-    """A rich progress bar on stderr (only on a terminal); yields ``add(description, total) -> advance()``."""
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-    console = Console(stderr=True)
-    if not enabled or not console.is_terminal:
-        yield lambda description, total: (lambda n=1: None)
-        return
-    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                  console=console, transient=True) as prog:
-
-        def add(description: str, total: int | None) -> Callable[..., None]:
-            task = prog.add_task(description, total=total)
-            return lambda n=1: prog.advance(task, n)
-
-        yield add
-
-
-def video_stem(src: PolicySource, seed: int, overlay: bool, saliency: bool) -> str:
-    ckpt = Path(src.checkpoint).stem
-    step = f"-step{src.checkpoint_step}" if src.checkpoint_step is not None else ""
-    tags = ("" if overlay else "-plain") + ("-saliency" if saliency else "")
-    return f"{src.info.display_name.replace('/', '-')}-{ckpt}{step}-seed{seed}{tags}"
 
 
 def record_episode(
@@ -220,7 +148,6 @@ def record(
     Returns the written paths per episode (``video`` or ``text``, ``sidecar``, and ``gif``). Default
     folder: ``<run>/videos/`` (SB3: ``videos/`` beside the model).
     """
-    from rlmorning.viz import ansi
 
     if fmt is not None and fmt not in FORMATS:
         raise RlmError(f"unknown --format '{fmt}'. Valid: {', '.join(FORMATS)}")
