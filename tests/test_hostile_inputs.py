@@ -24,9 +24,9 @@ import numpy as np
 import pytest
 import torch
 import yaml
+from test_cli import assert_one_line_error, cli  # the CLI helpers shared by the CLI tests
 
 from rlmorning import api
-from rlmorning.cli import main
 from rlmorning.config import coerce
 from rlmorning.errors import RlmError
 from rlmorning.run import MetricsCSV, load_checkpoint
@@ -34,21 +34,7 @@ from rlmorning.run import MetricsCSV, load_checkpoint
 BINARY = bytes(range(256)) * 8  # not UTF-8 (0x80 ... 0xff), with NUL bytes
 
 
-def cli(capsys: pytest.CaptureFixture, *args: object) -> tuple[int, str, str]:
-    capsys.readouterr()
-    rc = main([str(a) for a in args])
-    out, err = capsys.readouterr()
-    return rc, out, err
-
-
-def one_line_error(rc: int, out: str, err: str) -> str:
-    """The error line of a CLI call that must fail with status 2 and one line on stderr, without a traceback."""
-    assert rc == 2, (rc, out, err)
-    assert "Traceback" not in err and "Traceback" not in out
-    lines = err.strip("\n").split("\n")
-    assert len(lines) == 1, err
-    assert lines[0].startswith("rlmorning: error: "), err
-    return lines[0]
+one_line_error = assert_one_line_error  # the error line of a CLI call that must fail with status 2, one line
 
 
 @pytest.fixture(scope="module")

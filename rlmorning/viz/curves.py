@@ -156,18 +156,8 @@ def plot_curves(runs: Sequence[str | Path], metric: str = "eval_return",
         seeds = [m.seed for m in members]
         per_run = {str(m.path): dict(zip(("step", "value"), (a.tolist() for a in m.series(column)), strict=True))
                    for m in members}
-        if len(members) == 1:
-            steps, mean = members[0].series(column)
-            std = None
-            label += f", seed {seeds[0]}"
-            if column == "eval_return_mean":
-                _, ep_std = members[0].series("eval_return_std")
-                if len(ep_std) == len(mean):
-                    std = ep_std
-                    label += " (± std over eval episodes)"
-        else:
-            steps, mean, std = mean_std([m.series(column) for m in members])
-            label += f", {len(members)} seeds ({', '.join(map(str, seeds))}): mean ± std"
+        steps, mean, std, suffix = group_series(members, column)
+        label += suffix
         if is_eval and len(protocols) > 1:
             label += f"\n[{'; '.join(sorted(set.union(*(m.protocols() for m in members))))}]"
         ax.plot(steps, mean, color=color, lw=1.8, marker="o" if len(steps) < 40 else None, ms=3, label=label)
@@ -208,6 +198,21 @@ def differing_keys(configs: list[dict[str, Any]]) -> list[str]:
         return []
     keys = sorted(set().union(*configs) - NOT_GROUPING)
     return [k for k in keys if len({json.dumps(c.get(k), sort_keys=True, default=str) for c in configs}) > 1]
+
+
+def group_series(members: list[RunData], column: str) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, str]:
+    """``(steps, mean, std or None, label suffix)`` of ``column`` for the runs of one group: one run's own series
+    (with its eval episodes' std for eval returns), or the mean ± std over several seeds."""
+    if len(members) == 1:
+        steps, mean = members[0].series(column)
+        std, suffix = None, f", seed {members[0].seed}"
+        if column == "eval_return_mean":
+            _, ep_std = members[0].series("eval_return_std")
+            if len(ep_std) == len(mean):
+                std, suffix = ep_std, suffix + " (± std over eval episodes)"
+        return steps, mean, std, suffix
+    steps, mean, std = mean_std([m.series(column) for m in members])
+    return steps, mean, std, f", {len(members)} seeds ({', '.join(str(m.seed) for m in members)}): mean ± std"
 
 
 def mean_std(series: list[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

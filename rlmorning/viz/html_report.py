@@ -50,7 +50,7 @@ from typing import Any
 import numpy as np
 
 from rlmorning.errors import RlmError, unreadable
-from rlmorning.viz.curves import RunData, differing_keys, group_key, group_label, load_run, mean_std
+from rlmorning.viz.curves import RunData, differing_keys, group_key, group_label, group_series, load_run
 from rlmorning.viz.rollout import DEFAULT_SEED
 
 CURVES: tuple[tuple[str, str], ...] = (
@@ -242,17 +242,9 @@ def _curve_figures(data: list[RunData]) -> list[dict[str, Any]]:
             color = palette[gi % len(palette)]
             band = "rgba({}, {}, {}, 0.2)".format(*hex_to_rgb(color))
             label = group_label(members[0].config, differing)
-            if len(members) == 1:
-                steps, mean = members[0].series(column)
-                std = None
-                label += f", seed {members[0].seed}"
-                if column == "eval_return_mean":
-                    _, ep_std = members[0].series("eval_return_std")
-                    if len(ep_std) == len(mean):
-                        std, label = ep_std, label + " (± std over eval episodes)"
-            else:
-                steps, mean, std = mean_std([m.series(column) for m in members])
-                label += f", {len(members)} seeds ({', '.join(str(m.seed) for m in members)}): mean ± std"
+            steps, mean, std, suffix = group_series(members, column)
+            label += suffix
+            if len(members) > 1:
                 for m in members:
                     s, v = m.series(column)
                     fig.add_trace(go.Scatter(x=s, y=v, mode="lines+markers", name=f"{m.path.name} (seed {m.seed})",
