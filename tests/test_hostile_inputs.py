@@ -302,8 +302,8 @@ FAST = ["--set", "learning_starts=100", "--set", "eval_every=0", "--set", "heldo
 def test_failed_checkpoint_write_stops_training_in_one_line(capsys, tmp_path, monkeypatch, how):
     from rlmorning.agents.dqn import DQNAgent
 
-    if how == "read-only" and os.geteuid() == 0:
-        pytest.skip("root writes into read-only folders")
+    # root ignores a read-only folder's mode: there the folder's refusal is simulated with the same OSError
+    simulate_read_only = how == "read-only" and os.geteuid() == 0
     run = tmp_path / "run"
     real_save, real_observe = torch.save, DQNAgent.observe
     saves: list[int] = []
@@ -312,10 +312,12 @@ def test_failed_checkpoint_write_stops_training_in_one_line(capsys, tmp_path, mo
         saves.append(1)
         if how != "read-only" and len(saves) > 1:  # the checkpoint of step 100 is written, later ones fail
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        if simulate_read_only and len(saves) > 1:
+            raise PermissionError(errno.EACCES, os.strerror(errno.EACCES))
         real_save(obj, f, *args, **kwargs)
 
     def observe(self: DQNAgent, *args: object, **kwargs: object) -> None:
-        if self.env_steps == 150 and how == "read-only":
+        if self.env_steps == 150 and how == "read-only" and not simulate_read_only:
             (run / "checkpoints").chmod(0o555)
         if self.env_steps == 150 and how == "disk-full-then-ctrl-c":
             signal.raise_signal(signal.SIGINT)
