@@ -116,14 +116,19 @@ def test_greedy_act_matches_q_values_and_explore_is_random() -> None:
     assert not np.array_equal(explored, greedy)
 
 
-def test_checkpoint_round_trip_with_weights_only() -> None:
-    agent = make_agent()
+def trained_state(agent: DQNAgent) -> dict:
+    """``agent``'s state after 60 observed steps and one update round, through bytes as in a checkpoint."""
     feed(agent, 60)
     agent.update(60)
     buf = io.BytesIO()
     torch.save(agent.state_dict(), buf)
     buf.seek(0)
-    state = torch.load(buf, weights_only=True)
+    return torch.load(buf, weights_only=True)
+
+
+def test_checkpoint_round_trip_with_weights_only() -> None:
+    agent = make_agent()
+    state = trained_state(agent)
     other = make_agent()
     other.load_state_dict(state)
     obs = np.random.default_rng(2).standard_normal((8, 3)).astype(np.float32)
@@ -180,16 +185,12 @@ def test_shared_target_gives_bit_identical_training(double: bool) -> None:
 
 def test_inference_agent_holds_no_replay_or_optimizer_and_loads_weights() -> None:
     trained = make_agent()
-    feed(trained, 60)
-    trained.update(0)
-    buf = io.BytesIO()
-    torch.save(trained.state_dict(), buf)
-    buf.seek(0)
+    state = trained_state(trained)
     cfg = trained.config
     policy = DQNAgent(cfg, gym.spaces.Box(-1, 1, (3,), np.float32), gym.spaces.Discrete(2), num_envs=1,
                       frame_stack=1, total_steps=1000, device=torch.device("cpu"), seed=0, inference=True)
     assert policy.replay is None and policy.optimizer is None
-    policy.load_state_dict(torch.load(buf, weights_only=True))
+    policy.load_state_dict(state)
     obs = np.random.default_rng(0).standard_normal((4, 3)).astype(np.float32)
     assert torch.equal(policy.q_values(obs), trained.q_values(obs))
     with pytest.raises(RlmError, match="inference"):
