@@ -56,3 +56,13 @@ AGENTS.register("worldmodel", "generative world model (codec ae|vae + GRU dynami
               "heads, trained on real transitions of a uniformly random policy; logs k-step prediction accuracy")
 )
 __all__ += ["WorldModelAgent", "WorldModelConfig"]
+
+from rlmorning.agents.skills import SkillsAgent, SkillsConfig  # noqa: E402
+
+AGENTS.register("skills", "unsupervised skill discovery: skill-conditioned DQN rewarded by log q(z|s) - log p(z)")(
+    AgentSpec(SkillsConfig, SkillsAgent, {"gym": "skills_classic", "minatar": "skills_minatar"},
+              "unsupervised skill discovery (InfoGAN's MI objective, DIAYN): skill-conditioned DQN rewarded by a "
+              "discriminator's log q(z|s') - log p(z); code=categorical|gaussian; init_from=RUN fine-tunes the best "
+              "skill on the env's reward")
+)
+__all__ += ["SkillsAgent", "SkillsConfig"]

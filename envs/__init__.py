@@ -119,7 +119,7 @@ def make_eval(
     kwargs.pop("autoreset_mode", None)
     try:
         if info.family == "atari":
-            for key in ("episodic_life", "clip_rewards", "num_threads"):
+            for key in ("clip_rewards", "num_threads"):
                 kwargs.pop(key, None)
             kwargs.pop("sticky_actions", None)
             kwargs.pop("max_frames", None)

@@ -8,7 +8,10 @@ frames are stacked by :class:`~rlmorning.envs.stack.FrameStack`.
 Evaluation (``make_atari_eval``): one ``ALE/<Game>-v5`` env with the same preprocessing through
 Gymnasium's ``AtariPreprocessing``, but **true game scores**: unclipped rewards, all lives, episodes
 capped at 108,000 frames, optional sticky actions (Machado et al. 2018), and RGB screens for video.
-ROMs ship inside ale-py; nothing is downloaded.
+The agent's view is the one it learned from: where training ends the learner's episode at a life loss,
+the evaluation frame stack is zero-padded again after each life loss (the game goes on; Dopamine's runner
+does the same by starting a new agent episode at each life loss). ROMs ship inside ale-py; nothing is
+downloaded.
 """
 
 from __future__ import annotations
@@ -152,6 +155,39 @@ class FireOnReset(gym.Wrapper):
         return obs, info
 
 
+class StackFrames(gym.Wrapper):
+    """Stack the last ``k`` frames: obs ``[k, H, W]``, zeros before the episode's start and, with
+    ``restart_on_life_loss``, zeros before the frame of each life loss (the training env's episodic-life
+    view). Rewards, lives and episode ends are untouched."""
+
+    def __init__(self, env: gym.Env, k: int, restart_on_life_loss: bool) -> None:
+        super().__init__(env)
+        inner = env.observation_space
+        assert isinstance(inner, gym.spaces.Box)
+        self.restart_on_life_loss = restart_on_life_loss
+        self.observation_space = gym.spaces.Box(0, 255, (k, *inner.shape), dtype=inner.dtype)
+        self._stack = np.zeros((k, *inner.shape), dtype=inner.dtype)
+        self._lives = 0
+
+    def reset(self, **kwargs: Any) -> tuple[np.ndarray, dict]:
+        obs, info = self.env.reset(**kwargs)
+        self._lives = int(info.get("lives", 0))
+        self._stack[:] = 0
+        self._stack[-1] = obs
+        return self._stack.copy(), info
+
+    def step(self, action: Any) -> tuple[np.ndarray, Any, bool, bool, dict]:
+        obs, reward, terminated, truncated, info = self.env.step(action)
+        lives = int(info.get("lives", 0))
+        if self.restart_on_life_loss and lives < self._lives:
+            self._stack[:] = 0
+        else:
+            self._stack[:-1] = self._stack[1:]
+        self._stack[-1] = obs
+        self._lives = lives
+        return self._stack.copy(), reward, terminated, truncated, info
+
+
 def make_atari_eval(
     rom: str,
     seed: int,
@@ -162,8 +198,12 @@ def make_atari_eval(
     frame_skip: int = 4,
     render_rgb: bool = False,
     frame_size: int = 84,
+    episodic_life: bool = True,
 ) -> gym.Env:
-    """The evaluation env: obs ``uint8 [4, S, S]`` like training, true (unclipped, all-lives) scores."""
+    """The evaluation env: obs ``uint8 [4, S, S]`` like training, true (unclipped, all-lives) scores.
+
+    ``episodic_life`` (as the run trained) zero-pads the frame stack after each life loss, as the
+    training env does when it ends the learner's episode there; the score still counts every life."""
     _check_frame_size(frame_size)
     env = gym.make(
         f"ALE/{game_title(rom)}-v5",
@@ -182,7 +222,7 @@ def make_atari_eval(
         scale_obs=False,
     )
     env = FireOnReset(env)
-    env = gym.wrappers.FrameStackObservation(env, FRAME_STACK, padding_type="zero")
+    env = StackFrames(env, FRAME_STACK, restart_on_life_loss=episodic_life)
     env.reset(seed=seed)
     return env
 

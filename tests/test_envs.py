@@ -254,6 +254,54 @@ def test_atari_eval_runs_until_game_over():
         env.close()
 
 
+def test_atari_eval_view_equals_training_view_through_a_life_loss():
+    """Same seed, same actions: the evaluation env shows the agent the stacks the training env showed it,
+    including the zero-padded restart after a life loss (the game and its score go on). MsPacman: a game
+    without FIRE, so no start-of-game FIRE (done by ALE in training, by a wrapper in evaluation) shifts the
+    two games apart."""
+    train = make_vector(resolve("MsPacman"), 1, seed=0, noop_max=0)
+    evaluation = make_eval(resolve("MsPacman"), seed=0, noop_max=0)
+    try:
+        train_obs, _ = train.reset(seed=0)
+        eval_obs, info = evaluation.reset(seed=0)
+        np.testing.assert_array_equal(train_obs[0], eval_obs)
+        rng = np.random.default_rng(0)
+        lives, restarts = info["lives"], 0
+        for _ in range(2000):
+            action = int(rng.integers(evaluation.action_space.n))
+            train_obs, *_ = train.step(np.array([action]))
+            eval_obs, _, terminated, _, info = evaluation.step(action)
+            np.testing.assert_array_equal(train_obs[0], eval_obs)
+            if info["lives"] < lives:
+                restarts += 1
+                assert not eval_obs[:3].any() and eval_obs[3].any()  # a new stack: zeros, then this frame
+                assert not terminated
+            lives = info["lives"]
+            if restarts == 2:
+                break
+        assert restarts == 2
+    finally:
+        train.close()
+        evaluation.close()
+
+
+def test_atari_eval_without_episodic_life_keeps_the_stack():
+    env = make_eval(resolve("Breakout"), seed=0, noop_max=0, episodic_life=False)
+    try:
+        obs, info = env.reset(seed=0)
+        lives = info["lives"]
+        env.action_space.seed(0)
+        for _ in range(2000):
+            prev = obs
+            obs, _, _, _, info = env.step(env.action_space.sample())
+            if info["lives"] < lives:
+                np.testing.assert_array_equal(obs[:3], prev[1:])
+                return
+        raise AssertionError("no life was lost")
+    finally:
+        env.close()
+
+
 def test_atari_eval_max_frames_truncates():
     env = make_eval(resolve("Breakout"), seed=0, max_frames=400)
     try:

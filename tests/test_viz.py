@@ -136,11 +136,18 @@ def test_saliency_overlays_a_heatmap(breakout_run: Path, tmp_path: Path) -> None
     assert main(args + ["--out", str(tmp_path / "plain")]) == 0
     assert main(args + ["--out", str(tmp_path / "sal"), "--saliency", "--saliency-every", "2"]) == 0
     _, plain = decode(only(tmp_path / "plain", "*.mp4"))
-    _, sal = decode(only(tmp_path / "sal", "*.mp4"))
+    _, sal = decode(only(tmp_path / "sal", "*-saliency.mp4"))
     assert len(plain) == len(sal) == 3 and plain[0].shape == sal[0].shape == (630, 480, 3)
     assert np.abs(plain[0].astype(int) - sal[0].astype(int)).mean() > 2.0
     side = json.loads(only(tmp_path / "sal", "*.json").read_text())
     assert side["saliency"]["steps"] == [0, 2] and side["saliency"]["stride"] == 5
+    # the same episode without the heatmap, named in the sidecar (a player's saliency toggle switches to it)
+    off = only(tmp_path / "sal", "*-saliency-off.mp4")
+    assert side["saliency"]["video_without"] == off.name and side["video"] == off.name.replace("-off", "")
+    _, without = decode(off)
+    assert len(without) == 3
+    for a, b in zip(without, plain, strict=True):
+        assert np.abs(a.astype(int) - b.astype(int)).mean() < 0.5
 
 
 def test_saliency_finds_the_region_the_q_function_reads() -> None:

@@ -48,6 +48,8 @@ def register(sub: argparse._SubParsersAction) -> dict[str, Handler]:
                      help="compute saliency every K-th step, reuse it in between (default 4)")
     rec.add_argument("--epsilon", type=float, help="random-action probability (default: the run's eval_epsilon)")
     rec.add_argument("--scale", type=int, help="integer upscale of the screen (default: 3 for Atari)")
+    rec.add_argument("--skill", type=int, help="skills runs: play skill K in every episode (videos in "
+                     "RUN/videos/skill<K>/)")
 
     pq = sub.add_parser("plot-q", help="Q-value trace of one episode (DQN paper Fig. 3) and held-out Q over "
                         "training")
@@ -91,7 +93,7 @@ def _cmd_record(args: argparse.Namespace) -> int:
         args.source, episodes=args.episodes, checkpoint=args.checkpoint, out=args.out, fps=args.fps,
         max_steps=args.max_steps, overlay=not args.no_overlay, gif=args.gif, saliency=args.saliency,
         saliency_every=args.saliency_every, seed=args.seed, env=args.env, epsilon=args.epsilon,
-        device=args.device, scale=args.scale, fmt=args.fmt,
+        device=args.device, scale=args.scale, fmt=args.fmt, skill=args.skill,
     )
     print_paths(results)
     return 0

@@ -8,11 +8,23 @@ The page (Jinja2 template ``rlmorning/viz/report.html.j2``, package data) holds
   and a panel shows the current step's Q per action, the action taken, the reward, score and lives;
 * **training curves** of each run's ``metrics.csv`` (eval return with its protocol, held-out Q, loss, sps,
   epsilon); runs that differ only in seed are drawn as mean ± std with thin per-seed lines;
-* a **run card** per run: resolved config, package versions, eval protocol, wall time, best/final eval.
+* a **run card** per run: resolved config, package versions, eval protocol, wall time, best/final eval;
+  for a run whose agent holds a world model (:class:`~rlmorning.agents.capabilities.HasWorldModel`) a
+  **dream strip** (frames of :func:`rlmorning.viz.dream.dream`: real, imagined, difference), and for one
+  with an NTM memory core (:class:`~rlmorning.agents.capabilities.HasMemory`) the **memory plot** of
+  :func:`rlmorning.viz.memory.plot_memory`, both as inline PNGs.
+
+An episode recorded with saliency (``record --saliency``, or ``saliency=True`` here) comes with a second
+video of the same episode without the heatmap (named in its sidecar as ``saliency.video_without``): the
+player shows that one and a toggle switches to the saliency video at the same step. A sidecar without
+saliency gets no toggle.
 
 Everything is inlined (plotly.js, styles, plot data, the sidecar, the video as a base64 ``data:`` URL),
 so the page needs no network and works from ``file://``; ``embed_video=False`` writes the video into
-``<page stem>_files/`` beside the page instead (one folder to move around).
+``<page stem>_files/`` beside the page instead (one folder to move around). To keep long episodes small
+(a 14,363-step Breakout episode makes a 6.6 MB page), the recorded video is the game screen only (the page
+draws the Q panel), the sidecar's Q-values travel as one base64 float32 array (:func:`packed_sidecar`) and
+the Q trace as float32 typed arrays.
 
 Why Plotly (against Bokeh and Altair):
 
@@ -66,6 +78,11 @@ VIDEO_TYPES = {".mp4": "video/mp4", ".webm": "video/webm"}
 PLOTLY_CONFIG = {"displaylogo": False, "responsive": True}
 LONG_EPISODE = 5000
 """Episodes longer than this draw the Q trace with WebGL (``scattergl``)."""
+DREAM_HORIZON = 14
+DREAM_COLUMNS = 8
+DREAM_GAP = 6
+"""The dream strip: an open-loop dream of ``DREAM_HORIZON`` steps, ``DREAM_COLUMNS`` of its frames side by
+side with white gaps of ``DREAM_GAP`` pixels."""
 
 
 def build_report(
@@ -79,14 +96,20 @@ def build_report(
     max_steps: int | None = None,
     episode: bool = True,
     embed_video: bool = True,
+    saliency: bool = False,
+    video_panel: bool = False,
     device: str = "cpu",
     progress: bool = False,
 ) -> dict[str, Path]:
-    """Write the HTML page of ``runs`` to ``out``; returns ``{"html": out}`` (plus ``"video"`` if not embedded).
+    """Write the HTML page of ``runs`` to ``out``; returns ``{"html": out}`` (plus ``"video"``, and
+    ``"saliency_video"`` with saliency, if not embedded).
 
     The episode is ``video`` (an MP4 and its sidecar, default: the MP4's path with ``.json``) or else a new
-    recording of the first run's ``checkpoint`` from ``seed`` (``max_steps`` bounds it); ``episode=False``
-    leaves the player out.
+    recording of the first run's ``checkpoint`` from ``seed`` (``max_steps`` bounds it; ``saliency`` records
+    it with perturbation saliency too, slow): the game screen only, as the page has its own Q panel
+    (``video_panel`` keeps record's panel in the video, about 4 times the bytes); ``episode=False`` leaves
+    the player out. Run cards of world-model and NTM runs get a dream strip or memory plot made from the same
+    ``checkpoint`` and ``seed``.
     """
     if not runs:
         raise RlmError("html needs at least one run directory")
@@ -96,6 +119,9 @@ def build_report(
         raise RlmError("--video and --no-video exclude each other")
     if sidecar is not None and video is None:
         raise RlmError("--sidecar needs --video")
+    if (saliency or video_panel) and (video is not None or not episode):
+        flag = "--saliency" if saliency else "--video-panel"
+        raise RlmError(f"{flag} is for the recorded episode: it excludes --video and --no-video")
     out = check_out(out)
     data = [_load(r) for r in runs]
     with tempfile.TemporaryDirectory(prefix="rlmorning-html-") as tmp:
@@ -105,9 +131,11 @@ def build_report(
                 mp4, side = _given_video(Path(video), None if sidecar is None else Path(sidecar))
             else:
                 mp4, side = _record(data[0].path, Path(tmp), checkpoint=checkpoint, seed=seed, max_steps=max_steps,
-                                    device=device, progress=progress)
+                                    saliency=saliency, overlay=video_panel, device=device, progress=progress)
             ep = _episode(mp4, side)
-        return _write(out, data, ep, embed_video)
+        extras = [_card_extras(d.path, Path(tmp) / f"extras-{i}", checkpoint=checkpoint if i == 0 else
+                               _run_checkpoint(checkpoint), seed=seed, device=device) for i, d in enumerate(data)]
+        return _write(out, data, ep, embed_video, extras)
 
 
 def check_out(out: str | Path) -> Path:
@@ -140,12 +168,12 @@ def _load(run: str | Path) -> RunData:
 
 
 # ----------------------------------------------------------------------------------------------- episode
-def _record(run: Path, folder: Path, *, checkpoint: str, seed: int, max_steps: int | None, device: str,
-            progress: bool) -> tuple[Path, Path]:
+def _record(run: Path, folder: Path, *, checkpoint: str, seed: int, max_steps: int | None, saliency: bool,
+            overlay: bool, device: str, progress: bool) -> tuple[Path, Path]:
     from rlmorning.viz.video import record
 
     results = record(str(run), episodes=1, checkpoint=checkpoint, out=folder, max_steps=max_steps, seed=seed,
-                     device=device, progress=progress, fmt="mp4")
+                     overlay=overlay, saliency=saliency, device=device, progress=progress, fmt="mp4")
     return results[0]["video"], results[0]["sidecar"]
 
 
@@ -180,7 +208,21 @@ def _episode(mp4: Path, side: Path) -> dict[str, Any]:
     for key, value in defaults.items():
         if data.get(key) is None:
             data[key] = value
-    return {"video_path": mp4, "sidecar_path": side, "sidecar": data}
+    ep: dict[str, Any] = {"video_path": mp4, "sidecar_path": side, "sidecar": data, "saliency_path": None,
+                          "saliency_baked": False}
+    sal = data.get("saliency")
+    if isinstance(sal, dict) and isinstance(sal.get("video_without"), str):
+        # the sidecar's video shows the heatmap, video_without the same episode without it: start plain
+        plain = mp4.parent / Path(sal["video_without"]).name
+        salient = mp4.parent / Path(str(data.get("video"))).name if mp4 == plain else mp4
+        for path, what in ((plain, "without"), (salient, "with")):
+            if not path.is_file():
+                raise RlmError(f"sidecar '{side}' names '{path.name}' (the episode {what} saliency), which is not "
+                               f"in '{mp4.parent}'")
+        ep["video_path"], ep["saliency_path"] = plain, salient
+    elif isinstance(sal, dict):
+        ep["saliency_baked"] = True  # recorded before record wrote a copy without the heatmap
+    return ep
 
 
 def _q_trace(side: dict[str, Any]) -> dict[str, Any] | None:
@@ -195,17 +237,17 @@ def _q_trace(side: dict[str, Any]) -> dict[str, Any] | None:
     n = max(len(q) for q in qs if q is not None)
     names = list(side.get("action_meanings") or [])
     names += [f"action {i}" for i in range(len(names), n)]
-    steps = np.arange(len(qs))
-    q = np.array([[np.nan] * n if v is None else v for v in qs], dtype=np.float64)
+    # float32 (the agent's precision) as Plotly's base64 typed arrays; x is the index, i.e. the step
+    q = np.array([[np.nan] * n if v is None else v for v in qs], dtype=np.float32)
     scatter = go.Scattergl if len(qs) > LONG_EPISODE else go.Scatter
     fig = go.Figure()
     for a in range(n):
-        fig.add_trace(scatter(x=steps, y=q[:, a], mode="lines", name=f"Q({names[a]})", line={"width": 1.4},
+        fig.add_trace(scatter(y=q[:, a], mode="lines", name=f"Q({names[a]})", line={"width": 1.4},
                               hovertemplate="%{y:.4f}"))
     rewards = np.array(side["per_step"].get("reward") or [], dtype=np.float64)
     hit = np.flatnonzero(rewards != 0)
     if len(hit):
-        top = np.nanmax(q[hit], axis=1)
+        top = np.nanmax(q[hit].astype(np.float64), axis=1)
         fig.add_trace(scatter(x=hit, y=top, mode="markers", name="reward", marker={"symbol": "star", "size": 9},
                               customdata=rewards[hit], hovertemplate="reward %{customdata:g}<extra></extra>"))
     fig.update_layout(
@@ -310,6 +352,73 @@ def _card(d: RunData) -> dict[str, Any]:
     }
 
 
+def _run_checkpoint(checkpoint: str) -> str:
+    """The checkpoint of the runs after the first: a PATH given for the first run's episode means ``best``."""
+    return checkpoint if checkpoint in ("best", "latest") else "best"
+
+
+def _card_extras(run: Path, folder: Path, *, checkpoint: str, seed: int, device: str) -> dict[str, Any]:
+    """The run card's pictures: ``dream`` (a world model's dream strip) and ``memory`` (an NTM's memory plot),
+    as ``{"src": data URL, "caption": ...}``; none for other agents or a run without checkpoints yet."""
+    from rlmorning.agents.capabilities import HasMemory
+    from rlmorning.api import load_policy
+    from rlmorning.run import find_checkpoint
+    from rlmorning.viz.dream import world_model_of
+
+    try:
+        find_checkpoint(run, checkpoint)
+    except RlmError:
+        return {}  # a run still before its first checkpoint: curves and card only
+    agent, _ = load_policy(run, checkpoint, device)
+    extras: dict[str, Any] = {}
+    folder.mkdir(parents=True, exist_ok=True)
+    if world_model_of(agent) is not None:
+        extras["dream"] = _dream_strip(run, folder, checkpoint=checkpoint, seed=seed, device=device)
+    if isinstance(agent, HasMemory) and agent.has_memory:
+        from rlmorning.viz.memory import plot_memory
+
+        png = plot_memory(run, checkpoint, out=folder / "memory.png", seed=seed, device=device)
+        extras["memory"] = {
+            "src": _png_url(png.read_bytes()),
+            "caption": f"Memory of one greedy episode ({agent.core_name} core; checkpoint {checkpoint}, seed {seed}): "
+                       "inputs, outputs and the NTM's write and read weightings over the memory slots, as "
+                       "rlmorning plot-memory draws them.",
+        }
+    return extras
+
+
+def _dream_strip(run: Path, folder: Path, *, checkpoint: str, seed: int, device: str) -> dict[str, Any]:
+    """Frames of the run's dream video (:func:`rlmorning.viz.dream.dream`) side by side, as a PNG data URL."""
+    import cv2
+    import imageio_ffmpeg
+
+    from rlmorning.viz.dream import dream
+
+    res = dream(run, horizon=DREAM_HORIZON, out=folder / "dream.mp4", seed=seed, checkpoint=checkpoint,
+                device=device, scale=12, display_size=128)
+    reader = imageio_ffmpeg.read_frames(str(res["video"]))
+    w, h = next(reader)["size"]
+    frames = [np.frombuffer(f, np.uint8).reshape(h, w, 3) for f in reader]
+    shown = sorted({int(round(t)) for t in np.linspace(0, len(frames) - 1, min(len(frames), DREAM_COLUMNS))})
+    gap = np.full((h, DREAM_GAP, 3), 255, np.uint8)
+    strip = np.concatenate([part for t in shown for part in (frames[t], gap)][:-1], axis=1)
+    ok, png = cv2.imencode(".png", np.ascontiguousarray(strip[..., ::-1]))
+    if not ok:
+        raise RlmError(f"could not encode the dream strip of '{run}' as PNG")
+    return {
+        "src": _png_url(png.tobytes()),
+        "steps": shown,
+        "caption": f"The world model's open-loop dream (checkpoint {checkpoint}, seed {seed}, uniformly random "
+                   f"actions), steps {', '.join(map(str, shown))} of {res['steps']}: real frame, the model's "
+                   "prediction and their difference; green borders mark observed frames, orange imagined ones "
+                   "(as rlmorning dream draws them).",
+    }
+
+
+def _png_url(png: bytes) -> str:
+    return "data:image/png;base64," + base64.b64encode(png).decode("ascii")
+
+
 def _num(s: Any) -> bool:
     try:
         return math.isfinite(float(s))
@@ -352,7 +461,36 @@ def _clean(obj: Any) -> Any:
     return obj
 
 
-def _write(out: Path, data: list[RunData], ep: dict[str, Any] | None, embed_video: bool) -> dict[str, Path]:
+def packed_sidecar(side: dict[str, Any]) -> dict[str, Any]:
+    """The sidecar as the page holds it: ``per_step.q_values`` (float32 numbers) as one base64 float32 array
+    ``q_values_f32 = {"shape": [T, A], "b64": ...}``, a quarter of the JSON's size; the page unpacks it.
+
+    Left as JSON if a step has no Q-values or a value is not a float32 (packing must not change a number)."""
+    qs = side["per_step"].get("q_values")
+    if not qs or any(q is None for q in qs) or len({len(q) for q in qs}) != 1:
+        return side
+    arr = np.asarray(qs, dtype=np.float64)
+    packed = arr.astype("<f4")
+    if not np.array_equal(packed.astype(np.float64), arr, equal_nan=True):
+        return side
+    per_step = {k: v for k, v in side["per_step"].items() if k != "q_values"}
+    per_step["q_values_f32"] = {"shape": list(packed.shape), "b64": base64.b64encode(packed.tobytes()).decode("ascii")}
+    return {**side, "per_step": per_step}
+
+
+def _video_src(mp4: Path, out: Path, embed: bool) -> tuple[str, Path | None]:
+    """The ``src`` of ``mp4`` in the page: a base64 ``data:`` URL, or a copy in ``<out stem>_files/``."""
+    mime = VIDEO_TYPES.get(mp4.suffix.lower(), "video/mp4")
+    if embed:
+        return f"data:{mime};base64," + base64.b64encode(mp4.read_bytes()).decode("ascii"), None
+    folder = out.parent / f"{out.stem}_files"
+    folder.mkdir(exist_ok=True)
+    shutil.copyfile(mp4, folder / mp4.name)
+    return f"{folder.name}/{mp4.name}", folder / mp4.name
+
+
+def _write(out: Path, data: list[RunData], ep: dict[str, Any] | None, embed_video: bool,
+           extras: list[dict[str, Any]]) -> dict[str, Path]:
     import jinja2
     from markupsafe import Markup
     from plotly.offline import get_plotlyjs
@@ -361,25 +499,26 @@ def _write(out: Path, data: list[RunData], ep: dict[str, Any] | None, embed_vide
     episode = None
     if ep is not None:
         side, mp4 = ep["sidecar"], Path(ep["video_path"])
-        mime = VIDEO_TYPES.get(mp4.suffix.lower(), "video/mp4")
-        if embed_video:
-            src = f"data:{mime};base64," + base64.b64encode(mp4.read_bytes()).decode("ascii")
-        else:
-            folder = out.parent / f"{out.stem}_files"
-            folder.mkdir(exist_ok=True)
-            shutil.copyfile(mp4, folder / mp4.name)
-            paths["video"] = folder / mp4.name
-            src = f"{folder.name}/{mp4.name}"
+        src, copy = _video_src(mp4, out, embed_video)
+        if copy is not None:
+            paths["video"] = copy
+        saliency_src = None
+        if ep["saliency_path"] is not None:
+            saliency_src, copy = _video_src(Path(ep["saliency_path"]), out, embed_video)
+            if copy is not None:
+                paths["saliency_video"] = copy
         episode = {
-            "src": src, "mime": mime, "sidecar": side, "qtrace": _q_trace(side),
-            "video_name": mp4.name, "sidecar_name": Path(ep["sidecar_path"]).name,
+            "src": src, "mime": VIDEO_TYPES.get(mp4.suffix.lower(), "video/mp4"), "sidecar": side,
+            "qtrace": _q_trace(side), "video_name": mp4.name, "sidecar_name": Path(ep["sidecar_path"]).name,
+            "saliency_src": saliency_src, "saliency_baked": ep["saliency_baked"],
         }
     env = jinja2.Environment(loader=jinja2.PackageLoader("rlmorning.viz", "."),
                              autoescape=jinja2.select_autoescape(["html", "j2"]), undefined=jinja2.StrictUndefined,
                              trim_blocks=True, lstrip_blocks=True)
     curves = _curve_figures(data)
     page_data = {
-        "episode": None if episode is None else {k: episode[k] for k in ("sidecar", "qtrace")},
+        "episode": None if episode is None else {"sidecar": packed_sidecar(episode["sidecar"]),
+                                                 "qtrace": episode["qtrace"]},
         "curves": [{"id": c["id"], "figure": c["figure"]} for c in curves],
         "config": PLOTLY_CONFIG,
     }
@@ -389,7 +528,7 @@ def _write(out: Path, data: list[RunData], ep: dict[str, Any] | None, embed_vide
         version = "?"
     html = env.get_template("report.html.j2").render(
         title=" + ".join(d.path.name for d in data),
-        runs=[_card(d) for d in data],
+        runs=[{**_card(d), "dream": None, "memory": None, **x} for d, x in zip(data, extras, strict=True)],
         curves=curves,
         episode=episode,
         missing=[title for column, title in CURVES if not any(c["column"] == column for c in curves)],

@@ -7,7 +7,8 @@ A video has one frame per state of the episode (``steps + 1`` frames: the last s
 screen and score). Frame ``t`` shows the screen of state ``t`` (upscaled by nearest neighbour), and
 beside it the panel: Q-values of state ``t`` per action with the action taken highlighted, the score
 and lives *before* that action's reward, and the max-Q trace of the last ~10 s of video. Videos are
-H.264 with yuv420p pixels (plays in browsers), written by ffmpeg from ``imageio-ffmpeg``.
+H.264 with yuv420p pixels (plays in browsers), written by ffmpeg from ``imageio-ffmpeg``. With saliency,
+a second video of the same episode without the heatmap (``<stem>-off.mp4``) lets a player switch it off.
 """
 
 from __future__ import annotations
@@ -50,7 +51,12 @@ def record_episode(
     scale: int | None = None,
     advance: Callable[..., None] | None = None,
 ) -> dict[str, Path]:
-    """Record one episode: writes ``<stem>.mp4``, ``<stem>.json`` (sidecar) and optionally ``<stem>.gif``."""
+    """Record one episode: writes ``<stem>.mp4``, ``<stem>.json`` (sidecar) and optionally ``<stem>.gif``.
+
+    With ``saliency`` the video shows the heatmap and ``<stem>-off.mp4`` is the same episode without it
+    (same frames, panel and size), named in the sidecar as ``saliency.video_without``; the returned paths
+    then include ``video_without``.
+    """
     from rlmorning.viz.saliency import default_params, overlay_heatmap, perturbation_saliency
 
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -58,6 +64,8 @@ def record_episode(
     mp4, side = out_dir / f"{stem}.mp4", out_dir / f"{stem}.json"
     log = EpisodeLog(seed=seed)
     writer = VideoWriter(mp4, fps)
+    # with saliency, the same episode without the heatmap too (named in the sidecar): a player can switch
+    without = VideoWriter(out_dir / f"{stem}-off.mp4", fps) if saliency else None
     window = int(round(TRACE_SECONDS * fps))
     trace: deque[float] = deque(maxlen=window)
     q_range = QRange()
@@ -68,6 +76,7 @@ def record_episode(
     try:
         for m in play(src, seed, log, max_steps=max_steps):
             screen = m.frame
+            k = scale or auto_scale(screen.shape[0])
             if saliency:
                 if m.t % saliency_every == 0 or sal_map is None:
                     obs = np.asarray(m.obs)
@@ -75,9 +84,10 @@ def record_episode(
                     sal_map = perturbation_saliency(src.agent.q_values, obs, stride=saliency_stride)
                     sal_max = max(sal_max, float(sal_map.max()))
                     sal_steps.append(m.t)
+                plain = upscale(screen, k)
                 screen = overlay_heatmap(screen, sal_map, sal_max)
-            k = scale or auto_scale(screen.shape[0])
             game = upscale(screen, k)
+            panel = None
             if overlay:
                 if m.q is not None:
                     q_range.update(m.q)
@@ -89,15 +99,16 @@ def record_episode(
                     action=m.action, greedy=m.greedy, random=m.random, trace=list(trace), window=window,
                     q_range=q_range, trace_seconds=TRACE_SECONDS,
                 )
-                image = np.concatenate([game, panel], axis=1)
-            else:
-                image = game
-            writer.write(image)
+            writer.write(game if panel is None else np.concatenate([game, panel], axis=1))
+            if without is not None:
+                without.write(plain if panel is None else np.concatenate([plain, panel], axis=1))
             frame_size = writer.size
             if advance is not None:
                 advance()
     finally:
         writer.close()
+        if without is not None:
+            without.close()
     sidecar = {
         "format": SIDECAR_FORMAT,
         "video": mp4.name,
@@ -107,11 +118,14 @@ def record_episode(
         "frames": writer.frames,
         "frame_size": list(frame_size) if frame_size else None,
         "overlay": overlay,
-        "saliency": {"stride": saliency_stride, "every": saliency_every, "steps": sal_steps} if saliency else None,
+        "saliency": {"stride": saliency_stride, "every": saliency_every, "steps": sal_steps,
+                     "video_without": without.path.name} if without is not None else None,
         **log.to_json(),
     }
     side.write_text(json.dumps(sidecar, separators=(",", ":")))
     paths = {"video": mp4, "sidecar": side}
+    if without is not None:
+        paths["video_without"] = without.path
     if gif:
         paths["gif"] = mp4_to_gif(mp4, out_dir / f"{stem}.gif")
     return paths
@@ -139,6 +153,7 @@ def record(
     scale: int | None = None,
     progress: bool = True,
     fmt: str | None = None,
+    skill: int | None = None,
 ) -> list[dict[str, Path]]:
     """Record ``episodes`` evaluation episodes (seeds ``seed``, ``seed + 1`` ...) of a run or ``sb3:`` model.
 
@@ -146,7 +161,8 @@ def record(
     env's ansi rendering; default for envs that only render text, such as the algorithmic envs; see
     :mod:`rlmorning.viz.ansi`). ``fps`` defaults to 30 (text-rendering envs: their ``render_fps``).
     Returns the written paths per episode (``video`` or ``text``, ``sidecar``, and ``gif``). Default
-    folder: ``<run>/videos/`` (SB3: ``videos/`` beside the model).
+    folder: ``<run>/videos/`` (SB3: ``videos/`` beside the model). ``skill``: a skills run plays that skill in
+    every episode (default folder ``<run>/videos/skill<k>/``).
     """
 
     if fmt is not None and fmt not in FORMATS:
@@ -159,6 +175,10 @@ def record(
     if scale is not None and scale < 1:
         raise RlmError(f"--scale must be >= 1, got {scale}")
     src = load_source(source, checkpoint, env=env, device=device, epsilon=epsilon)
+    if skill is not None:  # a skills run playing one skill (rlmorning.viz.skills); videos in videos/skill<k>/
+        from rlmorning.viz.skills import select_skill
+
+        src = select_skill(src, skill)
     modes = ansi.env_metadata(src).get("render_modes", [])
     text_only = "ansi" in modes and "rgb_array" not in modes
     fmt = fmt or ("text" if text_only else "mp4")
@@ -174,7 +194,7 @@ def record(
         raise RlmError(f"--saliency needs image observations; {src.info.display_name}'s are not images")
     elif not text_only and src.num_actions == 0:
         raise RlmError(f"record's video panel needs Discrete actions; {src.info.display_name} has others")
-    out_dir = Path(out) if out is not None else src.out_dir / "videos"
+    out_dir = Path(out) if out is not None else src.out_dir / "videos" / ("" if skill is None else f"skill{skill}")
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -216,6 +236,8 @@ def print_paths(results: list[dict[str, Path]], file: Any = None) -> None:
         side = json.loads(Path(r["sidecar"]).read_text())
         main = r["video"] if "video" in r else r["text"]
         print(f"{main}  ({side['steps']} steps, score {fmt_score(side['score'])})", file=file)
+        if "video_without" in r:
+            print(f"{r['video_without']}  (without saliency)", file=file)
         print(f"{r['sidecar']}", file=file)
         if "gif" in r:
             print(f"{r['gif']}", file=file)
