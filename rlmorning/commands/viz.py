@@ -16,7 +16,8 @@ EPILOG_RECORD = """examples:
   rlmorning record runs/<Copy-v0 a2c run> --episodes 2              (text log)
   rlmorning record runs/<Copy-v0 a2c run> --format mp4 --fps 2      (the text frames as a video)
 
-output: <stem>.mp4 (H.264) and <stem>.json (per-step actions, rewards, Q-values, lives, score) per episode,
+output: <stem>.mp4 (H.264) and <stem>.json (per-step actions, rewards, Q-values, lives, score) per episode
+(with --saliency also <stem>-off.mp4, the same episode without the heatmap),
 in RUN/videos/ (SB3: videos/ beside the model) unless --out is given. Envs that only render text
 (render_mode 'ansi': rlmorning/Copy-v0 and the other algorithmic envs, the NTM tasks) default to
 --format text: <stem>-text.txt with, per step, the policy's outputs, the action, the reward and the env's
