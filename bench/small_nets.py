@@ -40,14 +40,14 @@ WORKLOADS: dict[str, dict[str, Any]] = {
 
 
 # ------------------------------------------------------------------------------------------ rlmorning
-def _rlm_trainer(workload: str, steps: int, overrides: list[str]) -> Any:
+def _rlm_trainer(workload: str, steps: int, overrides: list[str], num_envs: int = 1) -> Any:
     from rlmorning.api import resolve_run_config
     from rlmorning.trainer import Trainer
 
     w = WORKLOADS[workload]
     sets = ["eval_every=0", "checkpoint_every=0", "heldout_states=0", "log_every=1000000000",
             "torch_threads=1", *overrides]
-    cfg = resolve_run_config("dqn", w["env"], config=w["config"], overrides=sets, steps=steps, num_envs=1,
+    cfg = resolve_run_config("dqn", w["env"], config=w["config"], overrides=sets, steps=steps, num_envs=num_envs,
                              device="cpu", progress=False)
     return Trainer(cfg, tempfile.mkdtemp(prefix="bench-small-"))
 
@@ -59,12 +59,12 @@ def _fill_replay(trainer: Any, steps: int) -> None:
         trainer.state.step += new_steps
 
 
-def run_rlmorning(workload: str, measure: int, overrides: list[str]) -> dict[str, Any]:
-    """Env steps/s of the real training loop once learning has started."""
+def run_rlmorning(workload: str, measure: int, overrides: list[str], num_envs: int = 1) -> dict[str, Any]:
+    """Env steps/s (summed over the parallel envs) of the real training loop once learning has started."""
     probe = _rlm_trainer(workload, 1, overrides)
     starts = probe.agent.config.learning_starts
     probe.env.close()
-    trainer = _rlm_trainer(workload, starts + measure, overrides)
+    trainer = _rlm_trainer(workload, starts + measure, overrides, num_envs)
     _fill_replay(trainer, starts)
     t0 = time.perf_counter()
     trainer.train()
@@ -195,7 +195,7 @@ def run_sb3(workload: str, measure: int, learning_starts: int) -> dict[str, Any]
 def _worker(args: argparse.Namespace) -> None:
     torch.set_num_threads(1)
     if args.worker == "rlmorning":
-        out = run_rlmorning(args.workloads[0], args.measure, args.set)
+        out = run_rlmorning(args.workloads[0], args.measure, args.set, args.num_envs)
     elif args.worker == "sb3":
         out = run_sb3(args.workloads[0], args.measure, args.learning_starts)
     else:
@@ -209,6 +209,8 @@ def _spawn(worker: str, workload: str, measure: int, core: int, args: argparse.N
            "--learning-starts", str(learning_starts)]
     for s in args.set:
         cmd += ["--set", s]
+    if worker == "rlmorning":
+        cmd += ["--num-envs", str(args.num_envs)]
     env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
     return subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, env=env,
                             preexec_fn=lambda: os.sched_setaffinity(0, {core}))
@@ -236,6 +238,8 @@ def main() -> None:
     p.add_argument("--workloads", nargs="+", default=list(WORKLOADS), choices=list(WORKLOADS))
     p.add_argument("--measure", type=int, default=0, help="timed env steps (0: the workload's default)")
     p.add_argument("--set", action="append", default=[], help="an rlmorning config override (repeatable)")
+    p.add_argument("--num-envs", type=int, default=1,
+                   help="rlmorning's parallel envs (same replay ratio: one update per train_freq env steps)")
     p.add_argument("--no-profile", action="store_true", help="skip the per-phase profile")
     p.add_argument("--cores", type=int, nargs=2, default=None, help="the two cores to pin to")
     p.add_argument("--worker", choices=["rlmorning", "sb3", "profile"], help=argparse.SUPPRESS)
@@ -249,7 +253,7 @@ def main() -> None:
         raise SystemExit("needs two cores (one per library); pass --cores A B")
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}; "
           f"each library pinned to its own core (cores {cores[0]} and {cores[1]}), 1 torch thread; "
-          f"rlmorning overrides: {args.set or 'none'}")
+          f"rlmorning overrides: {args.set or 'none'}, rlmorning num_envs={args.num_envs}")
     profiles = {}
     for workload in args.workloads:
         w = WORKLOADS[workload]
