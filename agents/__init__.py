@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from rlmorning.agents.base import Agent, FeedForwardAgent
 from rlmorning.agents.dqn import DQNAgent, DQNConfig
+from rlmorning.agents.dyna import DynaDQNAgent, DynaDQNConfig, make_dqn_agent
 from rlmorning.registry import Registry
 
 
@@ -24,14 +25,14 @@ class AgentSpec:
 AGENTS: Registry[AgentSpec] = Registry("agent")
 AGENTS.register("dqn", "DQN (Mnih et al. 2015) with Double/Dueling/n-step switches")(
     AgentSpec(
-        DQNConfig,
-        DQNAgent,
+        DynaDQNConfig,  # DQN's keys plus an optional world model (model: ...), which makes it Dyna-DQN
+        make_dqn_agent,
         {"atari": "dqn_atari", "minatar": "dqn_minatar", "gym": "dqn_classic"},
         "DQN (Mnih et al. 2015) with Double/Dueling/n-step switches",
     )
 )
 
-__all__ = ["AGENTS", "Agent", "AgentSpec", "DQNAgent", "DQNConfig", "FeedForwardAgent"]
+__all__ = ["AGENTS", "Agent", "AgentSpec", "DQNAgent", "DQNConfig", "DynaDQNAgent", "DynaDQNConfig", "FeedForwardAgent"]
 
 from rlmorning.agents.a2c import A2CAgent, A2CConfig  # noqa: E402
 from rlmorning.agents.ntm import NTMAgent, NTMConfig  # noqa: E402

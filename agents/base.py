@@ -23,6 +23,10 @@ from typing import Any, Protocol, runtime_checkable
 import numpy as np
 import torch
 
+from rlmorning.checkpointed import Checkpointed, load_module_state
+
+__all__ = ["Agent", "Checkpointed", "FeedForwardAgent", "linear_schedule", "load_module_state"]
+
 
 @runtime_checkable
 class Agent(Protocol):
@@ -82,18 +86,6 @@ class FeedForwardAgent:
         replay = getattr(self, "replay", None)
         if replay is not None:
             replay.interrupt_episodes()
-
-
-def load_module_state(module: torch.nn.Module, state: dict[str, Any], hint: str) -> None:
-    """``module.load_state_dict(state)``; a shape/key mismatch becomes one RlmError line naming ``hint``
-    (what usually differs, e.g. "encoder/env")."""
-    from rlmorning.errors import RlmError
-
-    try:
-        module.load_state_dict(state)
-    except RuntimeError as exc:
-        first = str(exc).splitlines()[0]
-        raise RlmError(f"checkpoint does not fit this network (different {hint}?): {first}") from None
 
 
 def linear_schedule(start: float, end: float, duration: float, t: float) -> float:

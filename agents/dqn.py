@@ -7,9 +7,9 @@ The whole algorithm is in :meth:`DQNAgent._gradient_step`: the target, the loss 
 from __future__ import annotations
 
 import copy
-import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import gymnasium as gym
 import numpy as np
@@ -18,9 +18,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from rlmorning.agents.augment import augment_batch, check_augment
-from rlmorning.agents.base import FeedForwardAgent, linear_schedule, load_module_state
-from rlmorning.agents.dyna import DynaPlanner
+from rlmorning.agents.base import FeedForwardAgent, linear_schedule
 from rlmorning.agents.nets.encoders import make_encoder
+from rlmorning.checkpointed import Checkpointed
 from rlmorning.errors import RlmError
 from rlmorning.replay import ReplayBuffer, smallest_int_dtype
 
@@ -73,39 +73,19 @@ class DQNConfig:
     """auto | channels_last | contiguous: layout of conv weights and image inputs (same maths, other
     kernels); auto = channels_last for Atari-sized frames (>= 36 px; the Nature CNN's update is faster so at
     1 and 2 threads: bench/update.py), contiguous for small grids such as MinAtar's 10x10."""
-    # --- model-based DQN (rlmorning.agents.dyna); off while world_model is empty
-    world_model: str = ""
-    """<codec>-<dynamics>, e.g. vae-gru, vqvae-gru, vae-mdn-gru: learn a world model and imagine in it."""
-    world_model_kwargs: dict = field(default_factory=dict)
-    """Other world-model settings (ModelConfig fields: latent_dim, hidden, beta, lr, adversarial, ...)."""
-    model_mode: str = "dyna"
-    """dyna (real + imagined transitions per batch) | simple (the DQN learns only from imagined ones)"""
-    imagined_ratio: float = 1.0
-    """dyna: imagined transitions per real one in each batch (batch_size real + ratio x batch_size imagined)."""
-    model_batch_size: int = 32
-    model_seq_len: int = 8
-    """Steps per training window (open-loop horizon of the model's training)."""
-    model_train_freq: int = 4
-    """Env steps per model update."""
-    model_learning_starts: int = 2_000
-    imagine_starts: int = 5_000
-    """Env steps before imagined rollouts begin."""
-    rollout_horizon: int = 5
-    rollout_batch: int = 64
-    """Start states (from replay) per imagination round."""
-    rollout_every: int = 16
-    """Env steps per imagination round."""
-    imagined_buffer_size: int = 50_000
-    imagined_reward: str = "mean"
-    """mean (the reward head's regression output, an estimate of the expected reward, as it is) | round
-    (rounded to integers while every real reward was one; erases rare rewards: docs/world_models.md)"""
-    imagined_termination: str = "expected"
-    """expected (discount gamma * (1 - p), p the predicted termination probability; rows stop at p > 0.5)
-    | threshold (discount 0 where p > 0.5, gamma elsewhere)"""
-    kstep_every: int = 1_000
-    """Model updates between k-step prediction checks on replay windows (0: never)."""
-    kstep_horizon: int = 10
-    kstep_batch: int = 128
+
+
+Batch = dict[str, np.ndarray]
+
+
+class BatchSource(Protocol):
+    """Where a DQN's batches come from when not from its replay alone (Dyna-DQN's imagined transitions)."""
+
+    def ready(self, batch_size: int) -> bool:
+        """Whether gradient steps may run now."""
+
+    def batch(self, sample_real: Callable[[int], Batch], batch_size: int) -> Batch:
+        """One batch in the layout of :meth:`ReplayBuffer.sample`; ``sample_real(n)`` draws real transitions."""
 
 
 class QNetwork(nn.Module):
@@ -136,8 +116,18 @@ def _input_scale(space: gym.spaces.Box) -> float:
     return 1.0
 
 
-class DQNAgent(FeedForwardAgent):
-    """Deep Q-Network agent with its own replay buffer."""
+class DQNAgent(Checkpointed, FeedForwardAgent):
+    """Deep Q-Network agent with its own replay buffer.
+
+    ``batch_source`` (None: replay only) supplies the batches of every gradient step when set."""
+
+    saved = ("online", "target", "optimizer", "env_steps", "updates", "_update_credit", "_last_target_sync", "rng",
+             "augment_rng=_aug_generator")
+    saved_buffers = ("replay",)
+    saved_optional = ("augment_rng",)
+    load_hint = "encoder/env"
+    world_model = None
+    """None: no generative world model (:class:`~rlmorning.agents.capabilities.HasWorldModel`)."""
 
     def __init__(
         self,
@@ -152,8 +142,8 @@ class DQNAgent(FeedForwardAgent):
         seed: int,
         inference: bool = False,
     ) -> None:
-        """``inference=True`` builds only what acting and inspection need (networks, world model): no replay
-        buffer, no optimizer; such an agent acts and loads checkpoints but cannot learn."""
+        """``inference=True`` builds only what acting and inspection need (the networks): no replay buffer, no
+        optimizer; such an agent acts and loads checkpoints but cannot learn."""
         if not isinstance(action_space, gym.spaces.Discrete):
             raise RlmError(f"dqn needs a discrete action space, this env has {action_space}")
         if not isinstance(observation_space, gym.spaces.Box):
@@ -194,10 +184,7 @@ class DQNAgent(FeedForwardAgent):
         self.shared_target = target_is_online(config, num_envs, self.online)
         """Target net == online net at every gradient step (hard update before each step): Q(s') is computed
         once with the online net and the target copy is skipped. Same maths; set False to measure."""
-        self.planner: DynaPlanner | None = None
-        if config.world_model:
-            planner_cfg = dataclasses.replace(config, imagined_buffer_size=1) if inference else config
-            self.planner = DynaPlanner(planner_cfg, observation_space, self.num_actions, self.replay, device, seed)
+        self.batch_source: BatchSource | None = None
 
     def _make_optimizer(self) -> torch.optim.Optimizer:
         c = self.config
@@ -217,11 +204,6 @@ class DQNAgent(FeedForwardAgent):
     def encoder(self) -> nn.Module:
         """The online network's observation encoder (:class:`~rlmorning.agents.capabilities.HasEncoder`)."""
         return self.online.encoder
-
-    @property
-    def world_model(self) -> Any | None:
-        """The Dyna planner's world model, or None (:class:`~rlmorning.agents.capabilities.HasWorldModel`)."""
-        return self.planner.model if self.planner is not None else None
 
     # ------------------------------------------------------------------------------------------ acting
     @property
@@ -274,17 +256,6 @@ class DQNAgent(FeedForwardAgent):
         # without a saved buffer, which must refill first)
         if len(replay) >= min(self.config.learning_starts, self.config.buffer_size):
             self._update_credit += new / self.config.train_freq
-        if self.planner is not None:
-            rows = slice(None) if valid is None else np.asarray(valid, bool)
-            self.planner.observe(np.asarray(rewards)[rows], new)
-
-    def _imagination_policy(self, obs: np.ndarray, epsilon: float) -> np.ndarray:
-        """Epsilon-greedy actions for imagined rollouts (the planner's RNG, not the acting one)."""
-        assert self.planner is not None
-        rng = self.planner.rng
-        greedy = self.q_values(obs).argmax(dim=1).cpu().numpy()
-        explore = rng.random(len(obs)) < epsilon
-        return np.where(explore, rng.integers(0, self.num_actions, len(obs)), greedy)
 
     # ---------------------------------------------------------------------------------------- learning
     def update(self, step: int) -> dict[str, float]:
@@ -292,8 +263,7 @@ class DQNAgent(FeedForwardAgent):
         c = self.config
         replay, _ = self._learner()
         metrics: list[dict[str, float]] = []
-        model_metrics = self.planner.step(self._imagination_policy, self.epsilon) if self.planner else {}
-        ready = self.planner is None or self.planner.ready(c.batch_size)
+        ready = self.batch_source is None or self.batch_source.ready(c.batch_size)
         if replay.num_sampleable() >= c.batch_size and ready:
             while self._update_credit >= 1.0:
                 self._update_credit -= 1.0
@@ -306,10 +276,9 @@ class DQNAgent(FeedForwardAgent):
             if not self.shared_target:
                 self._sync_target()
         if not metrics:
-            return model_metrics
+            return {}
         out = {k: float(np.mean([m[k] for m in metrics])) for k in metrics[0]}
         out["epsilon"] = self.epsilon
-        out.update(model_metrics)
         return out
 
     def _sync_target(self) -> None:
@@ -321,18 +290,12 @@ class DQNAgent(FeedForwardAgent):
                 for t, o in zip(self.target.parameters(), self.online.parameters(), strict=True):
                     t.lerp_(o, tau)
 
-    def _batch(self) -> dict[str, np.ndarray]:
-        """A replay batch; with a world model, imagined transitions are appended (dyna) or used alone (simple)."""
-        c = self.config
+    def _batch(self) -> Batch:
+        """A replay batch, or the batch source's batch when there is one."""
         replay, _ = self._learner()
-        n_imagined = self.planner.imagined_count(c.batch_size) if self.planner is not None else 0
-        if n_imagined == 0:
-            return replay.sample(c.batch_size)
-        imagined = self.planner.imagined.sample(n_imagined)
-        if self.planner.simple:
-            return imagined
-        real = replay.sample(c.batch_size)
-        return {k: np.concatenate([real[k], imagined[k].astype(real[k].dtype)]) for k in real}
+        if self.batch_source is None:
+            return replay.sample(self.config.batch_size)
+        return self.batch_source.batch(replay.sample, self.config.batch_size)
 
     def _gradient_step(self) -> dict[str, float]:
         c = self.config
@@ -366,44 +329,10 @@ class DQNAgent(FeedForwardAgent):
 
     # ------------------------------------------------------------------------------------- checkpoints
     def state_dict(self, include_buffers: bool = True) -> dict[str, Any]:
-        state = {
-            "online": self.online.state_dict(),
-            "target": (self.online if self.shared_target else self.target).state_dict(),
-            "optimizer": self._learner()[1].state_dict(),
-            "env_steps": self.env_steps,
-            "updates": self.updates,
-            "update_credit": self._update_credit,
-            "last_target_sync": self._last_target_sync,
-            "rng": self.rng.bit_generator.state,
-            "augment_rng": self._aug_generator.get_state(),
-        }
-        if include_buffers and self.replay is not None:
-            state["replay"] = self.replay.state_dict()
-        if self.planner is not None:
-            state["world_model"] = self.planner.state_dict(include_buffers)
-        return state
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        load_module_state(self.online, state["online"], "encoder/env")
-        load_module_state(self.target, state["target"], "encoder/env")
-        if self.optimizer is not None:
-            self.optimizer.load_state_dict(state["optimizer"])
-        self.env_steps = int(state["env_steps"])
-        self.updates = int(state["updates"])
-        self._update_credit = float(state["update_credit"])
-        self._last_target_sync = int(state["last_target_sync"])
-        self.rng.bit_generator.state = state["rng"]
-        if "augment_rng" in state:
-            self._aug_generator.set_state(state["augment_rng"].cpu())
-        if "replay" in state and self.replay is not None:
-            self.replay.load_state_dict(state["replay"])
-        if self.planner is not None:
-            if "world_model" not in state:
-                raise RlmError("checkpoint has no world model, but this config sets world_model")
-            model_state = state["world_model"]
-            if self.inference:  # the imagined transitions are training state
-                model_state = {k: v for k, v in model_state.items() if k != "imagined"}
-            self.planner.load_state_dict(model_state)
+        """The declared state (``saved``); with a shared target the online net is saved as the target too."""
+        if self.shared_target:  # the target copy was skipped while it equalled the online net
+            self._sync_target()
+        return super().state_dict(include_buffers)
 
 
 def td_target(

@@ -6,8 +6,8 @@ Three agents per game and seed, all from the ``dqn_minatar`` preset with the sam
 * ``dqn``: plain DQN (one gradient step of ``batch_size`` real transitions per env step);
 * ``dqn-rr``: plain DQN with Dyna's total replay ratio (``gradient_steps = 1 + imagined_ratio``), the
   baseline that matters (van Hasselt et al. 2019: replay-heavy model-free DQN matches SimPLe);
-* ``dyna``: DQN + world model (``world_model``), each batch ``batch_size`` real + ``imagined_ratio x
-  batch_size`` imagined transitions;
+* ``dyna``: DQN + world model (the ``model:`` section, ``--world-model CODEC-DYNAMICS``), each batch
+  ``batch_size`` real + ``model.imagined_ratio x batch_size`` imagined transitions;
 * optionally ``simple`` (``--simple``): the DQN learns only in the model.
 
 Scores are the trainer's final greedy evaluation in the real env (``eval_episodes`` episodes), plus the
@@ -32,12 +32,16 @@ from rlmorning import api
 
 COMMON = ["eval_every={eval_every}", "eval_episodes={eval_episodes}", "checkpoint_every=0", "log_every=5000",
           "learning_starts=2000", "eps_decay_steps={decay}", "torch_threads={threads}"]
-DYNA = ["world_model={model}", "imagined_ratio={ratio}", "model_learning_starts=2000", "imagine_starts={imagine}",
-        "model_train_freq={model_freq}", "kstep_every=2000"]
+DYNA = ["model.codec={codec}", "model.dynamics={dynamics}", "model.imagined_ratio={ratio}",
+        "model.learning_starts=2000", "model.imagine_starts={imagine}", "model.train_freq={model_freq}",
+        "model.kstep_every=2000"]
 
 
 def variants(args: argparse.Namespace) -> dict[str, list[str]]:
-    fill = {"model": args.world_model, "ratio": args.imagined_ratio, "imagine": args.imagine_starts,
+    from rlmorning.agents.dyna import parse_world_model  # noqa: PLC0415
+
+    codec, dynamics = parse_world_model(args.world_model)
+    fill = {"codec": codec, "dynamics": dynamics, "ratio": args.imagined_ratio, "imagine": args.imagine_starts,
             "model_freq": args.model_train_freq}
     dyna = [d.format(**fill) for d in DYNA]
     out = {
@@ -46,7 +50,7 @@ def variants(args: argparse.Namespace) -> dict[str, list[str]]:
         "dyna": dyna,
     }
     if args.simple:
-        out["simple"] = [d for d in dyna if not d.startswith("imagined_ratio")] + ["model_mode=simple"]
+        out["simple"] = [d for d in dyna if not d.startswith("model.imagined_ratio")] + ["model.mode=simple"]
         out["simple"] += args.dyna_set
     out["dyna"] += args.dyna_set
     if args.name:
@@ -133,7 +137,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     p.add_argument("--steps", type=int, default=100_000)
     p.add_argument("--agents", nargs="+", help="subset of dqn dqn-rr dyna simple")
-    p.add_argument("--world-model", default="vae-gru")
+    p.add_argument("--world-model", default="vae-gru", help="CODEC-DYNAMICS, e.g. vae-gru, grid-ae-conv-gru")
     p.add_argument("--imagined-ratio", type=float, default=1.0)
     p.add_argument("--imagine-starts", type=int, default=5_000)
     p.add_argument("--model-train-freq", type=int, default=8)
@@ -143,7 +147,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--simple", action="store_true", help="also run the SimPLe-style mode")
     p.add_argument("--dyna-set", nargs="+", default=[], metavar="KEY=VALUE",
-                   help="extra DQN config overrides for the model-based agents only (e.g. imagined_reward=mean)")
+                   help="extra DQN config overrides for the model-based agents only (e.g. model.imagined_reward=mean)")
     p.add_argument("--name", help="report the dyna agent under this name (a variant beside plain 'dyna' in "
                                   "--summarize tables); default: dyna")
     p.add_argument("--summarize", nargs="+", metavar="LOG",

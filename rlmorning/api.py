@@ -176,7 +176,7 @@ def _resume_locked(path: Path, flat: dict[str, Any], steps: int | None, device: 
     if progress is not None:
         flat["progress"] = progress
     spec = AGENTS.get(agent)
-    trainer_cfg, agent_cfg = split_config(flat, spec.config_cls)
+    trainer_cfg, agent_cfg = split_config(flat, spec.config_cls, upgrade=True)  # an older run's keys translated
     cfg = RunConfig(agent=agent, env=env, trainer=trainer_cfg, agent_config=agent_cfg)
     trainer = Trainer(cfg, path, resume=True, on_metrics=on_metrics)
     if steps is not None:
@@ -207,7 +207,7 @@ def load_agent(run_dir: str | Path, checkpoint: str = "latest", device: str = "c
     agent_name, env = flat.pop("agent"), flat.pop("env")
     spec = AGENTS.get(agent_name)
     flat["device"] = str(dev)
-    trainer_cfg, agent_cfg = split_config(flat, spec.config_cls)
+    trainer_cfg, agent_cfg = split_config(flat, spec.config_cls, upgrade=True)  # an older run's keys translated
     cfg = RunConfig(agent=agent_name, env=env, trainer=trainer_cfg, agent_config=agent_cfg)
     info = envs_mod.resolve(env)
     probe = envs_mod.make_eval(info, 0, **dict(trainer_cfg.env_kwargs))

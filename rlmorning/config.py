@@ -1,11 +1,15 @@
 """Configs: typed dataclasses, YAML presets in ``configs/``, and ``--set key=value`` overrides.
 
-A run's configuration is one flat mapping, as written to ``config.yaml`` in the run directory::
+A run's configuration is one mapping, as written to ``config.yaml`` in the run directory::
 
     agent: dqn
     env: Breakout
     steps: 50000        # a TrainerConfig key
-    lr: 0.0001          # a key of the agent's config dataclass (DQNConfig for dqn)
+    lr: 0.0001          # a key of the agent's config dataclass
+    model: {codec: vae, batch_size: 32}   # a nested config dataclass: a section of its own keys
+
+A key a config class lists in ``moved_keys`` (old name -> new place) is one line naming the new place; an
+existing run's config.yaml is first translated by the class's ``upgrade(flat)`` (``split_config(upgrade=True)``).
 
 Resolution order (later wins): dataclass defaults -> preset (``--config NAME|PATH``, or the agent's
 default preset for the env family) -> ``--set`` overrides -> explicit CLI flags (``--steps`` ...).
@@ -16,6 +20,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import sys
 import types
 import typing
 from dataclasses import dataclass, field
@@ -78,6 +83,12 @@ def coerce(key: str, value: Any, tp: Any) -> Any:
         if optional:
             return None
         raise RlmError(f"config key '{key}' may not be null")
+    if dataclasses.is_dataclass(tp):
+        if isinstance(value, tp):
+            return value
+        if not isinstance(value, dict):
+            raise RlmError(f"config key '{key}' expects a mapping of its keys ({key}.KEY), got {value!r}")
+        return build(tp, value, prefix=f"{key}.")
     if tp is bool:
         if isinstance(value, bool):
             return value
@@ -152,10 +163,17 @@ def field_types(cls: type) -> dict[str, Any]:
     return {f.name: hints[f.name] for f in dataclasses.fields(cls)}
 
 
-def build(cls: type, values: dict[str, Any]) -> Any:
-    """Instantiate config dataclass ``cls`` from ``values`` (already restricted to its keys), type-checked."""
+def build(cls: type, values: dict[str, Any], prefix: str = "") -> Any:
+    """Instantiate config dataclass ``cls`` from ``values``, type-checked; a nested config dataclass is built from
+    its mapping. Keys are named ``prefix + key`` in errors; an unknown key is an error naming the valid ones."""
     types_ = field_types(cls)
-    return cls(**{k: coerce(k, v, types_[k]) for k, v in values.items()})
+    for key in values:
+        if key not in types_:
+            moved = getattr(cls, "moved_keys", {}).get(key)
+            if moved:
+                raise RlmError(f"config key '{prefix}{key}' moved: use {moved}")
+            raise unknown_name("config key", prefix + key, [prefix + k for k in types_])
+    return cls(**{k: coerce(prefix + k, v, types_[k]) for k, v in values.items()})
 
 
 def parse_set(item: str) -> tuple[str, Any]:
@@ -174,18 +192,22 @@ def parse_set(item: str) -> tuple[str, Any]:
 
 
 def apply_overrides(config: dict[str, Any], items: list[str]) -> dict[str, Any]:
-    """Apply ``--set`` items to a flat config; dotted keys set entries of dict-valued keys
-    (``encoder_kwargs.channels=[16,32]``)."""
+    """Apply ``--set`` items to a config; dotted keys set entries of mapping-valued keys, at any depth
+    (``encoder_kwargs.channels=[16,32]``, ``model.batch_size=64``, ``model.codec_kwargs.num_codes=32``)."""
     out = dict(config)
     for item in items:
         key, value = parse_set(item)
-        if "." in key:
-            head, sub = key.split(".", 1)
-            inner = dict(out.get(head) or {})
-            inner[sub] = value
-            out[head] = inner
-        else:
-            out[key] = value
+        *heads, last = key.split(".")
+        if not all(heads + [last]):
+            raise RlmError(f"--set: '{key}' is not a key (empty part between dots)")
+        node = out
+        for i, head in enumerate(heads):
+            inner = node.get(head)
+            if inner is not None and not isinstance(inner, dict):
+                raise RlmError(f"--set {key}: config key '{'.'.join(heads[:i + 1])}' is not a mapping")
+            node[head] = dict(inner or {})
+            node = node[head]
+        node[last] = value
     return out
 
 
@@ -241,8 +263,18 @@ class RunConfig:
         return out
 
 
-def split_config(flat: dict[str, Any], agent_config_cls: type) -> tuple[TrainerConfig, Any]:
-    """Split a flat mapping into TrainerConfig and the agent's config; unknown keys are errors."""
+def split_config(flat: dict[str, Any], agent_config_cls: type, upgrade: bool = False) -> tuple[TrainerConfig, Any]:
+    """Split a run's mapping into TrainerConfig and the agent's config; unknown keys are errors, and a key the
+    agent's config lists in ``moved_keys`` is one line naming where it went.
+
+    ``upgrade=True`` (an existing run's config.yaml) first lets the config class translate the keys of an
+    earlier version (its ``upgrade(flat)``, which may return a warning line, printed to stderr)."""
+    upgrader = getattr(agent_config_cls, "upgrade", None)
+    if upgrade and upgrader is not None:
+        flat = dict(flat)
+        note = upgrader(flat)
+        if note:
+            print(f"warning: {note}", file=sys.stderr)
     trainer_keys = set(field_types(TrainerConfig))
     agent_keys = set(field_types(agent_config_cls))
     clash = trainer_keys & agent_keys
@@ -256,6 +288,8 @@ def split_config(flat: dict[str, Any], agent_config_cls: type) -> tuple[TrainerC
             trainer_vals[key] = value
         elif key in agent_keys:
             agent_vals[key] = value
+        elif key in getattr(agent_config_cls, "moved_keys", {}):
+            raise RlmError(f"config key '{key}' moved: use {agent_config_cls.moved_keys[key]}")
         else:
             raise unknown_name("config key", key, trainer_keys | agent_keys)
     return build(TrainerConfig, trainer_vals), build(agent_config_cls, agent_vals)

@@ -23,11 +23,9 @@ Memory: ``frame bytes + action bytes + 4 (reward) + 1 (flags)`` per transition, 
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
-import torch
 
+from rlmorning.checkpointed import Checkpointed
 from rlmorning.errors import RlmError
 
 TRANSITION = np.uint8(1)  # slot starts a transition (obs, action, reward); 0 for a final-observation slot
@@ -56,8 +54,11 @@ def smallest_int_dtype(n: int) -> np.dtype:
     return np.dtype(np.int64)
 
 
-class ReplayBuffer:
+class ReplayBuffer(Checkpointed):
     """Frame-deduplicated replay for N parallel env streams with n-step returns.
+
+    A checkpoint holds its arrays (as zero-copy tensors) and RNG (:class:`~rlmorning.checkpointed.Checkpointed`);
+    loading checks their shapes and dtypes against this buffer's.
 
     Args:
         capacity: total slots over all streams (each stream gets ``capacity // num_envs``).
@@ -70,6 +71,10 @@ class ReplayBuffer:
         gamma, n_step: discount and horizon of the n-step return.
         seed: seed of the sampling RNG.
     """
+
+    saved = ("frames", "actions", "rewards", "flags", "count", "open", "rng")
+    checkpoint_name = "replay"
+    load_hint = "buffer_size, num_envs or env"
 
     def __init__(
         self,
@@ -313,29 +318,3 @@ class ReplayBuffer:
             "mask": mask.T.copy(),
             "frame_mask": frame_mask.T.copy(),
         }
-
-    # ------------------------------------------------------------------------------------ checkpoints
-    def state_dict(self) -> dict[str, Any]:
-        """Contents as tensors (zero-copy views) plus counters, for ``torch.save``."""
-        return {
-            "frames": torch.from_numpy(self.frames),
-            "actions": torch.from_numpy(self.actions),
-            "rewards": torch.from_numpy(self.rewards),
-            "flags": torch.from_numpy(self.flags),
-            "count": torch.from_numpy(self.count),
-            "open": torch.from_numpy(self.open),
-            "rng": self.rng.bit_generator.state,
-        }
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Restore contents saved by :meth:`state_dict`; shapes must match this buffer's."""
-        for name in ("frames", "actions", "rewards", "flags", "count", "open"):
-            src = state[name].numpy()
-            dst = getattr(self, name)
-            if src.shape != dst.shape or src.dtype != dst.dtype:
-                raise RlmError(
-                    f"replay in checkpoint has {name} {src.shape} {src.dtype}, this run expects "
-                    f"{dst.shape} {dst.dtype} (different buffer_size, num_envs or env?)"
-                )
-            dst[...] = src
-        self.rng.bit_generator.state = state["rng"]

@@ -66,8 +66,14 @@ def test_named_variants_get_their_own_rows_and_verdict(dyna_bench):
 
 
 def test_dyna_overrides_and_name_reach_only_the_model_based_agent(dyna_bench):
-    args = dyna_bench.parse_args(["--dyna-set", "imagined_reward=mean", "--name", "dyna-mean", "--simple"])
+    args = dyna_bench.parse_args(["--dyna-set", "model.imagined_reward=mean", "--name", "dyna-mean", "--simple"])
     out = dyna_bench.variants(args)
     assert set(out) == {"dqn", "dqn-rr", "dyna-mean", "simple"}
-    assert "imagined_reward=mean" in out["dyna-mean"] and "imagined_reward=mean" in out["simple"]
-    assert "model_mode=simple" not in out["dyna-mean"] and not any("imagined" in o for o in out["dqn-rr"])
+    assert "model.imagined_reward=mean" in out["dyna-mean"] and "model.imagined_reward=mean" in out["simple"]
+    assert "model.mode=simple" not in out["dyna-mean"] and not any("model." in o for o in out["dqn-rr"])
+    assert {"model.codec=vae", "model.dynamics=gru"} <= set(out["dyna-mean"])
+    assert not any(o.startswith("model.imagined_ratio") for o in out["simple"])
+    from rlmorning import api  # noqa: PLC0415
+
+    for name in ("dyna-mean", "simple"):  # every override is a valid key of the dqn agent's config
+        api.resolve_run_config("dqn", "MinAtar/Breakout", config="dqn_minatar", overrides=out[name])

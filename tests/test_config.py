@@ -130,6 +130,54 @@ def test_dotted_override_reaches_the_agent_config():
     assert isinstance(cfg.agent_config.encoder_kwargs, dict)
 
 
+def test_nested_section_overrides_and_errors():
+    cfg = api.resolve_run_config("dqn", "MinAtar/Breakout", config="dyna_minatar",
+                                 overrides=["model.batch_size=64", "model.codec_kwargs.depth=2", "model.mode=simple"])
+    m = cfg.agent_config.model
+    assert (m.batch_size, m.codec_kwargs, m.mode, m.codec) == (64, {"depth": 2}, "simple", "vae")
+    assert cfg.to_flat()["model"]["batch_size"] == 64  # written to config.yaml as a nested mapping
+    plain = api.resolve_run_config("dqn", "MinAtar/Breakout", overrides=["model.codec=vae"])
+    assert plain.agent_config.model.dynamics == "gru"  # one key of the section turns it on, the rest defaults
+    assert api.resolve_run_config("dqn", "MinAtar/Breakout").agent_config.model is None
+    with pytest.raises(RlmError, match=r"^unknown config key 'model.batchsize'. Did you mean 'model.batch_size'\?"):
+        api.resolve_run_config("dqn", "MinAtar/Breakout", config="dyna_minatar", overrides=["model.batchsize=3"])
+    with pytest.raises(RlmError, match="^config key 'model.seq_len' expects an integer, got 'x'$"):
+        api.resolve_run_config("dqn", "MinAtar/Breakout", config="dyna_minatar", overrides=["model.seq_len=x"])
+    with pytest.raises(RlmError, match="^config key 'model' expects a mapping"):
+        api.resolve_run_config("dqn", "MinAtar/Breakout", overrides=["model=vae-gru"])
+    with pytest.raises(RlmError, match="'lr' is not a mapping"):
+        apply_overrides({"lr": 0.1}, ["lr.x=1"])
+
+
+@pytest.mark.parametrize(("item", "new"), [("model_batch_size=64", "model.batch_size"),
+                                           ("world_model=vae-gru", "model.codec and model.dynamics"),
+                                           ("world_model_kwargs.latent_dim=8", "its keys inside model"),
+                                           ("imagined_ratio=0.5", "model.imagined_ratio"),
+                                           ("model_mode=simple", "model.mode")])
+def test_flat_world_model_keys_name_their_new_place(item, new):
+    with pytest.raises(RlmError) as exc:
+        api.resolve_run_config("dqn", "MinAtar/Breakout", config="dyna_minatar", overrides=[item])
+    msg = str(exc.value)
+    assert msg.startswith(f"config key '{item.split('=')[0].split('.')[0]}' moved: use {new}") and "\n" not in msg
+
+
+def test_an_older_runs_flat_world_model_keys_are_translated(capsys):
+    from rlmorning.agents.dyna import DynaDQNConfig
+
+    old = {"lr": 0.1, "world_model": "vae-mdn-gru", "world_model_kwargs": {"latent_dim": 8}, "model_mode": "simple",
+           "model_batch_size": 16, "imagined_ratio": 1.0, "kstep_every": 0}
+    _, cfg = split_config(old, DynaDQNConfig, upgrade=True)
+    m = cfg.model
+    assert (m.codec, m.dynamics, m.latent_dim, m.mode, m.batch_size, m.kstep_every) == ("vae", "mdn-gru", 8, "simple",
+                                                                                         16, 0)
+    assert capsys.readouterr().err.count("\n") == 1  # one warning line
+    # a model-free run's config.yaml held every flat key at its default: dropped without a word
+    _, cfg = split_config({"lr": 0.1, "world_model": "", "model_batch_size": 32}, DynaDQNConfig, upgrade=True)
+    assert cfg.model is None and capsys.readouterr().err == ""
+    with pytest.raises(RlmError, match="moved"):  # a preset or --set is not translated
+        split_config({"world_model": ""}, DynaDQNConfig)
+
+
 # -------------------------------------------------------------------------------------- split_config
 def test_split_config_unknown_key_suggests_close_match():
     with pytest.raises(RlmError) as exc:
@@ -179,6 +227,10 @@ def test_every_preset_loads_and_builds(name):
     flat = cfg.to_flat()
     for key, value in data.items():
         if key in ("agent", "env"):
+            continue
+        if isinstance(value, dict) and dataclasses.is_dataclass(getattr(cfg.agent_config, key, None)):
+            for sub, sub_value in value.items():  # a nested section: the preset's entries, over the defaults
+                assert flat[key][sub] == sub_value, (name, f"{key}.{sub}")
             continue
         assert flat[key] == value, (name, key)
     if agent == "dqn":  # the DQN config built from the preset passes DQN's own validation
@@ -264,7 +316,7 @@ def test_resolution_precedence(tmp_path: Path):
     defaults_only.write_text("{}\n")
     d = api.resolve_run_config("dqn", "CartPole-v1", config=str(defaults_only))
     assert d.trainer == TrainerConfig()
-    assert d.agent_config == DQNConfig()
+    assert d.agent_config == AGENTS.get("dqn").config_cls()  # DQN with no world model
 
     preset = load_preset("dqn_classic")
     p = api.resolve_run_config("dqn", "CartPole-v1")  # defaults < preset
@@ -299,7 +351,7 @@ def test_to_flat_round_trips_through_yaml():
     cfg = api.resolve_run_config("dqn", "CartPole-v1", overrides=["encoder_kwargs.hidden=[64,64]"])
     flat = yaml.safe_load(yaml.safe_dump(cfg.to_flat(), sort_keys=False))
     assert flat["agent"] == "dqn" and flat["env"] == "CartPole-v1"
-    trainer, agent = split_config(flat, DQNConfig)
+    trainer, agent = split_config(flat, AGENTS.get("dqn").config_cls)
     assert trainer == cfg.trainer and agent == cfg.agent_config
 
 

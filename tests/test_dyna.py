@@ -11,8 +11,9 @@ import torch
 
 from rlmorning import api
 from rlmorning import envs as envs_mod
-from rlmorning.agents.dqn import DQNAgent, DQNConfig
-from rlmorning.agents.dyna import ImaginedBuffer, parse_world_model
+from rlmorning.agents.dqn import DQNAgent
+from rlmorning.agents.dyna import DynaDQNAgent, DynaDQNConfig, DynaModelConfig, make_dqn_agent, parse_world_model
+from rlmorning.agents.imagination import ImaginedBuffer
 from rlmorning.envs import real_next_obs
 from rlmorning.errors import RlmError
 
@@ -24,16 +25,20 @@ SMALL_MODEL = {"latent_dim": 16, "hidden": 64, "codec_channels": 8}
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
-def make_dqn(env, **kw: object) -> DQNAgent:
-    cfg = DQNConfig(**{"encoder": "minatar", "train_freq": 1, "learning_starts": 50, "batch_size": 8,
-                       "world_model": "vae-gru", "world_model_kwargs": SMALL_MODEL, "model_learning_starts": 50,
-                       "imagine_starts": 100, "model_batch_size": 8, "model_seq_len": 4, "rollout_batch": 8,
-                       "rollout_every": 4, "rollout_horizon": 3, "kstep_every": 0, **kw})
-    return DQNAgent(cfg, env.single_observation_space, env.single_action_space, num_envs=env.num_envs,
-                    frame_stack=1, total_steps=10_000, device=torch.device("cpu"), seed=0)
+def make_dqn(env, model: dict | None = None, **kw: object) -> DynaDQNAgent | DQNAgent:
+    """A Dyna-DQN agent with a small model (``model`` entries override its settings); ``model=None``-free DQN
+    with ``no_model=True``."""
+    no_model = kw.pop("no_model", False)
+    settings = {"codec": "vae", "dynamics": "gru", **SMALL_MODEL, "learning_starts": 50, "imagine_starts": 100,
+                "batch_size": 8, "seq_len": 4, "rollout_batch": 8, "rollout_every": 4, "rollout_horizon": 3,
+                "kstep_every": 0, **(model or {})}
+    cfg = DynaDQNConfig(**{"encoder": "minatar", "train_freq": 1, "learning_starts": 50, "batch_size": 8,
+                           "model": None if no_model else DynaModelConfig(**settings), **kw})
+    return make_dqn_agent(cfg, env.single_observation_space, env.single_action_space, num_envs=env.num_envs,
+                          frame_stack=1, total_steps=10_000, device=torch.device("cpu"), seed=0)
 
 
-def drive(agent: DQNAgent, env, steps: int) -> list[dict[str, float]]:
+def drive(agent: DynaDQNAgent, env, steps: int) -> list[dict[str, float]]:
     obs, _ = env.reset(seed=0)
     logs = []
     for t in range(steps):
@@ -58,18 +63,20 @@ def test_parse_world_model_names_and_errors(env):
     assert parse_world_model("ae-mdn-gru") == ("ae", "mdn-gru")
     with pytest.raises(RlmError, match="unknown world_model 'vae-lstm'. Valid: .*vae-gru"):
         parse_world_model("vae-lstm")
-    with pytest.raises(RlmError, match="unknown world_model_kwargs key.*latnet_dim"):
-        make_dqn(env, world_model_kwargs={"latnet_dim": 4})
+    with pytest.raises(RlmError, match="unknown config key 'model.latnet_dim'. Did you mean 'model.latent_dim'"):
+        api.resolve_run_config("dqn", "MinAtar/Breakout", config="dyna_minatar", overrides=["model.latnet_dim=4"])
     with pytest.raises(RlmError, match="imagined_ratio does not apply"):
-        make_dqn(env, model_mode="simple", imagined_ratio=0.5)
-    with pytest.raises(RlmError, match="model_mode"):
-        make_dqn(env, model_mode="planet")
+        make_dqn(env, {"mode": "simple", "imagined_ratio": 0.5})
+    with pytest.raises(RlmError, match="'model.mode' must be one of dyna, simple"):
+        make_dqn(env, {"mode": "planet"})
     with pytest.raises(RlmError, match="imagined_ratio"):
-        make_dqn(env, imagined_ratio=0.0)
-    with pytest.raises(RlmError, match="'imagined_reward' must be one of mean, round, got 'sampled'"):
-        make_dqn(env, imagined_reward="sampled")
-    with pytest.raises(RlmError, match="'imagined_termination' must be one of expected, threshold"):
-        make_dqn(env, imagined_termination="soft")
+        make_dqn(env, {"imagined_ratio": 0.0})
+    with pytest.raises(RlmError, match="'model.imagined_reward' must be one of mean, round, got 'sampled'"):
+        make_dqn(env, {"imagined_reward": "sampled"})
+    with pytest.raises(RlmError, match="'model.imagined_termination' must be one of expected, threshold"):
+        make_dqn(env, {"imagined_termination": "soft"})
+    with pytest.raises(RlmError, match=r"'model.context' \(5\) must be <= model.seq_len \(4\)"):
+        make_dqn(env, {"context": 5})
 
 
 def test_imagined_buffer_ring_and_checkpoint():
@@ -89,7 +96,7 @@ def test_imagined_buffer_ring_and_checkpoint():
 
 
 def test_dyna_trains_model_imagines_and_mixes_batches(env):
-    agent = make_dqn(env, imagined_ratio=0.5)
+    agent = make_dqn(env, {"imagined_ratio": 0.5})
     logs = drive(agent, env, 220)
     planner = agent.planner
     assert planner.model.updates > 0 and len(planner.imagined) > 0
@@ -102,7 +109,7 @@ def test_dyna_trains_model_imagines_and_mixes_batches(env):
     assert set(np.unique(planner.imagined.next_obs[:n])) <= {0, 1}
     assert (planner.imagined.discounts[:n] >= 0).all() and (planner.imagined.discounts[:n] <= np.float32(0.99)).all()
     # a batch: batch_size real transitions plus imagined_ratio x batch_size imagined ones
-    batch = agent._batch()
+    batch = agent.dqn._batch()
     assert len(batch["obs"]) == 8 + 4 and len(batch["returns"]) == 12
     # the reward head's expected reward, not rounded (MinAtar's rewards are integers)
     assert planner.integer_rewards and (planner.imagined.rewards[:n] != np.round(planner.imagined.rewards[:n])).any()
@@ -111,7 +118,7 @@ def test_dyna_trains_model_imagines_and_mixes_batches(env):
 @pytest.mark.parametrize(("reward_mode", "term_mode", "reward", "discount"),
                          [("round", "threshold", 0.0, 0.99), ("mean", "expected", 0.3, 0.99 * 0.8)])
 def test_imagined_reward_and_termination_modes(env, reward_mode, term_mode, reward, discount):
-    agent = make_dqn(env, imagined_reward=reward_mode, imagined_termination=term_mode)
+    agent = make_dqn(env, {"imagined_reward": reward_mode, "imagined_termination": term_mode})
     drive(agent, env, 60)  # replay holds real start states
     planner = agent.planner
     real_step = planner.model.step_latent
@@ -131,7 +138,7 @@ def test_imagined_reward_and_termination_modes(env, reward_mode, term_mode, rewa
 def test_rollouts_start_after_observing_the_models_context(env):
     """A model with context 3 reads the 3 real frames up to each start (and the 2 actions between them);
     rows nearer their episode's start than that begin from the lone start frame."""
-    agent = make_dqn(env, world_model_kwargs={**SMALL_MODEL, "context": 3})
+    agent = make_dqn(env, {"context": 3})
     drive(agent, env, 150)
     planner, replay = agent.planner, agent.replay
     rng_state = replay.rng.bit_generator.state
@@ -153,7 +160,7 @@ def test_rollouts_start_after_observing_the_models_context(env):
 
 
 def test_simple_mode_learns_only_from_imagined_transitions(env):
-    agent = make_dqn(env, model_mode="simple")
+    agent = make_dqn(env, {"mode": "simple"})
     logs = drive(agent, env, 100)  # before imagination starts: no DQN updates at all in simple mode
     assert agent.updates == 0 and not any("loss" in m for m in logs)
     calls = {"replay": 0, "rollouts": 0}
@@ -173,15 +180,15 @@ def test_simple_mode_learns_only_from_imagined_transitions(env):
     assert agent.updates > 0 and calls["rollouts"] > 0
     # replay.sample only supplies the rollouts' start states: the DQN's batches never touch real data
     assert calls["replay"] == calls["rollouts"]
-    assert len(agent._batch()["obs"]) == 8
+    assert len(agent.dqn._batch()["obs"]) == 8
 
 
 def test_dyna_run_is_deterministic_and_checkpoints(tmp_path):
-    overrides = ["world_model=vae-gru", "world_model_kwargs={latent_dim: 16, hidden: 64, codec_channels: 8}",
-                 "learning_starts=100", "model_learning_starts=100", "imagine_starts=200", "batch_size=8",
-                 "model_batch_size=8", "model_seq_len=4", "rollout_batch=8", "rollout_every=8", "kstep_every=20",
-                 "kstep_batch=16", "kstep_horizon=4", "log_every=100", "eval_every=400", "eval_episodes=1",
-                 "checkpoint_every=400", "torch_threads=1", "train_freq=2"]
+    overrides = ["model={codec: vae, dynamics: gru, latent_dim: 16, hidden: 64, codec_channels: 8}",
+                 "learning_starts=100", "model.learning_starts=100", "model.imagine_starts=200", "batch_size=8",
+                 "model.batch_size=8", "model.seq_len=4", "model.rollout_batch=8", "model.rollout_every=8",
+                 "model.kstep_every=20", "model.kstep_batch=16", "model.kstep_horizon=4", "log_every=100",
+                 "eval_every=400", "eval_episodes=1", "checkpoint_every=400", "torch_threads=1", "train_freq=2"]
     rows = []
     for name in ("a", "b"):
         api.train("dqn", "MinAtar/Breakout", config="dqn_minatar", run_dir=tmp_path / name, steps=400, seed=3,
@@ -194,7 +201,8 @@ def test_dyna_run_is_deterministic_and_checkpoints(tmp_path):
     agent, cfg = api.load_agent(tmp_path / "a", "latest")
     assert cfg.agent == "dqn" and agent.planner is not None and agent.planner.model.updates > 0
     # a model-free config cannot silently drop a checkpoint's model, and vice versa
-    free = make_dqn(envs_mod.make_vector(envs_mod.resolve("MinAtar/Breakout"), 1, 0), world_model="")
+    free = make_dqn(envs_mod.make_vector(envs_mod.resolve("MinAtar/Breakout"), 1, 0), no_model=True)
+    assert type(free) is DQNAgent
     free.load_state_dict(agent.state_dict(include_buffers=False))  # the Q-network still loads
     with pytest.raises(RlmError, match="no world model"):
         agent.load_state_dict(free.state_dict(include_buffers=False))
@@ -225,14 +233,14 @@ def test_worldmodel_from_a_dqn_runs_replay(tmp_path):
 
 
 def test_dyna_with_the_spatial_world_model(tmp_path):
-    """``world_model=grid-ae-conv-gru`` (latent grid + conv-GRU) plugs into Dyna-DQN like the flat models."""
-    overrides = ["world_model=grid-ae-conv-gru",
-                 "world_model_kwargs={codec_channels: 8, codec_kwargs: {latent_channels: 4}, "
-                 "dynamics_kwargs: {channels: 8}, hidden: 32}",
-                 "learning_starts=100", "model_learning_starts=100", "imagine_starts=150", "batch_size=8",
-                 "model_batch_size=8", "model_seq_len=4", "rollout_batch=8", "rollout_every=8", "kstep_every=10",
-                 "kstep_batch=16", "kstep_horizon=4", "log_every=100", "eval_every=0", "checkpoint_every=0",
-                 "torch_threads=1", "train_freq=2"]
+    """``model.codec=grid-ae``, ``model.dynamics=conv-gru`` (latent grid + conv-GRU) plugs into Dyna-DQN like
+    the flat models."""
+    overrides = ["model.codec=grid-ae", "model.dynamics=conv-gru", "model.codec_channels=8",
+                 "model.codec_kwargs.latent_channels=4", "model.dynamics_kwargs.channels=8", "model.hidden=32",
+                 "learning_starts=100", "model.learning_starts=100", "model.imagine_starts=150", "batch_size=8",
+                 "model.batch_size=8", "model.seq_len=4", "model.rollout_batch=8", "model.rollout_every=8",
+                 "model.kstep_every=10", "model.kstep_batch=16", "model.kstep_horizon=4", "log_every=100",
+                 "eval_every=0", "checkpoint_every=0", "torch_threads=1", "train_freq=2"]
     api.train("dqn", "MinAtar/Breakout", config="dqn_minatar", run_dir=tmp_path / "run", steps=300, seed=1,
               device="cpu", progress=False, overrides=overrides)
     with (tmp_path / "run" / "metrics.csv").open() as fh:

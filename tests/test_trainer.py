@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 
 from rlmorning import api
+from rlmorning.agents import AGENTS
+from rlmorning.agents.dqn import DQNAgent
 from rlmorning.replay import START, TERMINATED, TRANSITION
 from rlmorning.run import MetricsCSV, load_checkpoint
 from rlmorning.trainer import Trainer
@@ -51,6 +55,33 @@ def test_resume_equals_uninterrupted_run(tmp_path: Path) -> None:
     assert metrics_without_time(full) == metrics_without_time(part)
     for k, v in params(full).items():
         assert torch.equal(v, params(part)[k]), k
+
+
+class CountingDQN(DQNAgent):
+    """DQN with one more counter, declared in a single place: its name in ``saved``."""
+
+    saved = (*DQNAgent.saved, "batches_drawn")
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)
+        self.batches_drawn = 0
+
+    def _batch(self) -> dict[str, np.ndarray]:
+        self.batches_drawn += 1
+        return super()._batch()
+
+
+def test_a_counter_declared_once_survives_save_load_and_resume(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(AGENTS._items, "dqn", dataclasses.replace(AGENTS.get("dqn"), factory=CountingDQN))
+    full = run_cartpole(tmp_path / "full", 800)
+    part = run_cartpole(tmp_path / "part", 400)
+    saved = load_checkpoint(part / "checkpoints" / "latest.pt")["agent"]["batches_drawn"]
+    loaded, _ = api.load_agent(part, "latest")
+    assert isinstance(loaded, CountingDQN) and loaded.batches_drawn == saved == loaded.updates > 0
+    api.resume(part, steps=800, progress=False)
+    assert metrics_without_time(full) == metrics_without_time(part)
+    done = [api.load_agent(run, "latest")[0] for run in (full, part)]
+    assert done[0].batches_drawn == done[1].batches_drawn == done[0].updates > saved  # counted on after the resume
 
 
 def test_resume_drops_rows_logged_after_the_checkpoint(tmp_path: Path) -> None:

@@ -23,7 +23,8 @@ def register(sub: argparse._SubParsersAction) -> dict[str, Handler]:
     """Add ``dream`` to ``sub``."""
     p = sub.add_parser("dream", help="MP4 of a world model's open-loop dream beside the real frames",
                        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("run", metavar="RUN", help="run directory of a worldmodel run or a dqn run with world_model")
+    p.add_argument("run", metavar="RUN",
+                   help="run directory of a worldmodel run or a Dyna-DQN run (dqn with a model: section)")
     p.add_argument("--horizon", type=int, default=50, help="imagined steps (default 50)")
     p.add_argument("--out", help="MP4 path (default RUN/videos/dream-<checkpoint>-seed<S>-h<H>.mp4)")
     p.add_argument("--seed", type=int, default=0, help="seed of the real episode and its actions (default 0)")

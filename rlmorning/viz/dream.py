@@ -1,6 +1,6 @@
 """``rlmorning dream``: a world model's open-loop dream beside reality, as an MP4.
 
-Works for ``train worldmodel`` runs and Dyna-DQN runs (``dqn`` with ``world_model=...``). One video frame
+Works for ``train worldmodel`` runs and Dyna-DQN runs (``dqn`` with a ``model:`` section). One video frame
 per time step ``t = 0..H``, three rows: the real frame, the model's prediction from the
 same start with the same (uniformly random) actions, and their per-cell difference. The first frames are
 observed (green border on every row): frame 0, or frames 0..c-1 for a model trained with ``context`` c,
@@ -174,7 +174,7 @@ def dream(run: str | Path, *, horizon: int = 50, out: str | Path | None = None, 
     model = world_model_of(agent)
     if model is None:
         raise RlmError(f"'{run}' is a {cfg.agent} run without a world model; dream needs a worldmodel run or "
-                       "a dqn run with world_model=...")
+                       "a dqn run with a model: section (Dyna-DQN)")
     grey = model.input_scale != 1.0
     if not grey and upsample not in (None, "nearest"):
         raise RlmError(f"--upsample {upsample} is for grey (ALE) frames; MinAtar planes are drawn as cells")
