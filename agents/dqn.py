@@ -6,6 +6,7 @@ The whole algorithm is in :meth:`DQNAgent._gradient_step`: the target, the loss 
 
 from __future__ import annotations
 
+import contextlib
 import copy
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -23,6 +24,9 @@ from rlmorning.agents.nets.encoders import make_encoder
 from rlmorning.checkpointed import Checkpointed
 from rlmorning.errors import RlmError
 from rlmorning.replay import ReplayBuffer, smallest_int_dtype
+
+_MODE_DEPENDENT = (nn.modules.batchnorm._BatchNorm, nn.Dropout)
+"""Layers that act differently in train and eval mode."""
 
 
 @dataclass
@@ -185,6 +189,18 @@ class DQNAgent(Checkpointed, FeedForwardAgent):
         """Target net == online net at every gradient step (hard update before each step): Q(s') is computed
         once with the online net and the target copy is skipped. Same maths; set False to measure."""
         self.batch_source: BatchSource | None = None
+        self._mode_free = not any(isinstance(m, _MODE_DEPENDENT) for m in self.online.modules())
+        """No layer acts differently in train and eval mode: acting and learning skip the mode switches."""
+
+    def _set_mode(self, training: bool) -> None:
+        """Train mode for gradient steps, eval mode for acting (switched only where it changes anything)."""
+        if not self._mode_free and self.online.training != training:
+            self.online.train(training)
+
+    def _precision(self) -> contextlib.AbstractContextManager:
+        if self._autocast:
+            return torch.autocast(self.device.type, torch.bfloat16)
+        return contextlib.nullcontext()
 
     def _make_optimizer(self) -> torch.optim.Optimizer:
         c = self.config
@@ -228,8 +244,8 @@ class DQNAgent(Checkpointed, FeedForwardAgent):
 
     def q_values(self, obs: np.ndarray) -> torch.Tensor:
         """Q-values ``float32 [B, A]`` of the online network for ``obs [B, *obs_shape]``."""
-        self.online.eval()  # acting and evaluation never use batch statistics (BatchNorm) or dropout
-        with torch.inference_mode(), torch.autocast(self.device.type, torch.bfloat16, enabled=self._autocast):
+        self._set_mode(False)  # acting and evaluation never use batch statistics (BatchNorm) or dropout
+        with torch.inference_mode(), self._precision():
             return self.online(self._obs_tensor(obs)).float()
 
     def act(self, obs: np.ndarray, state: Any, explore: bool) -> tuple[np.ndarray, Any]:
@@ -306,8 +322,8 @@ class DQNAgent(Checkpointed, FeedForwardAgent):
         actions = torch.as_tensor(b["actions"].astype(np.int64), device=self.device)
         returns = torch.as_tensor(b["returns"], device=self.device)
         discounts = torch.as_tensor(b["discounts"], device=self.device)
-        self.online.train()
-        with torch.autocast(self.device.type, torch.bfloat16, enabled=self._autocast):
+        self._set_mode(True)
+        with self._precision():
             with torch.no_grad():
                 if self.shared_target:  # Q_target == Q_online: one forward (Double DQN's argmax gives the max)
                     next_q_target = self.online(next_obs).float()
@@ -322,7 +338,7 @@ class DQNAgent(Checkpointed, FeedForwardAgent):
         loss.backward()
         out = {"loss": float(loss.detach()), "q_mean": float(q.detach().mean())}
         if c.max_grad_norm > 0:  # without clipping the norm is not computed (not logged as 0)
-            out["grad_norm"] = float(nn.utils.clip_grad_norm_(self.online.parameters(), c.max_grad_norm))
+            out["grad_norm"] = float(nn.utils.clip_grad_norm_(self.online.parameters(), c.max_grad_norm, foreach=True))
         optimizer.step()
         self.updates += 1
         return out
@@ -359,7 +375,7 @@ def target_is_online(c: DQNConfig, num_envs: int, online: nn.Module) -> bool:
     (``tau`` 1) at the end of every ``update`` call (``target_update_period`` <= env steps per call), at
     most one gradient step per call, and no layer that acts differently in train and eval mode."""
     one_step_per_call = c.gradient_steps == 1 and num_envs <= c.train_freq
-    mode_free = not any(isinstance(m, nn.modules.batchnorm._BatchNorm | nn.Dropout) for m in online.modules())
+    mode_free = not any(isinstance(m, _MODE_DEPENDENT) for m in online.modules())
     return c.tau >= 1.0 and c.target_update_period <= num_envs and one_step_per_call and mode_free
 
 
