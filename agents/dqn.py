@@ -20,6 +20,7 @@ from torch import nn
 
 from rlmorning.agents.augment import augment_batch, check_augment
 from rlmorning.agents.base import FeedForwardAgent, linear_schedule
+from rlmorning.agents.dqn_parts import ReplayRatioMixin, epsilon_greedy, input_scale, mean_metrics, require_discrete_box
 from rlmorning.agents.nets.encoders import make_encoder
 from rlmorning.checkpointed import Checkpointed
 from rlmorning.errors import RlmError
@@ -113,14 +114,7 @@ class QNetwork(nn.Module):
         return self.head(z)
 
 
-def _input_scale(space: gym.spaces.Box) -> float:
-    """uint8 frames with values up to 255 are scaled to [0, 1]; 0/1 planes and floats stay as they are."""
-    if space.dtype == np.uint8 and float(np.max(space.high)) > 1:
-        return 1.0 / 255.0
-    return 1.0
-
-
-class DQNAgent(Checkpointed, FeedForwardAgent):
+class DQNAgent(ReplayRatioMixin, Checkpointed, FeedForwardAgent):
     """Deep Q-Network agent with its own replay buffer.
 
     ``batch_source`` (None: replay only) supplies the batches of every gradient step when set."""
@@ -148,16 +142,13 @@ class DQNAgent(Checkpointed, FeedForwardAgent):
     ) -> None:
         """``inference=True`` builds only what acting and inspection need (the networks): no replay buffer, no
         optimizer; such an agent acts and loads checkpoints but cannot learn."""
-        if not isinstance(action_space, gym.spaces.Discrete):
-            raise RlmError(f"dqn needs a discrete action space, this env has {action_space}")
-        if not isinstance(observation_space, gym.spaces.Box):
-            raise RlmError(f"dqn needs a Box observation space, this env has {observation_space}")
+        require_discrete_box("dqn", observation_space, action_space)
         _validate(config)
         self.config = config
         self.device = device
         self.num_actions = int(action_space.n)
         obs_shape = tuple(observation_space.shape)
-        encoder = make_encoder(config.encoder, obs_shape, _input_scale(observation_space),
+        encoder = make_encoder(config.encoder, obs_shape, input_scale(observation_space),
                                **config.encoder_kwargs)
         self.online = QNetwork(encoder, self.num_actions, config.dueling).to(device)
         atari_sized = len(obs_shape) == 3 and min(obs_shape[1:]) >= 36
@@ -252,13 +243,9 @@ class DQNAgent(Checkpointed, FeedForwardAgent):
         """Epsilon-greedy actions when exploring, greedy otherwise."""
         if not explore:  # greedy acting never touches the exploration RNG (evaluation must not change training)
             return self.q_values(obs).argmax(dim=1).cpu().numpy(), state
-        n = obs.shape[0]
-        random_mask = self.rng.random(n) < self.epsilon
-        random_actions = self.rng.integers(0, self.num_actions, n)
-        if random_mask.all():
-            return random_actions, state
-        greedy = self.q_values(obs).argmax(dim=1).cpu().numpy()
-        return np.where(random_mask, random_actions, greedy), state
+        actions = epsilon_greedy(self.rng, self.epsilon, self.num_actions, obs.shape[0],
+                                 lambda: self.q_values(obs).argmax(dim=1).cpu().numpy())
+        return actions, state
 
     def observe(self, obs: np.ndarray, actions: np.ndarray, rewards: np.ndarray, terminated: np.ndarray,
                 truncated: np.ndarray, next_obs: np.ndarray, valid: np.ndarray | None = None,
@@ -266,45 +253,22 @@ class DQNAgent(Checkpointed, FeedForwardAgent):
         """Store the vector step in replay (rows with ``valid`` False are skipped)."""
         replay, _ = self._learner()
         replay.add(obs, actions, rewards, terminated, truncated, next_obs, valid)
-        new = int(obs.shape[0] if valid is None else np.count_nonzero(valid))
-        self.env_steps += new
-        # learning starts once the buffer holds learning_starts transitions (also after a resume
-        # without a saved buffer, which must refill first)
-        if len(replay) >= min(self.config.learning_starts, self.config.buffer_size):
-            self._update_credit += new / self.config.train_freq
+        self._count_observed(len(replay), obs, valid)
 
     # ---------------------------------------------------------------------------------------- learning
     def update(self, step: int) -> dict[str, float]:
         """Take the gradient steps owed by the replay ratio, then sync the target net when due."""
         c = self.config
         replay, _ = self._learner()
-        metrics: list[dict[str, float]] = []
         ready = self.batch_source is None or self.batch_source.ready(c.batch_size)
-        if replay.num_sampleable() >= c.batch_size and ready:
-            while self._update_credit >= 1.0:
-                self._update_credit -= 1.0
-                for _ in range(c.gradient_steps):
-                    metrics.append(self._gradient_step())
-        else:
-            self._update_credit = 0.0
-        if self.env_steps - self._last_target_sync >= c.target_update_period:
-            self._last_target_sync = self.env_steps - self.env_steps % c.target_update_period
-            if not self.shared_target:
-                self._sync_target()
+        metrics = self._owed_gradient_steps(replay.num_sampleable() >= c.batch_size and ready)
+        if self._target_sync_due() and not self.shared_target:
+            self._sync_target()
         if not metrics:
             return {}
-        out = {k: float(np.mean([m[k] for m in metrics])) for k in metrics[0]}
+        out = mean_metrics(metrics)
         out["epsilon"] = self.epsilon
         return out
-
-    def _sync_target(self) -> None:
-        tau = self.config.tau
-        with torch.no_grad():
-            if tau >= 1.0:
-                self.target.load_state_dict(self.online.state_dict())
-            else:
-                for t, o in zip(self.target.parameters(), self.online.parameters(), strict=True):
-                    t.lerp_(o, tau)
 
     def _batch(self) -> Batch:
         """A replay batch, or the batch source's batch when there is one."""

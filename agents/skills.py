@@ -32,6 +32,7 @@ from torch import nn
 
 from rlmorning.agents.base import FeedForwardAgent, linear_schedule, load_module_state
 from rlmorning.agents.dqn import td_target
+from rlmorning.agents.dqn_parts import ReplayRatioMixin, epsilon_greedy, mean_metrics, require_discrete_box
 from rlmorning.agents.skills_nets import (
     CODES,
     Discriminator,
@@ -121,7 +122,7 @@ def validate(c: SkillsConfig) -> None:
         raise RlmError(f"config key 'max_grad_norm' must be >= 0, got {c.max_grad_norm}")
 
 
-class SkillsAgent(FeedForwardAgent):
+class SkillsAgent(ReplayRatioMixin, FeedForwardAgent):
     """Skill-conditioned DQN with a discriminator reward; the acting state holds each episode's code."""
 
     def __init__(
@@ -138,10 +139,7 @@ class SkillsAgent(FeedForwardAgent):
         inference: bool = False,
     ) -> None:
         """``inference=True``: networks only (no replay, no optimizers, no init_from)."""
-        if not isinstance(action_space, gym.spaces.Discrete):
-            raise RlmError(f"skills needs a discrete action space, this env has {action_space}")
-        if not isinstance(observation_space, gym.spaces.Box):
-            raise RlmError(f"skills needs a Box observation space, this env has {observation_space}")
+        require_discrete_box("skills", observation_space, action_space)
         validate(config)
         c = self.config = config
         self.device = device
@@ -261,12 +259,9 @@ class SkillsAgent(FeedForwardAgent):
         if not explore:
             return self.q_values_for(obs, codes).argmax(dim=1).cpu().numpy(), codes
         self._acting_codes = codes.copy()
-        random_mask = self.rng.random(n) < self.epsilon
-        random_actions = self.rng.integers(0, self.num_actions, n)
-        if random_mask.all():
-            return random_actions, codes
-        greedy = self.q_values_for(obs, codes).argmax(dim=1).cpu().numpy()
-        return np.where(random_mask, random_actions, greedy), codes
+        actions = epsilon_greedy(self.rng, self.epsilon, self.num_actions, n,
+                                 lambda: self.q_values_for(obs, codes).argmax(dim=1).cpu().numpy())
+        return actions, codes
 
     def observe(self, obs: np.ndarray, actions: np.ndarray, rewards: np.ndarray, terminated: np.ndarray,
                 truncated: np.ndarray, next_obs: np.ndarray, valid: np.ndarray | None = None,
@@ -275,10 +270,7 @@ class SkillsAgent(FeedForwardAgent):
         replay = self._learner()[0]
         stored = np.concatenate([np.asarray(actions, np.float32).reshape(-1, 1), self._acting_codes], axis=1)
         replay.add(obs, stored, rewards, terminated, truncated, next_obs, valid)
-        new = int(obs.shape[0] if valid is None else np.count_nonzero(valid))
-        self.env_steps += new
-        if len(replay) >= min(self.config.learning_starts, self.config.buffer_size):
-            self._update_credit += new / self.config.train_freq
+        self._count_observed(len(replay), obs, valid)
 
     # ---------------------------------------------------------------------------------------- learning
     def _learner(self) -> tuple[ReplayBuffer, torch.optim.Optimizer, torch.optim.Optimizer]:
@@ -290,32 +282,15 @@ class SkillsAgent(FeedForwardAgent):
         """The gradient steps owed by the replay ratio, then the target sync when due."""
         c = self.config
         replay = self._learner()[0]
-        metrics: list[dict[str, float]] = []
-        if replay.num_sampleable() >= c.batch_size:
-            while self._update_credit >= 1.0:
-                self._update_credit -= 1.0
-                for _ in range(c.gradient_steps):
-                    metrics.append(self._gradient_step())
-        else:
-            self._update_credit = 0.0
-        if self.env_steps - self._last_target_sync >= c.target_update_period:
-            self._last_target_sync = self.env_steps - self.env_steps % c.target_update_period
+        metrics = self._owed_gradient_steps(replay.num_sampleable() >= c.batch_size)
+        if self._target_sync_due():
             self._sync_target()
         out = dict(self._pending_metrics)
         self._pending_metrics = {}
         if metrics:
-            out.update({k: float(np.mean([m[k] for m in metrics])) for k in metrics[0]})
+            out.update(mean_metrics(metrics))
             out["epsilon"] = self.epsilon
         return out
-
-    def _sync_target(self) -> None:
-        tau = self.config.tau
-        with torch.no_grad():
-            if tau >= 1.0:
-                self.target.load_state_dict(self.online.state_dict())
-            else:
-                for t, o in zip(self.target.parameters(), self.online.parameters(), strict=True):
-                    t.lerp_(o, tau)
 
     def _gradient_step(self) -> dict[str, float]:
         c = self.config

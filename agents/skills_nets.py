@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from rlmorning.agents.dqn_parts import input_scale
 from rlmorning.agents.nets.encoders import make_encoder
 
 CODES = ("categorical", "gaussian")
@@ -31,8 +32,9 @@ class Trunk(nn.Module):
     def __init__(self, space: gym.spaces.Box, encoder: str, encoder_kwargs: dict, normalize: bool) -> None:
         super().__init__()
         shape = tuple(space.shape)
-        frames = space.dtype == np.uint8 and float(np.max(space.high)) > 1
-        self.encoder = make_encoder(encoder, shape, 1.0 / 255.0 if frames else 1.0, **encoder_kwargs)
+        scale = input_scale(space)
+        frames = scale != 1.0  # uint8 frames with values up to 255
+        self.encoder = make_encoder(encoder, shape, scale, **encoder_kwargs)
         self.out_dim = int(self.encoder.out_dim)
         low, high = np.asarray(space.low, np.float64), np.asarray(space.high, np.float64)
         finite = np.isfinite(low) & np.isfinite(high) & (high > low)

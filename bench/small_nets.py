@@ -169,26 +169,12 @@ def _sb3_model(workload: str, learning_starts: int, total: int) -> Any:
 
 
 def run_sb3(workload: str, measure: int, learning_starts: int) -> dict[str, Any]:
-    from stable_baselines3.common.callbacks import BaseCallback
+    from _sb3_timer import sb3_timer, timed_sps
 
     model = _sb3_model(workload, learning_starts, learning_starts + measure)
-
-    class Timer(BaseCallback):
-        def __init__(self) -> None:
-            super().__init__()
-            self.t_start: float | None = None
-            self.step_start = 0
-
-        def _on_step(self) -> bool:
-            if self.t_start is None and self.num_timesteps >= learning_starts:
-                self.t_start, self.step_start = time.perf_counter(), self.num_timesteps
-            return True
-
-    timer = Timer()
+    timer = sb3_timer(learning_starts)
     model.learn(learning_starts + measure, callback=timer)
-    assert timer.t_start is not None
-    elapsed = time.perf_counter() - timer.t_start
-    return {"sps": (model.num_timesteps - timer.step_start) / elapsed}
+    return {"sps": timed_sps(model, timer)}
 
 
 # -------------------------------------------------------------------------------------------- driver

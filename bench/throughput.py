@@ -76,24 +76,13 @@ def bench_rlmorning(args: argparse.Namespace) -> dict[str, float]:
 def bench_sb3(args: argparse.Namespace) -> dict[str, float]:
     import ale_py
     import gymnasium as gym
+    from _sb3_timer import sb3_timer, timed_sps
     from stable_baselines3 import DQN
-    from stable_baselines3.common.callbacks import BaseCallback
     from stable_baselines3.common.env_util import make_atari_env
     from stable_baselines3.common.vec_env import VecFrameStack
 
     gym.register_envs(ale_py)
     env = VecFrameStack(make_atari_env("BreakoutNoFrameskip-v4", n_envs=args.sb3_envs, seed=0), 4)
-
-    class Timer(BaseCallback):
-        def __init__(self) -> None:
-            super().__init__()
-            self.t_start: float | None = None
-            self.step_start = 0
-
-        def _on_step(self) -> bool:
-            if self.t_start is None and self.num_timesteps >= args.learning_starts:
-                self.t_start, self.step_start = time.perf_counter(), self.num_timesteps
-            return True
 
     model = DQN(
         "CnnPolicy", env, buffer_size=args.buffer_size, learning_starts=args.learning_starts, batch_size=32,
@@ -101,11 +90,11 @@ def bench_sb3(args: argparse.Namespace) -> dict[str, float]:
         train_freq=max(1, 4 // args.sb3_envs), gradient_steps=1, target_update_interval=1000, learning_rate=1e-4,
         optimize_memory_usage=False, device="cpu", seed=0, verbose=0,
     )
-    timer = Timer()
+    timer = sb3_timer(args.learning_starts)
     model.learn(args.learning_starts + args.measure, callback=timer)
-    elapsed = time.perf_counter() - timer.t_start
+    sps = timed_sps(model, timer)
     env.close()
-    return {"sps": (model.num_timesteps - timer.step_start) / elapsed}
+    return {"sps": sps}
 
 
 def main() -> None:

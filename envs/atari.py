@@ -130,6 +130,11 @@ def make_atari_vector(
         autoreset_mode=AutoresetMode.SAME_STEP if autoreset_mode == "same_step" else AutoresetMode.NEXT_STEP,
     )
     env.metadata = dict(env.metadata)
+    return stack_game_frames(env, seed)
+
+
+def stack_game_frames(env: VectorEnv, seed: int) -> FrameStack:
+    """The last step of both Atari factories: game-end info, a ``FRAME_STACK`` frame stack, a seeded reset."""
     stacked = FrameStack(_GameEndInfo(env), FRAME_STACK)
     stacked.metadata = dict(env.metadata)
     stacked.reset(seed=seed)

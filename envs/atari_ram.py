@@ -45,7 +45,7 @@ import numpy as np
 from gymnasium import spaces
 from gymnasium.vector import AutoresetMode, VectorEnv
 
-from rlmorning.envs.atari import FRAME_STACK, _check_frame_size, _GameEndInfo, atari_games
+from rlmorning.envs.atari import _check_frame_size, atari_games, stack_game_frames
 from rlmorning.envs.stack import FrameStack
 from rlmorning.errors import RlmError
 
@@ -293,7 +293,4 @@ def make_atari_ram_vector(
         frame_size=frame_size,
         autoreset_mode=AutoresetMode.SAME_STEP if autoreset_mode == "same_step" else AutoresetMode.NEXT_STEP,
     )
-    stacked = FrameStack(_GameEndInfo(env), FRAME_STACK)
-    stacked.metadata = dict(env.metadata)
-    stacked.reset(seed=seed)
-    return stacked
+    return stack_game_frames(env, seed)

@@ -54,6 +54,27 @@ def read_metrics(run: Path) -> tuple[list[str], list[dict[str, str]]]:
         return list(reader.fieldnames or []), rows
 
 
+def train_dqn(capsys: pytest.CaptureFixture, run: Path, env: str, steps: int, **sets: object) -> str:
+    """``train dqn`` on the cpu with ``--set key=value`` per ``sets`` (in order); asserts success, returns stdout."""
+    overrides = [a for key, value in sets.items() for a in ("--set", f"{key}={value}")]
+    rc, out, err = cli(capsys, "train", "dqn", "--env", env, "--steps", str(steps), *overrides, "--device", "cpu",
+                       "--run-dir", run, "--no-progress")
+    assert rc == 0, err
+    assert "Traceback" not in err
+    return out
+
+
+def check_metrics(run: Path, eval_steps: list[int]) -> tuple[list[dict[str, str]], list[dict[str, str]]]:
+    """A DQN run's metrics.csv has the usual columns and evaluations at ``eval_steps``; returns (rows, eval rows)."""
+    columns, rows = read_metrics(run)
+    for col in ("step", "sps", "eval_return_mean", "eval_return_std", "heldout_q", "loss", "epsilon",
+                "eval_protocol"):
+        assert col in columns, col
+    eval_rows = [r for r in rows if r["eval_return_mean"]]
+    assert [int(r["step"]) for r in eval_rows] == eval_steps
+    return rows, eval_rows
+
+
 def check_run_dir(run: Path, env: str, steps: int, heldout: int, obs_shape: tuple[int, ...]) -> dict:
     """The files every finished run writes; returns the parsed config.yaml."""
     config = yaml.safe_load((run / "config.yaml").read_text())
@@ -225,15 +246,8 @@ def test_dqn_validation_error_through_cli(capsys, tmp_path):
 # -------------------------------------------------------------------------------------- full flows
 def test_cartpole_train_eval_resume(capsys, tmp_path):
     run = tmp_path / "cartpole"
-    rc, out, err = cli(
-        capsys, "train", "dqn", "--env", "CartPole-v1", "--steps", "600",
-        "--set", "learning_starts=200", "--set", "train_freq=4", "--set", "gradient_steps=1",
-        "--set", "eval_every=300", "--set", "eval_episodes=2", "--set", "checkpoint_every=300",
-        "--set", "heldout_states=50", "--set", "log_every=300", "--device", "cpu",
-        "--run-dir", run, "--no-progress",
-    )
-    assert rc == 0, err
-    assert "Traceback" not in err
+    out = train_dqn(capsys, run, "CartPole-v1", 600, learning_starts=200, train_freq=4, gradient_steps=1,
+                    eval_every=300, eval_episodes=2, checkpoint_every=300, heldout_states=50, log_every=300)
     assert f"run: {run}" in out
     assert re.search(r"^steps: 600 ", out, re.MULTILINE)
     assert "eval protocol: undiscounted episode return, epsilon=0.0" in out
@@ -242,12 +256,7 @@ def test_cartpole_train_eval_resume(capsys, tmp_path):
     assert config["learning_starts"] == 200 and config["heldout_states"] == 50
     assert config["encoder"] == "mlp"  # the dqn_classic preset below the --set overrides
 
-    columns, rows = read_metrics(run)
-    for col in ("step", "sps", "eval_return_mean", "eval_return_std", "heldout_q", "loss", "epsilon",
-                "eval_protocol"):
-        assert col in columns, col
-    eval_rows = [r for r in rows if r["eval_return_mean"]]
-    assert [int(r["step"]) for r in eval_rows] == [300, 600]
+    rows, eval_rows = check_metrics(run, [300, 600])
     for r in eval_rows:
         assert 1 <= float(r["eval_return_mean"]) <= 500
         assert float(r["eval_return_std"]) >= 0
@@ -281,11 +290,8 @@ def test_cartpole_train_eval_resume(capsys, tmp_path):
 
 def test_final_step_is_logged(capsys, tmp_path):
     run = tmp_path / "short"
-    rc, _, err = cli(capsys, "train", "dqn", "--env", "CartPole-v1", "--steps", "150",
-                     "--set", "learning_starts=50", "--set", "train_freq=4", "--set", "gradient_steps=1",
-                     "--set", "eval_every=0", "--set", "heldout_states=0", "--set", "log_every=1000",
-                     "--device", "cpu", "--run-dir", run, "--no-progress")
-    assert rc == 0, err
+    train_dqn(capsys, run, "CartPole-v1", 150, learning_starts=50, train_freq=4, gradient_steps=1, eval_every=0,
+              heldout_states=0, log_every=1000)
     assert (run / "metrics.csv").is_file()
     _, rows = read_metrics(run)
     assert int(rows[-1]["step"]) == 150 and rows[-1]["loss"]
@@ -293,27 +299,15 @@ def test_final_step_is_logged(capsys, tmp_path):
 
 def test_breakout_train_through_cli(capsys, tmp_path):
     run = tmp_path / "breakout"
-    rc, out, err = cli(
-        capsys, "train", "dqn", "--env", "Breakout", "--steps", "600",
-        "--set", "learning_starts=400", "--set", "buffer_size=5000", "--set", "eval_every=300",
-        "--set", "eval_episodes=1", "--set", "eval_max_frames=1000", "--set", "checkpoint_every=300",
-        "--set", "heldout_states=20", "--set", "log_every=300", "--device", "cpu",
-        "--run-dir", run, "--no-progress",
-    )
-    assert rc == 0, err
-    assert "Traceback" not in err
+    out = train_dqn(capsys, run, "Breakout", 600, learning_starts=400, buffer_size=5000, eval_every=300,
+                    eval_episodes=1, eval_max_frames=1000, checkpoint_every=300, heldout_states=20, log_every=300)
     assert "eval protocol: true game score" in out
     config = check_run_dir(run, "Breakout", 600, 20, (4, 84, 84))
     assert config["buffer_size"] == 5000 and config["train_freq"] == 4  # dqn_atari preset + --set
     versions = json.loads((run / "versions.json").read_text())
     assert "true game score" in versions["eval_protocol"]
     assert "<= 1000 frames" in versions["eval_protocol"]
-    columns, rows = read_metrics(run)
-    for col in ("step", "sps", "eval_return_mean", "eval_return_std", "heldout_q", "loss", "epsilon",
-                "eval_protocol"):
-        assert col in columns, col
-    eval_rows = [r for r in rows if r["eval_return_mean"]]
-    assert [int(r["step"]) for r in eval_rows] == [300, 600]
+    rows, eval_rows = check_metrics(run, [300, 600])
     assert all(r["eval_protocol"].startswith("true game score") for r in eval_rows)
     assert any(r["loss"] for r in rows), "learning_starts < steps: gradient steps must have happened"
     with np.load(run / "heldout_states.npz") as data:

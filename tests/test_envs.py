@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import gymnasium as gym
 import numpy as np
 import pytest
@@ -130,43 +132,42 @@ def test_atari_vector_stack_and_life_loss():
         env.close()
 
 
-def test_atari_final_frame_of_a_life_loss_is_the_real_screen():
+def random_breakout_steps(rng_seed: int, reset_seed: int, steps: int) -> Iterator[tuple[np.ndarray, ...]]:
+    """Random actions in a one-env Breakout vector env (closed when the loop ends or is left): yields
+    ``(obs, terminated, info, lives before the step)`` for each step."""
     env = make_vector(resolve("Breakout"), 1, seed=0)
     try:
-        rng = np.random.default_rng(0)
-        prev_lives = lives_of(env.reset(seed=1)[1])
-        checked = 0
-        for _ in range(2000):
+        rng = np.random.default_rng(rng_seed)
+        prev_lives = lives_of(env.reset(seed=reset_seed)[1])
+        for _ in range(steps):
             obs, _, terminated, _, info = env.step(rng.integers(0, 4, 1))
-            if terminated[0] and prev_lives[0] > 1:
-                # the game goes on after a lost life, so the screen returned now is the episode's last frame
-                np.testing.assert_array_equal(info["final_obs"][0, 3], obs[0, 3])
-                checked += 1
-                if checked == 3:
-                    return
+            yield obs, terminated, info, prev_lives
             prev_lives = lives_of(info)
-        pytest.fail("fewer than 3 lives lost in 2000 random Breakout steps")
     finally:
         env.close()
+
+
+def test_atari_final_frame_of_a_life_loss_is_the_real_screen():
+    checked = 0
+    for obs, terminated, info, prev_lives in random_breakout_steps(0, 1, 2000):
+        if terminated[0] and prev_lives[0] > 1:
+            # the game goes on after a lost life, so the screen returned now is the episode's last frame
+            np.testing.assert_array_equal(info["final_obs"][0, 3], obs[0, 3])
+            checked += 1
+            if checked == 3:
+                return
+    pytest.fail("fewer than 3 lives lost in 2000 random Breakout steps")
 
 
 def test_atari_episode_end_true_at_game_over():
-    env = make_vector(resolve("Breakout"), 1, seed=0)
-    try:
-        rng = np.random.default_rng(1)
-        prev_lives = lives_of(env.reset(seed=0)[1])
-        for _ in range(4000):
-            _, _, terminated, truncated, info = env.step(rng.integers(0, 4, 1))
-            game_over = bool(terminated[0]) and prev_lives[0] == 1
-            if game_over:
-                assert info["episode_end"][0], "episode_end must be True when the last life is lost"
-                return
-            if terminated[0]:
-                assert not info["episode_end"][0]
-            prev_lives = lives_of(info)
-        pytest.fail("no Breakout game ended in 4000 random steps")
-    finally:
-        env.close()
+    for _, terminated, info, prev_lives in random_breakout_steps(1, 0, 4000):
+        game_over = bool(terminated[0]) and prev_lives[0] == 1
+        if game_over:
+            assert info["episode_end"][0], "episode_end must be True when the last life is lost"
+            return
+        if terminated[0]:
+            assert not info["episode_end"][0]
+    pytest.fail("no Breakout game ended in 4000 random steps")
 
 
 def test_atari_truncation_is_an_episode_end():
@@ -225,6 +226,7 @@ def test_atari_eval_obs_and_unclipped_rewards():
         assert not obs[:2].any()
         np.testing.assert_array_equal(obs[2], prev[3])
         rewards = []
+        env.action_space.seed(0)  # a seeded random policy: the same episode every run
         for _ in range(600):
             obs, r, terminated, truncated, _ = env.step(env.action_space.sample())
             rewards.append(float(r))

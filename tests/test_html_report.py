@@ -12,7 +12,7 @@ import base64
 import json
 import os
 import shutil
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -50,14 +50,8 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
-def runs(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
-    root = tmp_path_factory.mktemp("html")
-    out = []
-    for seed in (0, 1):
-        run = root / f"breakout-{seed}"
-        api.train("dqn", "Breakout", run_dir=run, steps=200, seed=seed, progress=False, overrides=BREAKOUT)
-        out.append(run)
-    return out
+def runs(tmp_path_factory: pytest.TempPathFactory, train_seeds: Callable) -> list[Path]:
+    return train_seeds(tmp_path_factory.mktemp("html"), "Breakout", 200, BREAKOUT)
 
 
 @pytest.fixture(scope="module")

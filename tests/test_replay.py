@@ -199,12 +199,16 @@ def test_invalid_rows_are_not_stored() -> None:
     def stack(*frames: int) -> np.ndarray:
         return np.array(frames, np.uint8).reshape(k, 1, 1)
 
+    def add(obs: np.ndarray, nxt: np.ndarray, reward: float, terminated: tuple[bool, bool] = (False, False)) -> None:
+        """A step of both envs with action 0, reward ``reward`` and no truncation."""
+        buf.add(obs, np.array([0, 0]), np.full(2, reward), np.array(terminated), np.array([False, False]), nxt)
+
     obs = np.stack([stack(0, 0, 0, 1), stack(0, 0, 0, 101)])
     nxt = np.stack([stack(0, 0, 1, 2), stack(0, 0, 101, 102)])
-    buf.add(obs, np.array([0, 0]), np.zeros(2), np.array([False, False]), np.array([False, False]), nxt)
+    add(obs, nxt, 0.0)
     obs = nxt
     nxt = np.stack([stack(0, 1, 2, 3), stack(0, 101, 102, 103)])
-    buf.add(obs, np.array([0, 0]), np.ones(2), np.array([True, False]), np.array([False, False]), nxt)
+    add(obs, nxt, 1.0, (True, False))
     assert len(buf) == 4
     # next-step autoreset: env 0's row is the pseudo transition final obs (..3) -> reset obs (0,0,0,50);
     # its flags and reward are garbage on purpose
@@ -222,10 +226,10 @@ def test_invalid_rows_are_not_stored() -> None:
     assert len(buf) == 5
     obs = nxt
     nxt = np.stack([stack(0, 0, 50, 51), stack(102, 103, 104, 105)])
-    buf.add(obs, np.array([0, 0]), np.ones(2), np.array([False, False]), np.array([False, False]), nxt)
+    add(obs, nxt, 1.0)
     obs = nxt
     nxt = np.stack([stack(0, 50, 51, 52), stack(103, 104, 105, 106)])
-    buf.add(obs, np.array([0, 0]), np.ones(2), np.array([False, False]), np.array([False, False]), nxt)
+    add(obs, nxt, 1.0)
     assert len(buf) == 9
     # nothing masked out at all: no-op
     buf.add(obs, np.array([0, 0]), np.ones(2), np.ones(2, bool), np.ones(2, bool), nxt, valid=np.zeros(2, bool))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 import imageio_ffmpeg
@@ -38,14 +39,8 @@ def breakout_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def cartpole_runs(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
-    root = tmp_path_factory.mktemp("viz")
-    runs = []
-    for seed in (0, 1):
-        run = root / f"cartpole-{seed}"
-        api.train("dqn", "CartPole-v1", run_dir=run, steps=300, seed=seed, progress=False, overrides=CARTPOLE)
-        runs.append(run)
-    return runs
+def cartpole_runs(tmp_path_factory: pytest.TempPathFactory, train_seeds: Callable) -> list[Path]:
+    return train_seeds(tmp_path_factory.mktemp("viz"), "CartPole-v1", 300, CARTPOLE)
 
 
 def cli(capsys: pytest.CaptureFixture, *args: object) -> tuple[int, str, str]:

@@ -176,6 +176,21 @@ class ImpalaEncoder(Encoder):
         return self.fc(self.head(self.stages(self.scale(obs))))
 
 
+class BodyFCEncoder(Encoder):
+    """An encoder ``fc(body(x))``: a conv body ending in Flatten, then FC ``hidden`` with ReLU."""
+
+    def _build(self, body: list[nn.Module], in_shape: tuple[int, int, int], hidden: int) -> None:
+        """Set ``body`` (probed with one zero input for its flat width), ``fc`` and ``out_dim``."""
+        self.body = nn.Sequential(*body)
+        with torch.no_grad():
+            flat = int(self.body(torch.zeros(1, *in_shape)).shape[1])
+        self.fc = nn.Sequential(nn.Linear(flat, hidden), nn.ReLU())
+        self.out_dim = hidden
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.body(self.scale(obs)))
+
+
 # ------------------------------------------------------------------------------------------- DenseNet
 class DenseLayer(nn.Module):
     """norm -> ReLU -> conv 3x3 (``growth`` channels), optionally after a 1x1 bottleneck (DenseNet-BC);
@@ -210,7 +225,7 @@ class Transition(nn.Module):
 
 
 @ENCODERS.register("densenet", "Huang et al. 2017: dense blocks (concatenation) + BN-1x1 conv-avg-pool transitions")
-class DenseNetEncoder(Encoder):
+class DenseNetEncoder(BodyFCEncoder):
     """A small DenseNet (Huang et al. 2017).
 
     Stem conv (``2*growth`` channels; 8x8/4 on large frames, 3x3/1 on small ones), then dense blocks of
@@ -248,14 +263,7 @@ class DenseNetEncoder(Encoder):
                 body.append(Transition(name, ch, out, pool, norm))
                 ch, side = out, side // 2 if pool else side
         body += [make_norm(name, norm, ch), nn.ReLU(), nn.Flatten()]
-        self.body = nn.Sequential(*body)
-        with torch.no_grad():
-            flat = int(self.body(torch.zeros(1, c, h, w)).shape[1])
-        self.fc = nn.Sequential(nn.Linear(flat, hidden), nn.ReLU())
-        self.out_dim = hidden
-
-    def forward(self, obs: torch.Tensor) -> torch.Tensor:
-        return self.fc(self.body(self.scale(obs)))
+        self._build(body, (c, h, w), hidden)
 
 
 # ------------------------------------------------------------------------------------------ Inception
@@ -284,7 +292,7 @@ class InceptionBlock(nn.Module):
 
 
 @ENCODERS.register("inception", "Szegedy et al. 2015: stem conv + small Inception blocks with 1x1 reductions")
-class InceptionEncoder(Encoder):
+class InceptionEncoder(BodyFCEncoder):
     """A small GoogLeNet-style encoder.
 
     Stem conv (``stem_channels`` 32; 8x8/4 on large frames, 3x3/1 on small ones) + ReLU, then one
@@ -312,11 +320,4 @@ class InceptionEncoder(Encoder):
                 body.append(nn.MaxPool2d(3, stride=2, padding=1))
                 side = _out_side(side, 3, 2, 1)
         body.append(nn.Flatten())
-        self.body = nn.Sequential(*body)
-        with torch.no_grad():
-            flat = int(self.body(torch.zeros(1, c, h, w)).shape[1])
-        self.fc = nn.Sequential(nn.Linear(flat, hidden), nn.ReLU())
-        self.out_dim = hidden
-
-    def forward(self, obs: torch.Tensor) -> torch.Tensor:
-        return self.fc(self.body(self.scale(obs)))
+        self._build(body, (c, h, w), hidden)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from collections.abc import Callable
 
+from rlmorning.commands import refuse_with_resume
 from rlmorning.errors import RlmError
 
 Handler = Callable[[argparse.Namespace], int]
@@ -67,13 +68,10 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
     progress = False if args.no_progress else None
     if args.resume:
-        conflicting = [name for name, val in (("--set", args.overrides), ("--config", args.config),
-                                              ("--seed", args.seed), ("--num-envs", args.num_envs),
-                                              ("--run-dir", args.run_dir), ("--overwrite", args.overwrite))
-                       if val]
-        if conflicting:
-            raise RlmError(f"{', '.join(conflicting)} cannot be combined with --resume "
-                           "(the run's config.yaml is used; only --steps and --device may change)")
+        refuse_with_resume((("--set", args.overrides), ("--config", args.config), ("--seed", args.seed),
+                            ("--num-envs", args.num_envs), ("--run-dir", args.run_dir),
+                            ("--overwrite", args.overwrite)),
+                           "the run's config.yaml is used; only --steps and --device may change")
         from rlmorning.envs import resolve
         from rlmorning.run import read_config
 

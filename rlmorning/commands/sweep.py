@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from collections.abc import Callable
 
+from rlmorning.commands import refuse_with_resume
 from rlmorning.errors import RlmError
 
 Handler = Callable[[argparse.Namespace], int]
@@ -90,14 +91,11 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
     from rlmorning import sweep
 
     if args.resume:
-        given = [flag for flag, val in (("--env", args.env), ("--steps", args.steps), ("--grid", args.grid),
-                                        ("--set", args.overrides), ("--config", args.config),
-                                        ("--search", args.search), ("--scheduler", args.scheduler),
-                                        ("--name", args.name), ("--max-concurrent", args.max_concurrent))
-                 if val]
-        if given:
-            raise RlmError(f"{', '.join(given)} cannot be combined with --resume (the sweep's sweep.yaml is "
-                           "used; only --address may be given)")
+        refuse_with_resume((("--env", args.env), ("--steps", args.steps), ("--grid", args.grid),
+                            ("--set", args.overrides), ("--config", args.config), ("--search", args.search),
+                            ("--scheduler", args.scheduler), ("--name", args.name),
+                            ("--max-concurrent", args.max_concurrent)),
+                           "the sweep's sweep.yaml is used; only --address may be given")
         sweep.require_ray()
         spec = sweep.read_spec(args.resume)
         if args.agent and args.agent != spec.agent:

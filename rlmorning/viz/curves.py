@@ -24,6 +24,7 @@ from rlmorning import envs as envs_mod
 from rlmorning.errors import RlmError
 from rlmorning.run import MetricsCSV, read_config
 from rlmorning.viz.kstep import plot_kstep_error
+from rlmorning.viz.media import png_out
 
 ALIASES = {"eval_return": "eval_return_mean", "return": "train_return"}
 EVAL_METRICS = {"eval_return_mean", "eval_return_std", "eval_episodes", "heldout_q"}
@@ -131,12 +132,7 @@ def plot_curves(runs: Sequence[str | Path], metric: str = "eval_return",
     if missing:
         raise RlmError(f"metric '{column}' is not in the metrics.csv of: {', '.join(missing)}")
     png = Path(out) if out is not None else data[0].path / "plots" / f"{metric}.png"
-    if png.suffix.lower() != ".png":
-        raise RlmError(f"--out must be a .png file, got '{png}'")
-    try:
-        png.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise RlmError(f"cannot write '{png.parent}': {exc.strerror or exc}") from None
+    png_out(png)
 
     groups: dict[str, list[RunData]] = {}
     for d in data:

@@ -54,6 +54,17 @@ class VideoWriter:
             self._gen = None
 
 
+def png_out(png: Path) -> Path:
+    """``png`` checked to be a .png path, with its folder created (one-line RlmError otherwise)."""
+    if png.suffix.lower() != ".png":
+        raise RlmError(f"--out must be a .png file, got '{png}'")
+    try:
+        png.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise RlmError(f"cannot write '{png.parent}': {exc.strerror or exc}") from None
+    return png
+
+
 def mp4_to_gif(mp4: Path, gif: Path, fps: int = 15, width: int | None = None) -> Path:
     """Convert an MP4 into a GIF (ffmpeg palette, nearest-neighbour scaling; default half width)."""
     import imageio_ffmpeg

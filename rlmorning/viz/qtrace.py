@@ -20,6 +20,7 @@ import numpy as np
 
 from rlmorning.errors import RlmError
 from rlmorning.run import MetricsCSV
+from rlmorning.viz.media import png_out
 from rlmorning.viz.rollout import DEFAULT_SEED, EpisodeLog, load_source, play
 
 TRACE_FORMAT = 1
@@ -113,12 +114,7 @@ def plot_q(
         raise RlmError(f"thumbnails must be 3..6, got {thumbnails}")
     src = load_source(source, checkpoint, env=env, device=device)
     png = Path(out) if out is not None else src.out_dir / "plots" / f"qtrace-{Path(src.checkpoint).stem}-seed{seed}.png"
-    if png.suffix.lower() != ".png":
-        raise RlmError(f"--out must be a .png file, got '{png}'")
-    try:
-        png.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise RlmError(f"cannot write '{png.parent}': {exc.strerror or exc}") from None
+    png_out(png)
 
     log = EpisodeLog(seed=seed)
     thumbs: dict[int, bytes] = {}

@@ -19,6 +19,7 @@ import torch
 
 from rlmorning import envs as envs_mod
 from rlmorning.errors import RlmError
+from rlmorning.viz.media import png_out
 from rlmorning.viz.source import PolicySource
 
 PROJECTIONS = ("auto", "dims", "pca")
@@ -158,12 +159,7 @@ def plot_skills(run: str | Path, *, out: str | Path | None = None, checkpoint: s
         raise RlmError(f"'{run}' is not a skills run (train one with `rlmorning train skills`)")
     ckpt = find_checkpoint(run, checkpoint)
     png = Path(out) if out is not None else run / "plots" / f"skills-{ckpt.stem}.png"
-    if png.suffix.lower() != ".png":
-        raise RlmError(f"--out must be a .png file, got '{png}'")
-    try:
-        png.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise RlmError(f"cannot write '{png.parent}': {exc.strerror or exc}") from None
+    png_out(png)
     agent, cfg = load_policy(run, str(ckpt), device)
     require_skills(agent, str(run))
     t = cfg.trainer
