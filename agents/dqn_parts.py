@@ -102,9 +102,8 @@ class ReplayRatioMixin:
     env_steps: int
     _update_credit: float
     _last_target_sync: int
-
-    def _gradient_step(self) -> dict[str, float]:
-        raise NotImplementedError
+    _gradient_step: Callable[[], dict[str, float]]
+    """One gradient step, defined by the agent; returns its metrics."""
 
     def _count_observed(self, replay_size: int, obs: np.ndarray, valid: np.ndarray | None) -> None:
         """Count a vector step's transitions and the update rounds they earn."""
