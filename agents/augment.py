@@ -33,16 +33,23 @@ def random_shift(obs: torch.Tensor, pad: int, generator: torch.Generator | None 
 
     Works on any dtype (uint8 frames stay uint8). Offsets are uniform in ``[-pad, pad]`` on each axis.
     """
+    return random_shift_with_offsets(obs, pad, generator)[0]
+
+
+def random_shift_with_offsets(obs: torch.Tensor, pad: int, generator: torch.Generator | None = None
+                              ) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`random_shift` and its offsets ``long [B, 2]`` (rows, columns): output pixel ``(r, c)`` is input
+    pixel ``(r + dr, c + dc)`` (clamped), so content moves by ``(-dr, -dc)``. Zero offsets at pad 0."""
     if obs.dim() != 4:
         raise RlmError(f"random shift needs image batches [B, C, H, W], got shape {tuple(obs.shape)}")
-    if pad == 0:
-        return obs
     b, _, h, w = obs.shape
+    if pad == 0:
+        return obs, torch.zeros(b, 2, dtype=torch.long, device=obs.device)
     shift = torch.randint(-pad, pad + 1, (b, 2), generator=generator, device=obs.device)
     rows = (torch.arange(h, device=obs.device) + shift[:, :1]).clamp_(0, h - 1)  # [B, H]
     cols = (torch.arange(w, device=obs.device) + shift[:, 1:]).clamp_(0, w - 1)  # [B, W]
     index = (rows[:, :, None] * w + cols[:, None, :]).view(b, 1, h * w).expand(b, obs.shape[1], h * w)
-    return obs.reshape(b, obs.shape[1], h * w).gather(2, index).view(obs.shape)
+    return obs.reshape(b, obs.shape[1], h * w).gather(2, index).view(obs.shape), shift
 
 
 def intensity_factors(batch: int, scale: float, device: torch.device,
@@ -59,10 +66,18 @@ def augment_batch(obs: torch.Tensor, mode: str, pad: int, scale: float,
     Returns float32 in the input's value range (uint8 frames stay in [0, 255] times the intensity factor;
     the encoder scales them as it scales unaugmented frames). ``none`` returns ``obs`` unchanged.
     """
+    return augment_batch_with_offsets(obs, mode, pad, scale, generator)[0]
+
+
+def augment_batch_with_offsets(obs: torch.Tensor, mode: str, pad: int, scale: float,
+                               generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`augment_batch` and the shift offsets ``long [B, 2]`` (see :func:`random_shift_with_offsets`;
+    zeros without a shift), for labels that must move with the pixels (object boxes)."""
+    no_shift = torch.zeros(obs.shape[0], 2, dtype=torch.long, device=obs.device)
     if mode == "none":
-        return obs
-    x = random_shift(obs, pad, generator) if "shift" in mode else obs
+        return obs, no_shift
+    x, shift = random_shift_with_offsets(obs, pad, generator) if "shift" in mode else (obs, no_shift)
     if "intensity" in mode:
         # uint8 * float32 promotes to float32: the conversion and the multiply are one kernel
-        return torch.mul(x, intensity_factors(x.shape[0], scale, x.device, generator))
-    return x.float()
+        return torch.mul(x, intensity_factors(x.shape[0], scale, x.device, generator)), shift
+    return x.float(), shift

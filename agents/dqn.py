@@ -18,10 +18,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from rlmorning.agents.augment import augment_batch, check_augment
+from rlmorning.agents.augment import augment_batch_with_offsets, check_augment
 from rlmorning.agents.base import FeedForwardAgent, linear_schedule
 from rlmorning.agents.dqn_parts import ReplayRatioMixin, epsilon_greedy, input_scale, mean_metrics, require_discrete_box
 from rlmorning.agents.nets.encoders import make_encoder
+from rlmorning.agents.nets.side_information import RAM_BYTES, encode_with_map
+from rlmorning.agents.side_info_heads import SideInformationHeads, check_aux
 from rlmorning.checkpointed import Checkpointed
 from rlmorning.errors import RlmError
 from rlmorning.replay import ReplayBuffer, smallest_int_dtype
@@ -74,6 +76,23 @@ class DQNConfig:
     and intensity noise ``1 + augment_intensity * clip(N(0, 1), -2, 2)`` per sample. Image observations only."""
     augment_pad: int = 4
     augment_intensity: float = 0.05
+    aux: str = "none"
+    """none | hallucination | objects: a training-time head that learns from the Atari console RAM (Atari
+    only; the pixel network acts alone). hallucination: a RAM teacher Q-network + a branch of the pixel convs
+    regressing its features (Hoffman et al. 2016); objects: a YOLOv2 head predicting the game's objects,
+    labelled from RAM (Redmon & Farhadi 2017). Replay then stores each frame's 128 RAM bytes."""
+    aux_weight: float = 1.0
+    """Weight of the hallucination loss (the teacher's own TD loss has weight 1) or of the YOLO loss."""
+    aux_game: str = "auto"
+    """The Atari game whose RAM object table labels ``aux: objects``; auto = the run's env."""
+    aux_ram_input: str = "bits"
+    """bits | bytes: how the RAM teacher reads the 128 bytes (bits: 1,024 binary inputs)."""
+    aux_teacher_hidden: list = field(default_factory=lambda: [512, 512])
+    """Hidden layer sizes of the RAM teacher's MLP (its last size = the hallucinated feature size)."""
+    init: str = "default"
+    """default | xavier: the Q-network's initial weights. default = PyTorch's layer defaults; xavier = Glorot
+    uniform weights and zero biases in every conv and linear layer (Flax's xavier_uniform, as Dopamine's
+    Rainbow/DrQ network)."""
     memory_format: str = "auto"
     """auto | channels_last | contiguous: layout of conv weights and image inputs (same maths, other
     kernels); auto = channels_last for Atari-sized frames (>= 36 px; the Nature CNN's update is faster so at
@@ -107,7 +126,10 @@ class QNetwork(nn.Module):
             self.head = nn.Linear(encoder.out_dim, num_actions)
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
-        z = self.encoder(obs)
+        return self.q_from_features(self.encoder(obs))
+
+    def q_from_features(self, z: torch.Tensor) -> torch.Tensor:
+        """Q-values from the encoder's features ``z [B, out_dim]``."""
         if self.dueling:
             adv = self.advantage(z)
             return self.value(z) + adv - adv.mean(dim=1, keepdim=True)
@@ -120,9 +142,9 @@ class DQNAgent(ReplayRatioMixin, Checkpointed, FeedForwardAgent):
     ``batch_source`` (None: replay only) supplies the batches of every gradient step when set."""
 
     saved = ("online", "target", "optimizer", "env_steps", "updates", "_update_credit", "_last_target_sync", "rng",
-             "augment_rng=_aug_generator")
+             "augment_rng=_aug_generator", "aux")
     saved_buffers = ("replay",)
-    saved_optional = ("augment_rng",)
+    saved_optional = ("augment_rng", "aux")
     load_hint = "encoder/env"
     world_model = None
     """None: no generative world model (:class:`~rlmorning.agents.capabilities.HasWorldModel`)."""
@@ -150,7 +172,10 @@ class DQNAgent(ReplayRatioMixin, Checkpointed, FeedForwardAgent):
         obs_shape = tuple(observation_space.shape)
         encoder = make_encoder(config.encoder, obs_shape, input_scale(observation_space),
                                **config.encoder_kwargs)
-        self.online = QNetwork(encoder, self.num_actions, config.dueling).to(device)
+        self.online = QNetwork(encoder, self.num_actions, config.dueling)
+        if config.init == "xavier":
+            xavier_init(self.online)
+        self.online = self.online.to(device)
         atari_sized = len(obs_shape) == 3 and min(obs_shape[1:]) >= 36
         self._channels_last = config.memory_format == "channels_last" or (
             config.memory_format == "auto" and atari_sized)
@@ -158,11 +183,18 @@ class DQNAgent(ReplayRatioMixin, Checkpointed, FeedForwardAgent):
             self.online = self.online.to(memory_format=torch.channels_last)
         self.target = copy.deepcopy(self.online).requires_grad_(False).eval()
         self.inference = inference
+        self.aux: SideInformationHeads | None = None
+        """Training-time side-information heads (``aux``); never built for inference, never used to act."""
+        if config.aux != "none" and not inference:
+            self.aux = SideInformationHeads(
+                config.aux, self.online.encoder, obs_shape, self.num_actions, game=config.aux_game,
+                weight=config.aux_weight, ram_input=config.aux_ram_input, teacher_hidden=config.aux_teacher_hidden,
+                loss=config.loss, double=config.double).to(device)
         self.optimizer: torch.optim.Optimizer | None = None if inference else self._make_optimizer()
         self.replay: ReplayBuffer | None = None if inference else ReplayBuffer(
             config.buffer_size, num_envs, obs_shape, observation_space.dtype, frame_stack,
             action_dtype=smallest_int_dtype(self.num_actions), gamma=config.gamma, n_step=config.n_step,
-            seed=seed,
+            seed=seed, side_shape=(RAM_BYTES,) if self.aux is not None else None,
         )
         self.rng = np.random.default_rng(seed + 1)
         decay = config.eps_decay_steps or config.eps_fraction * total_steps
@@ -195,7 +227,9 @@ class DQNAgent(ReplayRatioMixin, Checkpointed, FeedForwardAgent):
 
     def _make_optimizer(self) -> torch.optim.Optimizer:
         c = self.config
-        params = self.online.parameters()
+        params = list(self.online.parameters())
+        if self.aux is not None:
+            params += [p for p in self.aux.parameters() if p.requires_grad]
         if c.optimizer == "adam":
             return torch.optim.Adam(params, lr=c.lr, eps=c.optimizer_eps, fused=self.device.type in ("cpu", "cuda"))
         # foreach: one multi-tensor kernel per op instead of a Python loop over the tensors (CPU's default)
@@ -227,11 +261,13 @@ class DQNAgent(ReplayRatioMixin, Checkpointed, FeedForwardAgent):
             return x.contiguous(memory_format=torch.channels_last)
         return x
 
-    def _train_obs(self, obs: np.ndarray) -> torch.Tensor:
-        """A replay batch's observations for learning: augmented when ``augment`` is set."""
+    def _train_obs(self, obs: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+        """A replay batch's observations for learning (augmented when ``augment`` is set) and their shift
+        offsets ``[B, 2]`` (zeros without a shift)."""
         c = self.config
         x = torch.as_tensor(obs, device=self.device)
-        return self._layout(augment_batch(x, c.augment, c.augment_pad, c.augment_intensity, self._aug_generator))
+        x, shift = augment_batch_with_offsets(x, c.augment, c.augment_pad, c.augment_intensity, self._aug_generator)
+        return self._layout(x), shift
 
     def q_values(self, obs: np.ndarray) -> torch.Tensor:
         """Q-values ``float32 [B, A]`` of the online network for ``obs [B, *obs_shape]``."""
@@ -252,7 +288,12 @@ class DQNAgent(ReplayRatioMixin, Checkpointed, FeedForwardAgent):
                 info: dict | None = None) -> None:
         """Store the vector step in replay (rows with ``valid`` False are skipped)."""
         replay, _ = self._learner()
-        replay.add(obs, actions, rewards, terminated, truncated, next_obs, valid)
+        side = final_side = None
+        if self.aux is not None:
+            if info is None or "obs_ram" not in info:
+                raise RlmError(f"aux: {self.config.aux} needs the console RAM from the training env (info['obs_ram'])")
+            side, final_side = info["obs_ram"], info.get("final_ram")
+        replay.add(obs, actions, rewards, terminated, truncated, next_obs, valid, side=side, final_side=final_side)
         self._count_observed(len(replay), obs, valid)
 
     # ---------------------------------------------------------------------------------------- learning
@@ -281,8 +322,8 @@ class DQNAgent(ReplayRatioMixin, Checkpointed, FeedForwardAgent):
         c = self.config
         _, optimizer = self._learner()
         b = self._batch()
-        obs = self._train_obs(b["obs"])
-        next_obs = self._train_obs(b["next_obs"])
+        obs, shift = self._train_obs(b["obs"])
+        next_obs, _ = self._train_obs(b["next_obs"])
         actions = torch.as_tensor(b["actions"].astype(np.int64), device=self.device)
         returns = torch.as_tensor(b["returns"], device=self.device)
         discounts = torch.as_tensor(b["discounts"], device=self.device)
@@ -296,16 +337,32 @@ class DQNAgent(ReplayRatioMixin, Checkpointed, FeedForwardAgent):
                     next_q_target = self.target(next_obs).float()
                     next_q_online = self.online(next_obs).float() if c.double else None
                 y = td_target(returns, discounts, next_q_target, next_q_online)
-            q = self.online(obs).float().gather(1, actions.unsqueeze(1)).squeeze(1)
+            if self.aux is None:
+                q_all = self.online(obs)
+            else:  # one pass through the convs feeds the Q head and the side-information head
+                z, fmap = encode_with_map(self.online.encoder, obs)
+                q_all = self.online.q_from_features(z)
+            q = q_all.float().gather(1, actions.unsqueeze(1)).squeeze(1)
         loss = F.smooth_l1_loss(q, y) if c.loss == "huber" else F.mse_loss(q, y)
+        out = {"loss": float(loss.detach()), "q_mean": float(q.detach().mean())}
+        if self.aux is not None:
+            aux_loss, aux_metrics = self.aux.loss(fmap.float(), b, actions, returns, discounts, shift,
+                                                  self.shared_target)
+            loss = loss + aux_loss
+            out.update(aux_metrics)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        out = {"loss": float(loss.detach()), "q_mean": float(q.detach().mean())}
         if c.max_grad_norm > 0:  # without clipping the norm is not computed (not logged as 0)
-            out["grad_norm"] = float(nn.utils.clip_grad_norm_(self.online.parameters(), c.max_grad_norm, foreach=True))
+            params = [p for g in optimizer.param_groups for p in g["params"]]
+            out["grad_norm"] = float(nn.utils.clip_grad_norm_(params, c.max_grad_norm, foreach=True))
         optimizer.step()
         self.updates += 1
         return out
+
+    def _sync_target(self) -> None:
+        super()._sync_target()
+        if self.aux is not None:
+            self.aux.sync_target(self.config.tau)
 
     # ------------------------------------------------------------------------------------- checkpoints
     def state_dict(self, include_buffers: bool = True) -> dict[str, Any]:
@@ -313,6 +370,15 @@ class DQNAgent(ReplayRatioMixin, Checkpointed, FeedForwardAgent):
         if self.shared_target:  # the target copy was skipped while it equalled the online net
             self._sync_target()
         return super().state_dict(include_buffers)
+
+
+def xavier_init(net: nn.Module) -> None:
+    """Glorot-uniform weights and zero biases for every conv and linear layer of ``net`` (in place)."""
+    for m in net.modules():
+        if isinstance(m, (nn.Conv2d, nn.Linear)):
+            nn.init.xavier_uniform_(m.weight)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
 
 
 def td_target(
@@ -345,8 +411,9 @@ def target_is_online(c: DQNConfig, num_envs: int, online: nn.Module) -> bool:
 
 def _validate(c: DQNConfig) -> None:
     check_augment(c.augment, c.augment_pad, c.augment_intensity)
+    check_aux(c.aux, c.aux_weight, c.aux_ram_input, c.aux_game)
     choices = {"optimizer": ("adam", "rmsprop"), "loss": ("huber", "mse"), "precision": ("fp32", "bf16"),
-               "memory_format": ("auto", "channels_last", "contiguous")}
+               "memory_format": ("auto", "channels_last", "contiguous"), "init": ("default", "xavier")}
     for key, valid in choices.items():
         if getattr(c, key) not in valid:
             raise RlmError(f"config key '{key}' must be one of {', '.join(valid)}, got '{getattr(c, key)}'")

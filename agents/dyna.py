@@ -210,6 +210,7 @@ def make_dqn_agent(config: DQNConfig, observation_space: gym.Space, action_space
                    **kwargs: Any) -> DQNAgent | DynaDQNAgent:
     """The ``dqn`` agent: :class:`DynaDQNAgent` when ``config.model`` is set, else plain :class:`DQNAgent`."""
     if getattr(config, "model", None) is not None:
+        _validate(config)
         return DynaDQNAgent(config, observation_space, action_space, **kwargs)
     return DQNAgent(config, observation_space, action_space, **kwargs)
 
@@ -220,3 +221,6 @@ def _validate(config: DQNConfig) -> None:
     _validate_dqn(config)
     if getattr(config, "model", None) is not None:
         check_imagination(config.model)
+        if config.aux != "none":
+            raise RlmError("config key 'aux' does not combine with a world model (model: ...): imagined "
+                           "transitions have no console RAM")

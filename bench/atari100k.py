@@ -14,6 +14,7 @@ profile) written to ``ROOT/report.md``.
     python bench/atari100k.py --games Breakout --seeds 0                 # one run (about an hour here)
     python bench/atari100k.py                                            # 5 games x 3 seeds, two at a time
     python bench/atari100k.py --summarize
+    python bench/atari100k.py --games Breakout --seeds 0 --root runs/variant --set init=xavier   # a variant
 """
 
 from __future__ import annotations
@@ -71,6 +72,8 @@ def train_one(game: str, seed: int, args: argparse.Namespace, cores: list[int] |
     cmd += ["--resume", str(run)] if resume else [
         "--env", game, "--config", "atari100k", "--seed", str(seed), "--run-dir", str(run),
         "--steps", str(args.steps), "--set", f"torch_threads={args.threads}", "--device", "cpu"]
+    if not resume:
+        cmd += [arg for kv in args.set for arg in ("--set", kv)]
     run.parent.mkdir(parents=True, exist_ok=True)
     if not resume and run.exists() and not any(run.iterdir()):
         run.rmdir()
@@ -181,6 +184,8 @@ def main() -> None:
     p.add_argument("--parallel", type=int, default=2, choices=[1, 2], help="runs side by side (default 2)")
     p.add_argument("--threads", type=int, default=0, help="torch threads per run (default: its share of the cores)")
     p.add_argument("--root", type=Path, default=Path("runs/atari100k"))
+    p.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE",
+                   help="config overrides for new runs (a variant of the preset: give it its own --root)")
     p.add_argument("--summarize", action="store_true", help="print the table and write the report; train nothing")
     p.add_argument("--reps", type=int, default=2000, help="bootstrap resamples of the report's CIs")
     args = p.parse_args()

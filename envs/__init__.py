@@ -86,10 +86,19 @@ def _autoreset(mode: str) -> AutoresetMode:
     return AutoresetMode.SAME_STEP if mode == "same_step" else AutoresetMode.NEXT_STEP
 
 
-def make_vector(info: EnvInfo, num_envs: int, seed: int, **kwargs: Any) -> VectorEnv:
-    """The training vector env for ``info``, reset with ``seed``. ``kwargs`` are family options."""
+def make_vector(info: EnvInfo, num_envs: int, seed: int, *, ram: bool = False, **kwargs: Any) -> VectorEnv:
+    """The training vector env for ``info``, reset with ``seed``. ``kwargs`` are family options.
+
+    ``ram=True`` (Atari only): the same env with the console RAM in ``info`` (``obs_ram``, ``ram``,
+    ``final_ram``; :mod:`rlmorning.envs.atari_ram`), for learning with side information."""
+    if ram and info.family != "atari":
+        raise RlmError(f"side information from the console RAM needs an Atari game; {info.display_name} is not one")
     try:
         if info.family == "atari":
+            if ram:
+                from rlmorning.envs.atari_ram import make_atari_ram_vector
+
+                return make_atari_ram_vector(info.id, num_envs, seed, **kwargs)
             return atari.make_atari_vector(info.id, num_envs, seed, **kwargs)
         mode = _autoreset(kwargs.pop("autoreset_mode", "same_step"))
         if info.family == "minatar":

@@ -26,7 +26,9 @@ and no-op starts (tested against the C++ env):
 Added to ``info``: ``ram`` ``uint8 [N, 128]``, the RAM after the last emulated frame of the step
 (after the reset for envs reset in this call), and, where any env finished in a same-step call,
 ``final_ram`` ``uint8 [N, 128]``: the RAM at the end of the finished episodes (rows of the other envs
-equal ``ram``, like ``final_obs``). The observation is a max over the last two frames, so a moving
+equal ``ram``, like ``final_obs``); with every step ``obs_ram`` ``uint8 [N, 128]``: the RAM of the
+observation the actions were taken in (what replay stores beside that observation's frame). The
+observation is a max over the last two frames, so a moving
 object may also show where it was one frame before its RAM position.
 
 :func:`make_atari_ram_vector` wraps it exactly as :func:`~rlmorning.envs.atari.make_atari_vector`
@@ -237,6 +239,7 @@ class AtariRamVectorEnv(VectorEnv):
         if actions.shape != (self.num_envs,) or not np.issubdtype(actions.dtype, np.integer):
             raise RlmError(f"actions must be {self.num_envs} integers, got {actions.dtype} {actions.shape}")
         n = self.num_envs
+        obs_ram = self.ram()  # the RAM of the observation the actions are taken in
         rewards = np.zeros(n, dtype=np.float32)
         terminated, truncated = np.zeros(n, dtype=bool), np.zeros(n, dtype=bool)
         same_step = self.autoreset_mode == AutoresetMode.SAME_STEP
@@ -260,6 +263,7 @@ class AtariRamVectorEnv(VectorEnv):
         else:
             self._needs_reset = over
             info = self._info()
+        info["obs_ram"] = obs_ram
         return self._obs(), rewards, terminated, truncated, info
 
     def close_extras(self, **kwargs: Any) -> None:

@@ -70,9 +70,13 @@ class ReplayBuffer(Checkpointed):
         action_shape, action_dtype: one env's action (scalar int for discrete actions).
         gamma, n_step: discount and horizon of the n-step return.
         seed: seed of the sampling RNG.
+        side_shape, side_dtype: per-frame side information stored beside each frame (e.g. ``(128,)`` uint8:
+            the Atari console RAM of that frame); None stores none. :meth:`sample` then also returns
+            ``side`` (of ``obs``'s newest frame) and ``next_side`` (of ``next_obs``'s).
     """
 
-    saved = ("frames", "actions", "rewards", "flags", "count", "open", "rng")
+    saved = ("frames", "actions", "rewards", "flags", "count", "open", "rng", "side")
+    saved_optional = ("side",)
     checkpoint_name = "replay"
     load_hint = "buffer_size, num_envs or env"
 
@@ -88,6 +92,8 @@ class ReplayBuffer(Checkpointed):
         gamma: float = 0.99,
         n_step: int = 1,
         seed: int = 0,
+        side_shape: tuple[int, ...] | None = None,
+        side_dtype: np.dtype | type = np.uint8,
     ) -> None:
         if frame_stack < 1 or n_step < 1 or num_envs < 1:
             raise RlmError("replay: frame_stack, n_step and num_envs must be >= 1")
@@ -113,6 +119,7 @@ class ReplayBuffer(Checkpointed):
             + int(np.prod(action_shape, dtype=np.int64)) * action_dtype.itemsize
             + 4
             + 1
+            + (int(np.prod(side_shape, dtype=np.int64)) * np.dtype(side_dtype).itemsize if side_shape else 0)
         )
         needed = per_slot * n * c
         avail = available_memory_bytes()
@@ -127,6 +134,7 @@ class ReplayBuffer(Checkpointed):
         self.flags = np.zeros((n, c), dtype=np.uint8)
         self.count = np.zeros(n, dtype=np.int64)  # slots ever written per stream
         self.open = np.zeros(n, dtype=bool)  # an episode is in progress in the stream
+        self.side = None if side_shape is None else np.zeros((n, c, *side_shape), dtype=side_dtype)
         self.rng = np.random.default_rng(seed)
         self._discounts = self.gamma ** np.arange(self.n_step, dtype=np.float64)
 
@@ -134,7 +142,8 @@ class ReplayBuffer(Checkpointed):
     @property
     def nbytes(self) -> int:
         """Bytes held by the storage arrays."""
-        return self.frames.nbytes + self.actions.nbytes + self.rewards.nbytes + self.flags.nbytes
+        side = 0 if self.side is None else self.side.nbytes
+        return self.frames.nbytes + self.actions.nbytes + self.rewards.nbytes + self.flags.nbytes + side
 
     def __len__(self) -> int:
         """Number of slots currently held (transitions plus the rare final-observation slots)."""
@@ -152,11 +161,18 @@ class ReplayBuffer(Checkpointed):
         truncated: np.ndarray,
         next_obs: np.ndarray,
         valid: np.ndarray | None = None,
+        side: np.ndarray | None = None,
+        final_side: np.ndarray | None = None,
     ) -> None:
-        """Add one vector step: arrays with a leading axis of ``num_envs``; ``valid`` masks envs out."""
+        """Add one vector step: arrays with a leading axis of ``num_envs``; ``valid`` masks envs out.
+
+        With side storage, ``side`` is the side information of ``obs`` (required) and ``final_side`` that of
+        ``next_obs`` (used for truncated episodes' final observations; defaults to zeros)."""
         envs = np.arange(self.num_envs) if valid is None else np.flatnonzero(valid)
         if envs.size == 0:
             return
+        if self.side is not None and side is None:
+            raise RlmError("replay: this buffer stores side information; add() needs side=")
         terminated = np.asarray(terminated, dtype=bool)[envs]
         truncated = np.asarray(truncated, dtype=bool)[envs]
         pos = self.count[envs] % self.stream_capacity
@@ -168,6 +184,8 @@ class ReplayBuffer(Checkpointed):
         flags[terminated] |= TERMINATED
         flags[truncated] |= TRUNCATED
         self.flags[envs, pos] = flags
+        if self.side is not None:
+            self.side[envs, pos] = np.asarray(side)[envs]
         self.count[envs] += 1
         # A truncated episode's final observation gets a slot of its own, so it can be bootstrapped.
         final = truncated & ~terminated
@@ -176,6 +194,8 @@ class ReplayBuffer(Checkpointed):
             fpos = self.count[fenvs] % self.stream_capacity
             self.frames[fenvs, fpos] = self._newest(np.asarray(next_obs))[fenvs]
             self.flags[fenvs, fpos] = 0
+            if self.side is not None:
+                self.side[fenvs, fpos] = 0 if final_side is None else np.asarray(final_side)[fenvs]
             self.count[fenvs] += 1
         self.open[envs] = ~(terminated | truncated)
 
@@ -268,13 +288,18 @@ class ReplayBuffer(Checkpointed):
         discounts = np.where(terminal, 0.0, self.gamma**m).astype(np.float32)
         next_obs = self._stack(env, slot + m)
         next_obs[terminal] = 0
-        return {
+        out = {
             "obs": self._stack(env, slot),
             "actions": self.actions[env, slot % c],
             "returns": returns,
             "discounts": discounts,
             "next_obs": next_obs,
         }
+        if self.side is not None:
+            out["side"] = self.side[env, slot % c]
+            out["next_side"] = self.side[env, (slot + m) % c]
+            out["next_side"][terminal] = 0
+        return out
 
     def sample_sequences(self, batch_size: int, length: int) -> dict[str, np.ndarray]:
         """Windows of ``length`` consecutive steps of one episode each, for sequence models (world models).

@@ -116,7 +116,11 @@ class Trainer:
         self.device = resolve_device(t.device)
         self.env_info: EnvInfo = envs_mod.resolve(config.env)
         torch.manual_seed(t.seed)
-        self.env = envs_mod.make_vector(self.env_info, t.num_envs, t.seed, **dict(t.env_kwargs))
+        # the agent learns from the console RAM (DQN's ``aux``): the training env gives it
+        side_info = getattr(config.agent_config, "aux", "none") != "none"
+        if side_info and getattr(config.agent_config, "aux_game", None) == "auto":
+            config.agent_config.aux_game = self.env_info.id  # resolved once, written to config.yaml
+        self.env = envs_mod.make_vector(self.env_info, t.num_envs, t.seed, ram=side_info, **dict(t.env_kwargs))
         if t.torch_threads <= 0:  # resolved once, written to config.yaml: a resume uses the same count
             t.torch_threads = default_torch_threads(tuple(self.env.single_observation_space.shape or ()))
         torch.set_num_threads(t.torch_threads)

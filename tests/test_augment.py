@@ -140,8 +140,8 @@ def test_learning_batches_are_augmented_obs_and_next_obs_independently(monkeypat
     for raw, aug in ((batch["obs"], obs_in), (batch["next_obs"], next_in)):
         assert aug.dtype == torch.float32 and not torch.equal(aug, torch.as_tensor(raw).float())
     # the two sides draw their own shifts/intensities: augmenting equal inputs gives different outputs
-    a = agent._train_obs(batch["obs"])
-    b = agent._train_obs(batch["obs"])
+    a = agent._train_obs(batch["obs"])[0]
+    b = agent._train_obs(batch["obs"])[0]
     assert not torch.equal(a, b)
 
 
@@ -170,3 +170,20 @@ def test_augmentation_rng_resumes_exactly() -> None:
         b._gradient_step()
     for pa, pb in zip(a.online.parameters(), b.online.parameters(), strict=True):
         assert torch.equal(pa, pb)
+
+
+def test_shift_offsets_say_where_each_sample_moved() -> None:
+    """Output pixel (r, c) is input pixel (r + dr, c + dc): a lone bright pixel moves by (-dr, -dc)."""
+    from rlmorning.agents.augment import augment_batch_with_offsets, random_shift_with_offsets
+
+    x = torch.zeros(6, 2, 20, 20, dtype=torch.uint8)
+    x[:, :, 10, 8] = 255
+    g = torch.Generator().manual_seed(3)
+    out, shift = random_shift_with_offsets(x, 4, g)
+    assert shift.shape == (6, 2) and int(shift.abs().max()) <= 4 and len({tuple(s) for s in shift.tolist()}) > 1
+    for i, (dr, dc) in enumerate(shift.tolist()):
+        assert out[i, 0, 10 - dr, 8 - dc] == 255 and int(out[i].sum()) == 2 * 255
+    same, again = random_shift(x, 4, torch.Generator().manual_seed(3)), out
+    assert torch.equal(same, again)  # returning the offsets draws nothing more
+    _, none = augment_batch_with_offsets(x, "intensity", 4, 0.05, g)
+    assert not none.any()

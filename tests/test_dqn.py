@@ -217,3 +217,24 @@ def test_memory_format_layout_and_same_q_values(fmt: str, shape: tuple, expect_n
     obs = np.random.default_rng(0).integers(0, 256, (2, *shape), dtype=np.uint8)
     other = build("contiguous" if expect_nhwc else "channels_last")
     assert torch.allclose(agent.q_values(obs), other.q_values(obs), atol=1e-5)
+
+
+def test_xavier_init_zero_biases_and_glorot_bounds() -> None:
+    space = gym.spaces.Box(0, 255, (4, 84, 84), np.uint8)
+    torch.manual_seed(0)
+    agent = DQNAgent(DQNConfig(encoder="nature", buffer_size=10, init="xavier", dueling=True), space,
+                     gym.spaces.Discrete(4), num_envs=1, frame_stack=1, total_steps=10, device=torch.device("cpu"),
+                     seed=0, inference=True)
+    layers = [m for m in agent.online.modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear))]
+    assert len(layers) == 6  # 3 convs, FC 512, value and advantage heads
+    for m in layers:
+        fan_in, fan_out = torch.nn.init._calculate_fan_in_and_fan_out(m.weight)
+        bound = (6 / (fan_in + fan_out)) ** 0.5
+        assert float(m.bias.detach().abs().max()) == 0.0
+        assert float(m.weight.detach().abs().max()) <= bound
+        assert float(m.weight.detach().abs().max()) > 0.9 * bound  # uniform over the whole range, not PyTorch's default
+    fc = agent.online.encoder.fc[0]
+    assert fc.weight.std().item() > 2 * (1 / 3 / fc.in_features) ** 0.5  # wider than PyTorch's 1/sqrt(fan_in) bound
+    with pytest.raises(RlmError, match="config key 'init' must be one of default, xavier"):
+        DQNAgent(DQNConfig(encoder="nature", init="he"), space, gym.spaces.Discrete(4), num_envs=1,
+                 frame_stack=1, total_steps=10, device=torch.device("cpu"), seed=0, inference=True)

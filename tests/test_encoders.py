@@ -418,3 +418,24 @@ def test_sb3_dqn_trains_with_an_rlmorning_encoder(tmp_path: Path) -> None:
     after = model.policy.q_net.state_dict()
     assert any(not torch.equal(before[k], after[k]) for k in before)  # gradient steps changed the weights
     env.close()
+
+
+def test_nature_same_padding_matches_tensorflow_same() -> None:
+    """``padding='same'`` = TF/Flax SAME (Dopamine's network): 84 -> 21 -> 11 -> 11, the odd pad at the end."""
+    from rlmorning.agents.nets.encoders import same_padding
+
+    assert [same_padding(84, 8, 4), same_padding(21, 4, 2), same_padding(11, 3, 1)] == [(2, 2), (1, 2), (1, 1)]
+    torch.manual_seed(0)
+    enc = NatureEncoder((4, 84, 84), input_scale=1 / 255, padding="same")
+    convs = [m for m in enc.conv if isinstance(m, nn.Conv2d)]
+    x = frames((4, 84, 84), batch=2).float() / 255
+    ref = x
+    for conv, pad in zip(convs, [(2, 2, 2, 2), (1, 2, 1, 2), (1, 1, 1, 1)], strict=True):
+        ref = torch.relu(torch.nn.functional.conv2d(torch.nn.functional.pad(ref, pad), conv.weight, conv.bias,
+                                                    stride=conv.stride))
+    assert ref.shape == (2, 64, 11, 11)
+    assert enc.fc[0].in_features == 64 * 11 * 11
+    torch.testing.assert_close(enc(frames((4, 84, 84), batch=2)), enc.fc(ref.flatten(1)), rtol=1e-5, atol=1e-5)
+    assert NatureEncoder((4, 84, 84)).fc[0].in_features == 64 * 7 * 7  # valid: the Nature paper's 7x7
+    with pytest.raises(RlmError, match="padding.*'valid' or 'same'"):
+        make_encoder("nature", (4, 84, 84), padding="full")

@@ -37,21 +37,47 @@ def _flat_dim(body: nn.Module, obs_shape: Sequence[int]) -> int:
         return int(body(torch.zeros(1, *obs_shape)).flatten(1).shape[1])
 
 
+def same_padding(size: int, kernel: int, stride: int) -> tuple[int, int]:
+    """TensorFlow/Flax ``SAME`` padding of one axis: output ``ceil(size / stride)``, the odd pixel at the end."""
+    out = -(-size // stride)
+    total = max((out - 1) * stride + kernel - size, 0)
+    return total // 2, total - total // 2
+
+
+def nature_conv_stack(channels: int, size: tuple[int, int], padding: str = "valid") -> nn.Sequential:
+    """The Nature CNN's three conv layers + flatten. ``padding``: ``valid`` (Mnih et al. 2015: 84 -> 7x7x64)
+    or ``same`` (TensorFlow/Flax SAME, as Dopamine's Rainbow/DrQ network: 84 -> 11x11x64)."""
+    if padding not in ("valid", "same"):
+        raise RlmError(f"encoder option 'padding' must be 'valid' or 'same', got '{padding}'")
+    layers: list[nn.Module] = []
+    h, w = size
+    for c_in, c_out, k, s in ((channels, 32, 8, 4), (32, 64, 4, 2), (64, 64, 3, 1)):
+        pad = (0, 0, 0, 0)
+        if padding == "same":
+            (top, bottom), (left, right) = same_padding(h, k, s), same_padding(w, k, s)
+            pad = (left, right, top, bottom)
+        if pad[0] == pad[1] == pad[2] == pad[3]:  # symmetric: the conv pads (no extra copy)
+            layers.append(nn.Conv2d(c_in, c_out, k, stride=s, padding=pad[0]))
+        else:
+            layers += [nn.ZeroPad2d(pad), nn.Conv2d(c_in, c_out, k, stride=s)]
+        layers.append(nn.ReLU())
+        h, w = (h + pad[2] + pad[3] - k) // s + 1, (w + pad[0] + pad[1] - k) // s + 1
+    return nn.Sequential(*layers, nn.Flatten())
+
+
 @ENCODERS.register("nature", "Mnih et al. 2015: 3 conv layers (32-64-64) + FC 512")
 class NatureEncoder(Encoder):
-    """The DQN Nature CNN: conv 8x8/4 (32), 4x4/2 (64), 3x3/1 (64), FC ``hidden`` (512), ReLU."""
+    """The DQN Nature CNN: conv 8x8/4 (32), 4x4/2 (64), 3x3/1 (64), FC ``hidden`` (512), ReLU.
 
-    def __init__(self, obs_shape: Sequence[int], input_scale: float = 1.0, hidden: int = 512) -> None:
+    ``padding='same'`` pads each conv as TensorFlow/Flax ``SAME`` does (Dopamine's network for Rainbow and
+    DrQ: 11x11x64 features from 84x84 frames instead of 7x7x64)."""
+
+    def __init__(self, obs_shape: Sequence[int], input_scale: float = 1.0, hidden: int = 512,
+                 padding: str = "valid") -> None:
         super().__init__(input_scale)
-        c = obs_shape[0]
-        self.conv = nn.Sequential(
-            nn.Conv2d(c, 32, 8, stride=4), nn.ReLU(),
-            nn.Conv2d(32, 64, 4, stride=2), nn.ReLU(),
-            nn.Conv2d(64, 64, 3, stride=1), nn.ReLU(),
-            nn.Flatten(),
-        )
         if obs_shape[1] < 36 or obs_shape[2] < 36:
             raise RlmError(f"encoder 'nature' needs frames of at least 36x36, got {tuple(obs_shape)}")
+        self.conv = nature_conv_stack(obs_shape[0], (obs_shape[1], obs_shape[2]), padding)
         self.fc = nn.Sequential(nn.Linear(_flat_dim(self.conv, obs_shape), hidden), nn.ReLU())
         self.out_dim = hidden
 

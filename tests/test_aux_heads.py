@@ -1,0 +1,215 @@
+"""DQN with side information (``aux: hallucination | objects``): RAM in replay aligned with its frame, the
+losses fall, boxes move with DrQ's shift, acting ignores RAM and the heads, checkpoints, one-line errors."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+
+from rlmorning import api
+from rlmorning.agents.dqn import DQNAgent, DQNConfig
+from rlmorning.agents.nets.side_information import HallucinationBranch, encode_with_map, hallucination_loss
+from rlmorning.agents.side_info_heads import SideInformationHeads
+from rlmorning.envs import make_vector, resolve
+from rlmorning.envs.atari_objects import ram_boxes
+from rlmorning.errors import RlmError
+
+SPACE = gym.spaces.Box(0, 255, (4, 84, 84), np.uint8)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread() -> Iterator[None]:
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def make_agent(aux: str, **overrides: object) -> DQNAgent:
+    values: dict = dict(encoder="nature", buffer_size=2000, batch_size=8, learning_starts=50, train_freq=1,
+                        target_update_period=1, n_step=3, double=True, dueling=True, lr=1e-3,
+                        max_grad_norm=0, aux=aux, aux_game="breakout", aux_teacher_hidden=[64, 32])
+    values.update(overrides)
+    torch.manual_seed(0)
+    return DQNAgent(DQNConfig(**values), SPACE, gym.spaces.Discrete(4), num_envs=1, frame_stack=4,
+                    total_steps=10_000, device=torch.device("cpu"), seed=0)
+
+
+def play(agent: DQNAgent, steps: int, seed: int = 3) -> list[np.ndarray]:
+    """Random play in Breakout's RAM env, stored in the agent's replay; returns the RAM read from ALE for
+    the newest frame of each observation the agent stored (``ale.getRAM()`` before each step)."""
+    env = make_vector(resolve("Breakout"), 1, seed, ram=True)
+    obs, _ = env.reset(seed=seed)
+    ale = env.unwrapped.games[0].ale if hasattr(env.unwrapped, "games") else None
+    assert ale is not None
+    rng = np.random.default_rng(seed)
+    rams = []
+    for _ in range(steps):
+        rams.append(ale.getRAM().copy())
+        actions = rng.integers(0, 4, 1)
+        nxt, rewards, term, trunc, info = env.step(actions)
+        target = nxt.copy()
+        if term.any() or trunc.any():
+            target[0] = info["final_obs"][0] if "final_obs" in info else nxt[0]
+        agent.observe(obs, actions, rewards, term, trunc, target, None, info)
+        obs = nxt
+    return rams
+
+
+def test_ram_in_replay_is_the_ram_of_each_stored_frame() -> None:
+    agent = make_agent("hallucination")
+    rams = play(agent, 300)
+    replay = agent.replay
+    assert replay is not None and replay.side is not None
+    assert replay.side.shape == (1, 2000, 128)
+    stored = int(replay.count[0])
+    assert stored >= 300
+    transitions = [i for i in range(stored) if replay.flags[0, i] & 1]  # TRANSITION slots, in order
+    assert len(transitions) == 300
+    for k, slot in enumerate(transitions):
+        np.testing.assert_array_equal(replay.side[0, slot], rams[k], err_msg=f"step {k}")
+    assert len({bytes(r) for r in rams}) > 50  # the RAM changes: the check is not trivially true
+    batch = replay.sample(16)
+    assert batch["side"].shape == (16, 128) and batch["next_side"].shape == (16, 128)
+    per_frame = replay.nbytes / (replay.num_envs * replay.stream_capacity)
+    assert per_frame == 84 * 84 + 1 + 4 + 1 + 128  # frame, action, reward, flags, RAM
+
+
+def test_objects_loss_falls_on_a_tiny_run() -> None:
+    agent = make_agent("objects")
+    play(agent, 120)
+    losses = [agent._gradient_step()["objects_loss"] for _ in range(80)]
+    assert np.mean(losses[-10:]) < 0.7 * np.mean(losses[:10]), (losses[:10], losses[-10:])
+
+
+def test_hallucination_branch_follows_the_moving_teacher() -> None:
+    """The teacher's features move as it learns, so the hallucination loss need not fall; what must hold is
+    that the trained branch is much closer to the teacher than a fresh branch is."""
+    agent = make_agent("hallucination")
+    play(agent, 120)
+    teacher_losses = [agent._gradient_step()["teacher_loss"] for _ in range(80)]
+    assert np.isfinite(teacher_losses).all()
+    heads, replay = agent.aux, agent.replay
+    assert heads is not None and replay is not None
+    batch = replay.sample(64)
+    with torch.no_grad():
+        _, fmap = encode_with_map(agent.online.encoder, torch.as_tensor(batch["obs"]))
+        features = heads.teacher(torch.as_tensor(batch["side"]))[1]
+        trained = hallucination_loss(heads.branch(fmap), features)
+        torch.manual_seed(1)
+        fresh = HallucinationBranch(tuple(fmap.shape[1:]), features.shape[1])
+        untrained = hallucination_loss(fresh(fmap), features)
+    assert float(trained) < 0.5 * float(untrained), (float(trained), float(untrained))
+
+
+def test_object_boxes_move_with_the_random_shift() -> None:
+    agent = make_agent("objects")
+    heads = agent.aux
+    assert isinstance(heads, SideInformationHeads)
+    ram = np.zeros((2, 128), dtype=np.uint8)
+    ram[:, 72], ram[:, 99], ram[:, 101] = 100, 120, 100  # paddle and ball on screen
+    boxes, _, valid = ram_boxes("breakout", ram)
+    assert valid.all()
+    seen: list[torch.Tensor] = []
+    original = heads._objects.__globals__["build_yolo_targets"]
+
+    def spy(boxes_t: torch.Tensor, *args: object) -> object:
+        seen.append(boxes_t.clone())
+        return original(boxes_t, *args)
+
+    heads._objects.__globals__["build_yolo_targets"] = spy
+    try:
+        fmap = torch.zeros(2, 64, 7, 7)
+        heads._objects(fmap, ram, torch.tensor([[2, -3], [0, 0]]))
+    finally:
+        heads._objects.__globals__["build_yolo_targets"] = original
+    moved = seen[0].numpy()
+    np.testing.assert_allclose(moved[0, :, 0], boxes[0, :, 0] + 3)  # content moves by -dc = +3 columns
+    np.testing.assert_allclose(moved[0, :, 1], boxes[0, :, 1] - 2)  # and by -dr = -2 rows
+    np.testing.assert_allclose(moved[1], boxes[1])
+    np.testing.assert_allclose(moved[..., 2:], boxes[..., 2:])
+
+
+def test_acting_ignores_ram_and_the_heads() -> None:
+    agent = make_agent("hallucination")
+    play(agent, 100)
+    for _ in range(10):
+        agent._gradient_step()
+    obs = np.random.default_rng(0).integers(0, 256, (5, 4, 84, 84), dtype=np.uint8)
+    q = agent.q_values(obs).clone()
+    greedy = agent.act(obs, None, explore=False)[0]
+    assert agent.replay is not None and agent.aux is not None
+    agent.replay.side[:] = 255  # corrupt every stored RAM byte
+    with torch.no_grad():
+        for p in agent.aux.parameters():
+            p.normal_()
+    torch.testing.assert_close(agent.q_values(obs), q)
+    np.testing.assert_array_equal(agent.act(obs, None, explore=False)[0], greedy)
+    policy = DQNAgent(agent.config, SPACE, gym.spaces.Discrete(4), num_envs=1, frame_stack=4, total_steps=10,
+                      device=torch.device("cpu"), seed=0, inference=True)
+    assert policy.aux is None
+    policy.load_state_dict(agent.state_dict(include_buffers=False))
+    torch.testing.assert_close(policy.q_values(obs), q)
+
+
+def test_checkpoint_holds_heads_and_ram() -> None:
+    agent = make_agent("hallucination")
+    play(agent, 80)
+    for _ in range(3):
+        agent._gradient_step()
+    state = agent.state_dict()
+    assert "aux" in state and any(k.startswith("teacher.") for k in state["aux"])
+    other = make_agent("hallucination")
+    other.load_state_dict(state)
+    assert other.aux is not None and agent.aux is not None and other.replay is not None
+    for a, b in zip(agent.aux.parameters(), other.aux.parameters(), strict=True):
+        assert torch.equal(a, b)
+    np.testing.assert_array_equal(other.replay.side, agent.replay.side)  # type: ignore[union-attr]
+    torch.manual_seed(5)
+    m1 = agent._gradient_step()
+    torch.manual_seed(5)
+    m2 = other._gradient_step()
+    assert m1 == m2
+
+
+def test_one_line_errors(tmp_path: Path) -> None:
+    with pytest.raises(RlmError, match="config key 'aux' must be one of none, hallucination, objects"):
+        make_agent("depth")
+    with pytest.raises(RlmError, match="no RAM object table for Atari game 'seaquest'. Supported: boxing"):
+        make_agent("objects", aux_game="seaquest")
+    with pytest.raises(RlmError, match="aux_weight"):
+        make_agent("hallucination", aux_weight=-1.0)
+    with pytest.raises(RlmError, match="needs an Atari game; MinAtar/Breakout is not one"):
+        api.train("dqn", "MinAtar/Breakout", overrides=["aux=hallucination"], steps=10,
+                  run_dir=tmp_path / "m", progress=False)
+    with pytest.raises(RlmError, match="does not combine with a world model"):
+        api.train("dqn", "Breakout", overrides=["aux=hallucination", "model.codec=vae"], steps=10,
+                  run_dir=tmp_path / "d", progress=False)
+    agent = make_agent("hallucination")
+    obs = np.zeros((1, 4, 84, 84), dtype=np.uint8)
+    with pytest.raises(RlmError, match="needs the console RAM"):
+        agent.observe(obs, np.zeros(1, dtype=np.int64), np.zeros(1), np.array([False]), np.array([False]), obs,
+                      None, {})
+
+
+def test_train_with_aux_writes_the_game_and_resumes(tmp_path: Path) -> None:
+    """A short ``atari100k`` + objects run: the game is resolved into config.yaml, the heads and the replay's RAM
+    go into the checkpoint and a resume continues from them (Atari resumes start fresh episodes)."""
+    overrides = ["aux=objects", "learning_starts=40", "batch_size=8", "buffer_size=500", "eval_every=0",
+                 "torch_threads=1", "checkpoint_every=60", "log_every=30", "save_replay=true"]
+    run = tmp_path / "run"
+    api.train("dqn", "Breakout", config="atari100k", overrides=overrides, steps=60, seed=1, run_dir=run,
+              progress=False)
+    assert "aux_game: breakout" in (run / "config.yaml").read_text()
+    state = torch.load(run / "checkpoints" / "latest.pt", weights_only=True)
+    agent_state = state["agent"] if "agent" in state else state
+    assert any(k.startswith("detector.") for k in agent_state["aux"])
+    api.resume(run, steps=90, progress=False)
+    rows = (run / "metrics.csv").read_text().splitlines()
+    col = rows[0].split(",").index("objects_loss")
+    assert int(float(rows[-1].split(",")[0])) == 90 and float(rows[-1].split(",")[col]) > 0
