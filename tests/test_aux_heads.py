@@ -3,6 +3,8 @@ losses fall, boxes move with DrQ's shift, acting ignores RAM and the heads, chec
 
 from __future__ import annotations
 
+import dataclasses
+import json
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -213,3 +215,22 @@ def test_train_with_aux_writes_the_game_and_resumes(tmp_path: Path) -> None:
     rows = (run / "metrics.csv").read_text().splitlines()
     col = rows[0].split(",").index("objects_loss")
     assert int(float(rows[-1].split(",")[0])) == 90 and float(rows[-1].split(",")[col]) > 0
+    # record --objects: RAM truth (green) and the run's object head (predictions) on the video
+    from rlmorning.envs.atari_objects import TRUTH_COLOR
+    from rlmorning.viz.objects import object_overlay
+    from rlmorning.viz.rollout import load_source
+    from rlmorning.viz.video import record
+
+    paths = record(str(run), episodes=1, checkpoint="latest", max_steps=12, progress=False, objects=True)
+    sidecar = json.loads(paths[0]["sidecar"].read_text())
+    assert sidecar["objects"]["predicted"] is True and sidecar["objects"]["classes"] == ["paddle", "ball"]
+    src = load_source(str(run), "latest")
+    overlay = object_overlay(src, (4, 84, 84))
+    screen = np.zeros((210, 160, 3), np.uint8)
+    ram = np.zeros(128, np.uint8)
+    ram[72] = 100
+    drawn = overlay.draw(screen, np.zeros((4, 84, 84), np.uint8), ram)
+    assert (drawn == np.array(TRUTH_COLOR, np.uint8)).all(-1).sum() > 20  # the paddle's box outline
+    assert overlay.predicted(np.zeros((4, 84, 84), np.uint8)) is not None
+    with pytest.raises(RlmError, match="--objects needs an Atari game"):
+        object_overlay(dataclasses.replace(src, info=resolve("MinAtar/Breakout")), (4, 10, 10))

@@ -12,6 +12,7 @@ EPILOG_RECORD = """examples:
   rlmorning record runs/Breakout-dqn-0-20261123-101500 --episodes 3
   rlmorning record runs/<run> --checkpoint latest --max-steps 2000 --gif
   rlmorning record runs/<run> --episodes 1 --saliency
+  rlmorning record runs/<Breakout run> --episodes 1 --objects       (objects from RAM; predicted with aux=objects)
   rlmorning record sb3:models/dqn_breakout.zip --env Breakout
   rlmorning record runs/<Copy-v0 a2c run> --episodes 2              (text log)
   rlmorning record runs/<Copy-v0 a2c run> --format mp4 --fps 2      (the text frames as a video)
@@ -49,6 +50,9 @@ def register(sub: argparse._SubParsersAction) -> dict[str, Handler]:
                      help="compute saliency every K-th step, reuse it in between (default 4)")
     rec.add_argument("--epsilon", type=float, help="random-action probability (default: the run's eval_epsilon)")
     rec.add_argument("--scale", type=int, help="integer upscale of the screen (default: 3 for Atari)")
+    rec.add_argument("--objects", action="store_true", help="Atari: draw the game's objects read from the console "
+                     "RAM (green) and, for runs trained with aux=objects, the object head's predicted boxes "
+                     "(magenta); Breakout, Pong, Boxing")
     rec.add_argument("--skill", type=int, help="skills runs: play skill K in every episode (videos in "
                      "RUN/videos/skill<K>/)")
 
@@ -94,7 +98,7 @@ def _cmd_record(args: argparse.Namespace) -> int:
         args.source, episodes=args.episodes, checkpoint=args.checkpoint, out=args.out, fps=args.fps,
         max_steps=args.max_steps, overlay=not args.no_overlay, gif=args.gif, saliency=args.saliency,
         saliency_every=args.saliency_every, seed=args.seed, env=args.env, epsilon=args.epsilon,
-        device=args.device, scale=args.scale, fmt=args.fmt, skill=args.skill,
+        device=args.device, scale=args.scale, fmt=args.fmt, skill=args.skill, objects=args.objects,
     )
     print_paths(results)
     return 0

@@ -98,6 +98,8 @@ class Moment:
     lives: int | None
     score: float
     """Sum of rewards before this state."""
+    ram: np.ndarray | None = None
+    """The console RAM at this state (``play(..., with_ram=True)`` on Atari; for drawing, never for acting)."""
 
     @property
     def final(self) -> bool:
@@ -158,14 +160,19 @@ class EpisodeLog:
         }
 
 
-def play(src: PolicySource, seed: int, log: EpisodeLog, max_steps: int | None = None) -> Iterator[Moment]:
+def play(src: PolicySource, seed: int, log: EpisodeLog, max_steps: int | None = None,
+         with_ram: bool = False) -> Iterator[Moment]:
     """Play one evaluation episode from ``seed``; yields every state (the last one with ``action=None``).
 
     The policy is the agent's greedy action, replaced with probability ``src.epsilon`` by a uniformly
     random one (drawn from ``numpy.random.default_rng(seed)``, so an episode replays exactly). ``log`` is
-    filled as the episode goes; its numbers are the ones yielded.
+    filled as the episode goes; its numbers are the ones yielded. ``with_ram``: each moment carries the
+    emulator's RAM (Atari), read after the agent has acted on the pixels.
     """
     env = src.make_env(seed)
+    ale = getattr(env.unwrapped, "ale", None) if with_ram else None
+    if with_ram and ale is None:
+        raise RlmError(f"{src.info.display_name} has no console RAM to read")
     frames = FrameSource(env, src.info)
     rng = np.random.default_rng(seed)
     agent = src.agent
@@ -183,7 +190,8 @@ def play(src: PolicySource, seed: int, log: EpisodeLog, max_steps: int | None = 
                 log.stopped_at_max_steps = not (log.terminated or log.truncated)
                 log.final = {"score": score, "lives": lives, "q_values": None if q is None else q.tolist(),
                              "obs_sha1": obs_digest(obs)}
-                yield Moment(t, obs, frame, q, None, None, False, lives, score)
+                yield Moment(t, obs, frame, q, None, None, False, lives, score,
+                             None if ale is None else ale.getRAM().copy())
                 return
             actions, state = agent.act(batch, state, explore=False)
             greedy = int(np.asarray(actions).reshape(-1)[0])
@@ -196,7 +204,8 @@ def play(src: PolicySource, seed: int, log: EpisodeLog, max_steps: int | None = 
             log.lives.append(lives)
             log.score.append(score)
             log.obs_sha1.append(obs_digest(obs))
-            yield Moment(t, obs, frame, q, action, greedy, random, lives, score)
+            yield Moment(t, obs, frame, q, action, greedy, random, lives, score,
+                         None if ale is None else ale.getRAM().copy())
             obs, reward, terminated, truncated, info = env.step(action)
             log.reward.append(float(reward))
             log.terminated, log.truncated = bool(terminated), bool(truncated)

@@ -18,7 +18,7 @@ import sys
 from collections import deque
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -28,6 +28,9 @@ from rlmorning.viz.media import VideoWriter, mp4_to_gif, progress_bar, video_ste
 from rlmorning.viz.panel import QRange, auto_scale, draw_panel, fmt_score, upscale
 from rlmorning.viz.rollout import DEFAULT_SEED, EpisodeLog, load_source, play
 from rlmorning.viz.source import PolicySource
+
+if TYPE_CHECKING:
+    from rlmorning.viz.objects import ObjectOverlay
 
 __all__ = ["SIDECAR_FORMAT", "VideoWriter", "mp4_to_gif", "print_paths", "progress_bar", "record",
            "record_episode", "video_stem"]
@@ -50,12 +53,14 @@ def record_episode(
     saliency_stride: int | None = None,
     scale: int | None = None,
     advance: Callable[..., None] | None = None,
+    objects: ObjectOverlay | None = None,
 ) -> dict[str, Path]:
     """Record one episode: writes ``<stem>.mp4``, ``<stem>.json`` (sidecar) and optionally ``<stem>.gif``.
 
     With ``saliency`` the video shows the heatmap and ``<stem>-off.mp4`` is the same episode without it
     (same frames, panel and size), named in the sidecar as ``saliency.video_without``; the returned paths
-    then include ``video_without``.
+    then include ``video_without``. ``objects``: boxes of the game's objects drawn on the screen (RAM truth,
+    and the run's predictions where it has an object head; ``--objects``).
     """
     from rlmorning.viz.saliency import default_params, overlay_heatmap, perturbation_saliency
 
@@ -74,8 +79,8 @@ def record_episode(
     sal_steps: list[int] = []
     frame_size: tuple[int, int] | None = None
     try:
-        for m in play(src, seed, log, max_steps=max_steps):
-            screen = m.frame
+        for m in play(src, seed, log, max_steps=max_steps, with_ram=objects is not None):
+            screen = m.frame if objects is None else objects.draw(m.frame, m.obs, m.ram)
             k = scale or auto_scale(screen.shape[0])
             if saliency:
                 if m.t % saliency_every == 0 or sal_map is None:
@@ -120,6 +125,7 @@ def record_episode(
         "overlay": overlay,
         "saliency": {"stride": saliency_stride, "every": saliency_every, "steps": sal_steps,
                      "video_without": without.path.name} if without is not None else None,
+        "objects": None if objects is None else objects.sidecar(),
         **log.to_json(),
     }
     side.write_text(json.dumps(sidecar, separators=(",", ":")))
@@ -154,6 +160,7 @@ def record(
     progress: bool = True,
     fmt: str | None = None,
     skill: int | None = None,
+    objects: bool = False,
 ) -> list[dict[str, Path]]:
     """Record ``episodes`` evaluation episodes (seeds ``seed``, ``seed + 1`` ...) of a run or ``sb3:`` model.
 
@@ -162,7 +169,8 @@ def record(
     :mod:`rlmorning.viz.ansi`). ``fps`` defaults to 30 (text-rendering envs: their ``render_fps``).
     Returns the written paths per episode (``video`` or ``text``, ``sidecar``, and ``gif``). Default
     folder: ``<run>/videos/`` (SB3: ``videos/`` beside the model). ``skill``: a skills run plays that skill in
-    every episode (default folder ``<run>/videos/skill<k>/``).
+    every episode (default folder ``<run>/videos/skill<k>/``). ``objects``: draw the game's objects from the
+    console RAM (green) and, for runs trained with ``aux: objects``, the predicted boxes (magenta).
     """
 
     if fmt is not None and fmt not in FORMATS:
@@ -194,6 +202,13 @@ def record(
         raise RlmError(f"--saliency needs image observations; {src.info.display_name}'s are not images")
     elif not text_only and src.num_actions == 0:
         raise RlmError(f"record's video panel needs Discrete actions; {src.info.display_name} has others")
+    boxes = None
+    if objects:
+        from rlmorning.viz.objects import object_overlay
+
+        if fmt == "text":
+            raise RlmError("--objects is for videos (a text log has no frames)")
+        boxes = object_overlay(src, _obs_shape(src))
     out_dir = Path(out) if out is not None else src.out_dir / "videos" / ("" if skill is None else f"skill{skill}")
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
@@ -217,6 +232,7 @@ def record(
                 results.append(record_episode(
                     src, seed + i, out_dir, fps=fps or 30, max_steps=max_steps, overlay=overlay, gif=gif,
                     saliency=saliency, saliency_every=saliency_every, scale=scale, advance=advance,
+                    objects=boxes,
                 ))
     return results
 
