@@ -16,7 +16,9 @@ teacher's target copy) are saved in checkpoints with the agent.
 from __future__ import annotations
 
 import copy
+import dataclasses
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -48,6 +50,14 @@ def check_aux(kind: str, weight: float, ram_input: str, game: str) -> None:
         raise RlmError(f"config key 'aux_ram_input' must be bits or bytes, got '{ram_input}'")
     if kind == "objects" and game != "auto":
         object_table(game)  # one line naming the games that have a table
+
+
+def with_env_game(config: Any, env_id: str) -> Any:
+    """``config`` with ``aux_game: auto`` resolved to the run's env (a copy; the run's config.yaml keeps
+    ``auto``, so runs of one variant on several games share a config); other configs unchanged."""
+    if getattr(config, "aux", "none") != "none" and getattr(config, "aux_game", None) == "auto":
+        return dataclasses.replace(config, aux_game=env_id)
+    return config
 
 
 class SideInformationHeads(nn.Module):

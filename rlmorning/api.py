@@ -11,6 +11,7 @@ import numpy as np
 
 from rlmorning import envs as envs_mod
 from rlmorning.agents import AGENTS
+from rlmorning.agents.side_info_heads import with_env_game
 from rlmorning.config import RunConfig, apply_overrides, check_probability, check_seed, load_preset, split_config
 from rlmorning.errors import RlmError
 from rlmorning.evaluation import evaluate
@@ -216,7 +217,7 @@ def load_agent(run_dir: str | Path, checkpoint: str = "latest", device: str = "c
     finally:
         probe.close()
     agent = spec.factory(
-        agent_cfg, obs_space, act_space, num_envs=1, frame_stack=info.frame_stack,
+        with_env_game(agent_cfg, info.id), obs_space, act_space, num_envs=1, frame_stack=info.frame_stack,
         total_steps=trainer_cfg.steps, device=dev, seed=trainer_cfg.seed, inference=inference,
     )
     agent_state = dict(state["agent"])

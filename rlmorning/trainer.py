@@ -25,6 +25,7 @@ from gymnasium.vector import AutoresetMode
 
 from rlmorning import envs as envs_mod
 from rlmorning.agents import AGENTS
+from rlmorning.agents.side_info_heads import with_env_game
 from rlmorning.config import RunConfig
 from rlmorning.envs import EnvInfo, real_next_obs
 from rlmorning.envs.state import capture_env_state, pack_tree, restore_env_state, unpack_tree
@@ -118,8 +119,6 @@ class Trainer:
         torch.manual_seed(t.seed)
         # the agent learns from the console RAM (DQN's ``aux``): the training env gives it
         side_info = getattr(config.agent_config, "aux", "none") != "none"
-        if side_info and getattr(config.agent_config, "aux_game", None) == "auto":
-            config.agent_config.aux_game = self.env_info.id  # resolved once, written to config.yaml
         self.env = envs_mod.make_vector(self.env_info, t.num_envs, t.seed, ram=side_info, **dict(t.env_kwargs))
         if t.torch_threads <= 0:  # resolved once, written to config.yaml: a resume uses the same count
             t.torch_threads = default_torch_threads(tuple(self.env.single_observation_space.shape or ()))
@@ -127,7 +126,7 @@ class Trainer:
         self.same_step = self.env.metadata.get("autoreset_mode") == AutoresetMode.SAME_STEP
         spec = AGENTS.get(config.agent)
         self.agent = spec.factory(
-            config.agent_config,
+            with_env_game(config.agent_config, self.env_info.id),
             self.env.single_observation_space,
             self.env.single_action_space,
             num_envs=t.num_envs,
