@@ -234,3 +234,52 @@ def test_train_with_aux_writes_the_game_and_resumes(tmp_path: Path) -> None:
     assert overlay.predicted(np.zeros((4, 84, 84), np.uint8)) is not None
     with pytest.raises(RlmError, match="--objects needs an Atari game"):
         object_overlay(dataclasses.replace(src, info=resolve("MinAtar/Breakout")), (4, 10, 10))
+
+
+def test_bench_detection_quality_of_a_perfect_and_a_blind_head() -> None:
+    """bench/side_information.py's held-out measure: a head predicting the RAM boxes exactly hits every object
+    (IoU 1); a head that sees nothing hits none."""
+    import importlib.util
+    from types import SimpleNamespace
+
+    from rlmorning.agents.nets.yolo import build_yolo_targets, game_anchors
+
+    spec = importlib.util.spec_from_file_location("bench_side", Path(__file__).parents[1] / "bench" /
+                                                  "side_information.py")
+    bench = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
+    spec.loader.exec_module(bench)  # type: ignore[union-attr]
+    obs, ram = bench.heldout_frames("Breakout", steps=60)
+    assert obs.shape == (60, 4, 84, 84) and ram.shape == (60, 128)
+    boxes, classes, valid = ram_boxes("breakout", ram)
+    anchors = torch.as_tensor(game_anchors("breakout"))
+    t = build_yolo_targets(torch.as_tensor(boxes), torch.as_tensor(classes), torch.as_tensor(valid), (7, 7),
+                           anchors, (84, 84))
+    perfect = torch.full((60, len(anchors), 7, 7, 7), -12.0)
+    perfect[..., 0:2] = torch.logit(t.xy.clamp(1e-4, 1 - 1e-4))
+    perfect[..., 2:4] = t.wh
+    perfect[..., 4] = torch.where(t.obj, 12.0, -12.0)
+    perfect[..., 5:] = torch.nn.functional.one_hot(t.cls, 2).float() * 24.0 - 12.0
+
+    class Encoder(torch.nn.Module):
+        def feature_map(self, x: torch.Tensor) -> torch.Tensor:
+            return torch.zeros(x.shape[0], 1, 7, 7)
+
+    def agent(pred: torch.Tensor) -> SimpleNamespace:
+        calls = iter([pred[i:i + 100] for i in range(0, len(pred), 100)])
+        return SimpleNamespace(online=SimpleNamespace(encoder=Encoder()),
+                               aux=SimpleNamespace(detector=_Head(anchors, calls)))
+
+    good = bench.detection_quality(agent(perfect), "Breakout", obs, ram)
+    assert good["paddle"]["objects"] == int(valid[:, 0].sum()) > 0
+    assert good["paddle"]["hit_rate"] == 1.0 and good["paddle"]["mean_iou"] > 0.99
+    blind = bench.detection_quality(agent(torch.full_like(perfect, -12.0)), "Breakout", obs, ram)
+    assert blind["paddle"]["hit_rate"] == 0.0 and blind["paddle"]["mean_iou"] == 0.0
+
+
+class _Head(torch.nn.Module):
+    def __init__(self, anchors: torch.Tensor, outputs: Iterator[torch.Tensor]) -> None:
+        super().__init__()
+        self.anchors, self.outputs = anchors, outputs
+
+    def forward(self, fmap: torch.Tensor) -> torch.Tensor:
+        return next(self.outputs)
