@@ -26,16 +26,17 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from rlmorning.agents.base import load_module_state
-from rlmorning.agents.nets.ntm import NTM, CoreConfig, State, make_core, reset_rows
+from rlmorning.agents.nets.ntm import CoreConfig, State, make_core, reset_rows
 from rlmorning.agents.ntm import (
     RecurrentStateMixin,
     clip_gradients,
+    cpu_copy,
     make_optimizer,
     step_info,
     to_numpy_tree,
     to_tensor_tree,
 )
+from rlmorning.checkpointed import Checkpointed, Form
 from rlmorning.errors import RlmError
 
 
@@ -69,8 +70,36 @@ class A2CConfig(CoreConfig):
     """feed the previous action (one-hot per component) to the core"""
 
 
-class A2CAgent(RecurrentStateMixin):
-    """Recurrent n-step actor-critic with factorised categorical heads."""
+def _empty_rollout() -> dict[str, list[np.ndarray]]:
+    return {k: [] for k in ("obs", "actions", "rewards", "terminated", "truncated", "valid", "next_obs")}
+
+
+def _save_rollout(rollout: dict[str, list[np.ndarray]]) -> dict[str, torch.Tensor | None]:
+    """The rollout's steps stacked per field (None for a field with no steps yet)."""
+    return {k: to_tensor_tree(np.stack(v)) if v else None for k, v in rollout.items()}
+
+
+def _load_rollout(saved: dict[str, torch.Tensor | None], agent: Any) -> dict[str, list[np.ndarray]]:
+    """Inverse of :func:`_save_rollout`: each field as a list of steps again."""
+    return {k: (list(to_numpy_tree(v)) if v is not None else []) for k, v in saved.items()}
+
+
+class A2CAgent(RecurrentStateMixin, Checkpointed):
+    """Recurrent n-step actor-critic with factorised categorical heads.
+
+    A checkpoint holds the networks, optimizer, counters, sampling generator and curriculum levels; with buffers
+    also the rollout, the recurrent state it started from and the trainer's recurrent state."""
+
+    saved = ("net", "optimizer", "env_steps", "updates", "skipped", "generator", "curriculum")
+    saved_buffers = ("rollout", "rollout_state")
+    saved_optional = ("skipped", "curriculum")
+    saved_forms = {
+        "curriculum": Form(save=list, load=lambda saved, agent: [float(x) for x in saved], empty=list),
+        "rollout": Form(save=_save_rollout, load=_load_rollout, empty=_empty_rollout),
+        "rollout_state": Form(save=cpu_copy, empty=lambda: None,
+                              load=lambda saved, agent: {k: v.to(agent.device) for k, v in saved.items()}),
+    }
+    load_hint = "core/sizes/env"
 
     def __init__(
         self,
@@ -106,16 +135,6 @@ class A2CAgent(RecurrentStateMixin):
         self.rollout: dict[str, list[np.ndarray]] = _empty_rollout()
         self.rollout_state: State | None = None  # the state the rollout started from
         self.curriculum: list[float] = []
-
-    @property
-    def has_memory(self) -> bool:
-        """True when the core is an NTM."""
-        return isinstance(self.core, NTM)
-
-    @property
-    def core_name(self) -> str:
-        """The memory core's kind: ntm or lstm (:class:`~rlmorning.agents.capabilities.HasMemory`)."""
-        return "ntm" if isinstance(self.core, NTM) else "lstm"
 
     # --------------------------------------------------------------------------------------- encoding
     def fresh_state(self, batch_size: int) -> State:
@@ -301,46 +320,6 @@ class A2CAgent(RecurrentStateMixin):
         return {"loss": float(loss.detach()), "policy_loss": float(policy_loss.detach()),
                 "value_loss": float(value_loss.detach()), "entropy": float(entropy.detach()),
                 "grad_norm": grad_norm, "value_mean": float(value.detach().mean())}
-
-    # ------------------------------------------------------------------------------------- checkpoints
-    def state_dict(self, include_buffers: bool = True) -> dict[str, Any]:
-        """Networks, optimizer, counters, sampling generator; with buffers the rollout and recurrent states."""
-        out: dict[str, Any] = {
-            "net": self.net.state_dict(),
-            "optimizer": self.optimizer.state_dict(),
-            "env_steps": self.env_steps,
-            "updates": self.updates,
-            "skipped": self.skipped,
-            "generator": self.generator.get_state(),
-            "curriculum": list(self.curriculum),
-        }
-        if include_buffers:
-            out["rollout"] = {k: to_tensor_tree(np.stack(v)) if v else None for k, v in self.rollout.items()}
-            if self.rollout_state is not None:
-                out["rollout_state"] = {k: v.detach().cpu().clone() for k, v in self.rollout_state.items()}
-            self._save_live_state(out)
-        return out
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Restore from :meth:`state_dict`."""
-        load_module_state(self.net, state["net"], "core/sizes/env")
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.env_steps = int(state["env_steps"])
-        self.updates = int(state["updates"])
-        self.skipped = int(state.get("skipped", 0))
-        self.generator.set_state(state["generator"])
-        self.curriculum = [float(x) for x in state.get("curriculum", [])]
-        if "rollout" in state:
-            self.rollout = {k: (list(to_numpy_tree(v)) if v is not None else []) for k, v in state["rollout"].items()}
-            rs = state.get("rollout_state")
-            self.rollout_state = {k: v.to(self.device) for k, v in rs.items()} if rs is not None else None
-        else:
-            self.rollout, self.rollout_state = _empty_rollout(), None
-        self._load_live_state(state)
-
-
-def _empty_rollout() -> dict[str, list[np.ndarray]]:
-    return {k: [] for k in ("obs", "actions", "rewards", "terminated", "truncated", "valid", "next_obs")}
 
 
 def _action_parts(space: gym.Space) -> tuple[str, list[int], list[int]]:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import collections
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,8 +22,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from rlmorning.agents.base import linear_schedule, load_module_state
+from rlmorning.agents.base import linear_schedule
 from rlmorning.agents.nets.ntm import NTM, Core, CoreConfig, State, make_core, reset_rows
+from rlmorning.checkpointed import Checkpointed, Form
 from rlmorning.errors import RlmError
 
 
@@ -65,34 +67,41 @@ def step_info(info: dict | None, key: str, done: np.ndarray) -> np.ndarray | Non
     return values
 
 
+def map_leaves(x: Any, leaf: type, fn: Callable[[Any], Any]) -> Any:
+    """``x`` with ``fn`` applied to every ``leaf`` instance, also inside dicts, lists and tuples (tuples come back
+    as lists); anything else is kept as it is."""
+    if isinstance(x, leaf):
+        return fn(x)
+    if isinstance(x, dict):
+        return {k: map_leaves(v, leaf, fn) for k, v in x.items()}
+    if isinstance(x, list | tuple):
+        return [map_leaves(v, leaf, fn) for v in x]
+    return x
+
+
 def to_tensor_tree(x: Any) -> Any:
     """Numpy arrays (also inside lists/dicts) as tensors, so ``torch.load(weights_only=True)`` reads them."""
-    if isinstance(x, np.ndarray):
-        return torch.from_numpy(np.ascontiguousarray(x))
-    if isinstance(x, dict):
-        return {k: to_tensor_tree(v) for k, v in x.items()}
-    if isinstance(x, list | tuple):
-        return [to_tensor_tree(v) for v in x]
-    return x
+    return map_leaves(x, np.ndarray, lambda a: torch.from_numpy(np.ascontiguousarray(a)))
 
 
 def to_numpy_tree(x: Any) -> Any:
     """Inverse of :func:`to_tensor_tree`."""
-    if isinstance(x, torch.Tensor):
-        return x.cpu().numpy().copy()
-    if isinstance(x, dict):
-        return {k: to_numpy_tree(v) for k, v in x.items()}
-    if isinstance(x, list | tuple):
-        return [to_numpy_tree(v) for v in x]
-    return x
+    return map_leaves(x, torch.Tensor, lambda t: t.cpu().numpy().copy())
 
 
-class RecurrentStateMixin:
-    """Keeps the trainer's recurrent state across a checkpoint, so ``--resume`` continues episodes exactly.
+def cpu_copy(state: State) -> State:
+    """Detached CPU copies of a recurrent state's tensors (for a checkpoint)."""
+    return {k: v.detach().cpu().clone() for k, v in state.items()}
 
-    ``reset_state`` (called only by the trainer) remembers the state it returns; ``state_dict`` saves it;
-    after ``load_state_dict`` the next ``act`` continues from it, unless ``initial_state`` (evaluation,
-    plots) or ``interrupt_episodes`` (the envs could not be restored) comes first.
+
+class RecurrentStateMixin(Checkpointed):
+    """An agent with a memory core (``core``: NTM or LSTM) and its recurrent state, kept across a checkpoint so
+    that ``--resume`` continues episodes exactly.
+
+    ``reset_state`` (called only by the trainer) remembers the state it returns; ``state_dict`` saves it
+    (``live_state``, with the buffers) beside the declared state; after ``load_state_dict`` the next ``act``
+    continues from it, unless ``initial_state`` (evaluation, plots) or ``interrupt_episodes`` (the envs could
+    not be restored) comes first.
 
     Redundant since the trainer checkpoints ``agent_state`` itself (restored exactly when the envs are):
     both copies hold the same tensors, so a resume gives the same result with or without this one.
@@ -102,6 +111,17 @@ class RecurrentStateMixin:
     device: torch.device
     _live_state: State | None = None
     _resume_state: State | None = None
+
+    @property
+    def has_memory(self) -> bool:
+        """True when the core is an NTM, whose state holds memory and read/write weightings
+        (:class:`~rlmorning.agents.capabilities.HasMemory`)."""
+        return isinstance(self.core, NTM)
+
+    @property
+    def core_name(self) -> str:
+        """The memory core's kind: ntm or lstm (:class:`~rlmorning.agents.capabilities.HasMemory`)."""
+        return "ntm" if isinstance(self.core, NTM) else "lstm"
 
     def fresh_state(self, batch_size: int) -> State:
         """The core's initial state for ``batch_size`` episodes."""
@@ -127,11 +147,16 @@ class RecurrentStateMixin:
             return {k: v.to(self.device) for k, v in resumed.items()}
         return state
 
-    def _save_live_state(self, out: dict[str, Any]) -> None:
-        if self._live_state is not None:
-            out["live_state"] = {k: v.detach().cpu().clone() for k, v in self._live_state.items()}
+    def state_dict(self, include_buffers: bool = True) -> dict[str, Any]:
+        """The declared state; with buffers also the trainer's recurrent state (``live_state``)."""
+        out = super().state_dict(include_buffers)
+        if include_buffers and self._live_state is not None:
+            out["live_state"] = cpu_copy(self._live_state)
+        return out
 
-    def _load_live_state(self, state: dict[str, Any]) -> None:
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore the declared state; the next ``act`` continues from the saved recurrent state, if any."""
+        super().load_state_dict(state)
         live = state.get("live_state")
         self._resume_state = dict(live) if live is not None else None
         self._live_state = None
@@ -156,9 +181,36 @@ def clip_gradients(params: list[nn.Parameter], max_norm: float, value: float) ->
     return float(torch.sqrt(sum((p.grad.detach() ** 2).sum() for p in params if p.grad is not None)))
 
 
+def _save_partial(partial: list[dict[str, list[np.ndarray]]]) -> list[dict[str, torch.Tensor]]:
+    """Each env's unfinished sequence with its steps stacked (``[0]`` float32 when it has none yet)."""
+    return to_tensor_tree([{k: (np.stack(v) if v else np.zeros((0,), np.float32)) for k, v in seq.items()}
+                           for seq in partial])
+
+
+def _load_partial(saved: list[dict[str, torch.Tensor]], agent: Any) -> list[dict[str, list[np.ndarray]]]:
+    """Inverse of :func:`_save_partial`: each stacked sequence as a list of steps again."""
+    return [{k: list(v) for k, v in seq.items()} for seq in to_numpy_tree(saved)]
+
+
 # --------------------------------------------------------------------------------------------- agent
-class NTMAgent(RecurrentStateMixin):
-    """BPTT on the env's targets; ``core=ntm`` (default) or ``core=lstm`` (the paper's baseline)."""
+class NTMAgent(RecurrentStateMixin, Checkpointed):
+    """BPTT on the env's targets; ``core=ntm`` (default) or ``core=lstm`` (the paper's baseline).
+
+    A checkpoint holds the networks, optimizer and counters; with buffers also the sequences pending and in
+    progress, the rows being skipped and the trainer's recurrent state."""
+
+    saved = ("net", "optimizer", "env_steps", "updates", "sequences", "dropped", "skipped")
+    saved_buffers = ("pending", "partial", "skip")
+    saved_optional = ("dropped", "skipped")
+    saved_forms = {
+        "pending": Form(save=lambda pending: to_tensor_tree(list(pending)),
+                        load=lambda saved, agent: collections.deque(to_numpy_tree(saved)), empty=collections.deque),
+        "partial": Form(save=_save_partial, load=_load_partial, empty=list),
+        # absent from checkpoints older than it: no row is skipped (it grows with False rows in observe)
+        "skip": Form(save=lambda skip: torch.from_numpy(skip.copy()),
+                     load=lambda saved, agent: saved.cpu().numpy().copy(), empty=lambda: np.zeros(0, bool)),
+    }
+    load_hint = "core/sizes/env"
 
     def __init__(
         self,
@@ -200,16 +252,6 @@ class NTMAgent(RecurrentStateMixin):
         # rows whose episode began before a checkpoint that did not save it: dropped until they end
         self.skip: np.ndarray = np.zeros(0, bool)
         self._episodes_unknown = False
-
-    @property
-    def has_memory(self) -> bool:
-        """True when the core is an NTM (its state holds memory and read/write weightings)."""
-        return isinstance(self.core, NTM)
-
-    @property
-    def core_name(self) -> str:
-        """The memory core's kind: ntm or lstm (:class:`~rlmorning.agents.capabilities.HasMemory`)."""
-        return "ntm" if isinstance(self.core, NTM) else "lstm"
 
     # ------------------------------------------------------------------------------------------ acting
     def act(self, obs: np.ndarray, state: State, explore: bool) -> tuple[np.ndarray, State]:
@@ -328,43 +370,11 @@ class NTMAgent(RecurrentStateMixin):
         }
 
     # ------------------------------------------------------------------------------------- checkpoints
-    def state_dict(self, include_buffers: bool = True) -> dict[str, Any]:
-        """Networks, optimizer, counters; with buffers the pending and partial sequences and recurrent state."""
-        out: dict[str, Any] = {
-            "net": self.net.state_dict(),
-            "optimizer": self.optimizer.state_dict(),
-            "env_steps": self.env_steps,
-            "updates": self.updates,
-            "sequences": self.sequences,
-            "dropped": self.dropped,
-            "skipped": self.skipped,
-        }
-        if include_buffers:
-            out["pending"] = to_tensor_tree(list(self.pending))
-            out["partial"] = to_tensor_tree([{k: (np.stack(v) if v else np.zeros((0,), np.float32))
-                                              for k, v in seq.items()} for seq in self.partial])
-            out["skip"] = torch.from_numpy(self.skip.copy())
-            self._save_live_state(out)
-        return out
-
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Restore from :meth:`state_dict`."""
-        load_module_state(self.net, state["net"], "core/sizes/env")
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.env_steps = int(state["env_steps"])
-        self.updates = int(state["updates"])
-        self.sequences = int(state["sequences"])
-        self.dropped = int(state.get("dropped", 0))
-        self.skipped = int(state.get("skipped", 0))
-        if "pending" in state:
-            self.pending = collections.deque(to_numpy_tree(state["pending"]))
-            self.partial = [{k: list(v) for k, v in seq.items()} for seq in to_numpy_tree(state["partial"])]
-            self.skip = state["skip"].numpy().copy() if "skip" in state else np.zeros(len(self.partial), bool)
-            self._episodes_unknown = False
-        else:  # saved without sequences: episodes still running (if the envs are restored) are incomplete
-            self.pending, self.partial, self.skip = collections.deque(), [], np.zeros(0, bool)
-            self._episodes_unknown = True
-        self._load_live_state(state)
+        """Restore from :meth:`state_dict`; saved without sequences, the episodes still running (if the envs are
+        restored) lack their start and are dropped until they end."""
+        super().load_state_dict(state)
+        self._episodes_unknown = "pending" not in state
 
 
 def pad_batch(batch: list[dict[str, np.ndarray]], device: torch.device) -> tuple[torch.Tensor, ...]:

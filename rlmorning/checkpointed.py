@@ -13,10 +13,20 @@ Each entry is an attribute path (``model.optimizer``), saved under its last name
 state dict, numpy and torch generators as their state, numpy arrays as tensors (loaded in place, shapes
 checked), numbers and flags as they are. An attribute that is None (no optimizer when built for inference) is
 neither saved nor loaded. A new counter therefore needs one edit: its name in ``saved``.
+
+A value of another kind (a list, a deque of arrays, state that may be None) names its :class:`Form` in
+``saved_forms``: how it is written, read back and emptied when the checkpoint lacks it::
+
+    saved_buffers = ("pending",)
+    saved_forms = {"pending": Form(save=lambda d: [torch.from_numpy(a.copy()) for a in d],
+                                   load=lambda saved, agent: collections.deque(t.cpu().numpy() for t in saved),
+                                   empty=collections.deque)}
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import numpy as np
@@ -51,17 +61,35 @@ def _owner(obj: Any, path: str) -> tuple[Any, str]:
     return obj, name
 
 
+@dataclass(frozen=True)
+class Form:
+    """How a checkpoint holds one declared attribute whose kind :class:`Checkpointed` does not handle itself."""
+
+    save: Callable[[Any], Any]
+    """The attribute's value (never None: None is not saved) -> what the checkpoint holds; a copy, as the state
+    dict may outlive the call while the attribute changes."""
+    load: Callable[[Any, Any], Any]
+    """``(saved, obj)`` -> the attribute's new value, whatever it holds now (None included); ``obj`` is the
+    object that declares the entry (for its ``device``, say)."""
+    empty: Callable[[], Any] | None = None
+    """The attribute's value when the checkpoint lacks the key (a buffer or an optional key); None: left as it is."""
+
+
 class Checkpointed:
     """Mixin: ``state_dict``/``load_state_dict`` from the declared attribute lists below."""
 
     saved: ClassVar[tuple[str, ...]] = ()
     """Attribute paths a checkpoint holds (``key=path`` to choose the key)."""
     saved_buffers: ClassVar[tuple[str, ...]] = ()
-    """Like ``saved``, but left out by ``state_dict(include_buffers=False)`` and skipped on load when absent."""
+    """Like ``saved``, but left out by ``state_dict(include_buffers=False)``; on load, when absent, left as they
+    are (or emptied, where their form says how)."""
     saved_inline: ClassVar[tuple[str, ...]] = ()
     """Checkpointed parts whose keys go into this state dict itself rather than into a sub-dict."""
     saved_optional: ClassVar[tuple[str, ...]] = ()
-    """Keys that earlier checkpoints of the same format may lack (left as they are on load)."""
+    """Keys that earlier checkpoints of the same format may lack (left as they are on load, or emptied where their
+    form says how)."""
+    saved_forms: ClassVar[dict[str, Form]] = {}
+    """Keys whose values are saved, loaded and emptied by a :class:`Form` of their own (key -> form)."""
     saved_renamed: ClassVar[dict[str, str]] = {}
     """Keys of inline parts written under another name in this part's layout (part's key -> key written)."""
     checkpoint_name: ClassVar[str] = "checkpoint"
@@ -79,8 +107,10 @@ class Checkpointed:
         for key, path in map(_entry, entries):
             owner, name = _owner(self, path)
             value = getattr(owner, name)
-            if value is not None:
-                out[key] = self._save_value(value, include_buffers)
+            if value is None:
+                continue
+            form = self.saved_forms.get(key)
+            out[key] = form.save(value) if form is not None else self._save_value(value, include_buffers)
         return out
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -94,13 +124,16 @@ class Checkpointed:
             key, path = _entry(entry)
             owner, name = _owner(self, path)
             current = getattr(owner, name)
-            if current is None:
+            form = self.saved_forms.get(key)
+            if current is None and form is None:
                 continue
             if key not in state:
-                if entry in self.saved_buffers or key in self.saved_optional:
-                    continue
-                raise RlmError(f"{self.checkpoint_name} has no '{key}' (saved by another agent or config?)")
-            new = self._load_value(key, current, state[key])
+                if entry not in self.saved_buffers and key not in self.saved_optional:
+                    raise RlmError(f"{self.checkpoint_name} has no '{key}' (saved by another agent or config?)")
+                if form is not None and form.empty is not None:
+                    setattr(owner, name, form.empty())
+                continue
+            new = form.load(state[key], self) if form is not None else self._load_value(key, current, state[key])
             if new is not current:
                 setattr(owner, name, new)
 
@@ -129,7 +162,7 @@ class Checkpointed:
         elif isinstance(current, torch.Generator):
             current.set_state(saved.cpu())
         elif isinstance(current, np.ndarray):
-            src = saved.numpy() if isinstance(saved, torch.Tensor) else np.asarray(saved)
+            src = saved.cpu().numpy() if isinstance(saved, torch.Tensor) else np.asarray(saved)
             if src.shape != current.shape or src.dtype != current.dtype:
                 raise RlmError(f"{self.checkpoint_name} in checkpoint has {key} {src.shape} {src.dtype}, this run "
                                f"expects {current.shape} {current.dtype} (different {self.load_hint}?)")

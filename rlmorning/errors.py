@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import difflib
 from collections.abc import Iterable
+from pathlib import Path
 
 
 class RlmError(Exception):
@@ -32,3 +33,16 @@ def unreadable(path: object, exc: OSError | UnicodeDecodeError) -> RlmError:
     if isinstance(exc, UnicodeDecodeError):
         return RlmError(f"'{path}' is not a text file (byte {exc.object[exc.start]:#04x} is not UTF-8)")
     return RlmError(f"cannot read '{path}': {exc.strerror or exc}")
+
+
+def check_writable_file(path: Path, example: str = "report.md", shown: object = None) -> None:
+    """Fail with one line, before any work, when ``path`` is a folder or lies under a file; ``example`` is a file
+    name to suggest inside the folder, ``shown`` how the messages name ``path`` (default: ``path`` itself)."""
+    shown = path if shown is None else shown
+    if path.is_dir():
+        raise RlmError(f"--out '{shown}' is a folder; give a file name such as '{path / example}'")
+    for parent in path.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise RlmError(f"cannot write '{shown}': '{parent}' is a file, not a folder")
+            break

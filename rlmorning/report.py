@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from rlmorning.errors import RlmError
+from rlmorning.errors import RlmError, check_writable_file
 
 RLIABLE_MISSING = "report needs rliable: pip install 'rlmorning[report]'"
 IGNORED_KEYS = ("seed", "env", "device", "progress", "torch_threads")
@@ -454,14 +454,3 @@ def write_report(items: list[str], *, out: str | Path = "report.md", baseline: s
     except OSError as exc:
         raise RlmError(f"cannot write report '{out}': {exc.strerror or exc}") from None
     return rep
-
-
-def check_writable_file(path: Path) -> None:
-    """Fail with one line, before any work, when ``path`` is a folder or lies under a file."""
-    if path.is_dir():
-        raise RlmError(f"--out '{path}' is a folder; give a file name such as {path / 'report.md'}")
-    for parent in path.parents:
-        if parent.exists():
-            if not parent.is_dir():
-                raise RlmError(f"cannot write '{path}': '{parent}' is a file, not a folder")
-            break

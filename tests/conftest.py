@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import builtins
+import dataclasses
+import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -33,3 +37,54 @@ def train_seeds() -> Callable[[Path, str, int, list[str]], list[Path]]:
         return runs
 
     return train
+
+
+@pytest.fixture
+def hide_package(monkeypatch: pytest.MonkeyPatch) -> Callable[[str], None]:
+    """``hide_package(name)``: for the rest of the test, importing ``name`` or any of its submodules fails as if it
+    were not installed (modules already imported are dropped from ``sys.modules`` too)."""
+    real_import = builtins.__import__
+    hidden: list[str] = []
+
+    def is_hidden(name: str) -> bool:
+        return any(name == h or name.startswith(f"{h}.") for h in hidden)
+
+    def guarded_import(name: str, *args: Any, **kwargs: Any) -> Any:
+        if is_hidden(name):
+            raise ImportError(f"No module named '{name}'")
+        return real_import(name, *args, **kwargs)
+
+    def hide(name: str) -> None:
+        hidden.append(name)
+        for mod in [m for m in sys.modules if is_hidden(m)]:
+            monkeypatch.delitem(sys.modules, mod)
+        monkeypatch.setattr(builtins, "__import__", guarded_import)
+
+    return hide
+
+
+@pytest.fixture
+def counter_survives_resume(monkeypatch: pytest.MonkeyPatch) -> Callable[..., tuple[Path, Path]]:
+    """``counter_survives_resume(agent, cls, counter, train, root, steps)``: with ``agent`` built as ``cls`` (a
+    subclass whose ``counter``, declared only in ``saved``, counts gradient steps), ``train(run, steps)`` runs
+    ``root/full`` for ``steps`` and ``root/part`` for half of them, then resumes ``part`` to ``steps``. The counter
+    must reach the checkpoint, come back with the loaded agent and count on after the resume; returns
+    ``(full, part)`` for the caller's own checks."""
+    from rlmorning import api
+    from rlmorning.agents import AGENTS
+    from rlmorning.run import load_checkpoint
+
+    def check(agent: str, cls: type, counter: str, train: Callable[[Path, int], Path], root: Path,
+              steps: int) -> tuple[Path, Path]:
+        monkeypatch.setitem(AGENTS._items, agent, dataclasses.replace(AGENTS.get(agent), factory=cls))
+        full = train(root / "full", steps)
+        part = train(root / "part", steps // 2)
+        saved = load_checkpoint(part / "checkpoints" / "latest.pt")["agent"][counter]
+        loaded, _ = api.load_agent(part, "latest")
+        assert isinstance(loaded, cls) and getattr(loaded, counter) == saved == loaded.updates > 0
+        api.resume(part, steps=steps, progress=False)
+        done = [api.load_agent(run, "latest")[0] for run in (full, part)]
+        assert getattr(done[0], counter) == getattr(done[1], counter) == done[0].updates > saved  # counted on
+        return full, part
+
+    return check

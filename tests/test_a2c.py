@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import gymnasium as gym
 import numpy as np
@@ -75,6 +77,34 @@ def test_resume_on_an_ntm_task_is_exact_and_same_seed_same_params(tmp_path: Path
     p_part = load_checkpoint(part / "checkpoints" / "latest.pt")["agent"]["net"]
     for k, v in p_full.items():
         assert torch.equal(v, p_part[k]), k
+
+
+class CountingA2C(A2CAgent):
+    """A2C with one more counter, declared in a single place: its name in ``saved``."""
+
+    saved = (*A2CAgent.saved, "rollouts_trained")
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)
+        self.rollouts_trained = 0
+
+    def _train(self) -> dict[str, float]:
+        self.rollouts_trained += 1
+        return super()._train()
+
+
+def test_a_counter_declared_once_survives_save_load_and_resume(tmp_path: Path,
+                                                               counter_survives_resume: Callable[..., Any]) -> None:
+    extra = ("controller_size=8", "lstm_size=16", "eval_every=0", "checkpoint_every=120", "log_every=40",
+             "env_kwargs.bits=3", "env_kwargs.max_length=2")
+
+    def train_ntm_copy(run: Path, steps: int) -> Path:
+        return train(run, steps, *extra, env="rlmorning/NTMCopy-v0")
+
+    full, part = counter_survives_resume("a2c", CountingA2C, "rollouts_trained", train_ntm_copy, tmp_path, 240)
+    p_full = load_checkpoint(full / "checkpoints" / "latest.pt")["agent"]["net"]
+    for k, v in load_checkpoint(part / "checkpoints" / "latest.pt")["agent"]["net"].items():
+        assert torch.equal(v, p_full[k]), k
 
 
 def make_agent(core: str = "lstm", seed: int = 0) -> tuple[A2CAgent, CopyEnv]:

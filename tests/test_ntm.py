@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -188,6 +190,29 @@ def test_same_seed_same_run_and_resume_is_exact(tmp_path: Path) -> None:
         assert torch.equal(v, params(part)[k]), k
     other = train(tmp_path / "other", 150, *extra, seed=1)
     assert any(not torch.equal(v, params(other)[k]) for k, v in params(part).items())
+
+
+class CountingNTM(NTMAgent):
+    """The NTM agent with one more counter, declared in a single place: its name in ``saved``."""
+
+    saved = (*NTMAgent.saved, "batches_trained")
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)
+        self.batches_trained = 0
+
+    def train_batch(self, batch: list[dict[str, np.ndarray]]) -> dict[str, float]:
+        self.batches_trained += 1
+        return super().train_batch(batch)
+
+
+def test_a_counter_declared_once_survives_save_load_and_resume(tmp_path: Path,
+                                                               counter_survives_resume: Callable[..., Any]) -> None:
+    def train_copy(run: Path, steps: int) -> Path:
+        return train(run, steps, "eval_every=150", "checkpoint_every=150", "log_every=50")
+
+    full, part = counter_survives_resume("ntm", CountingNTM, "batches_trained", train_copy, tmp_path, 300)
+    assert metrics(part) == metrics(full)
 
 
 def make_agent(**overrides: object) -> tuple[NTMAgent, NTMTaskEnv]:

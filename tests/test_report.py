@@ -182,20 +182,8 @@ def test_report_cli_and_errors(atari_runs, tmp_path, capsys):
     assert "unknown reference table 'nope'" in capsys.readouterr().err
 
 
-def test_missing_rliable_is_one_line(atari_runs, monkeypatch, capsys):
-    import builtins
-    import sys
-
+def test_missing_rliable_is_one_line(atari_runs, hide_package, capsys):
     runs, _ = atari_runs
-    real_import = builtins.__import__
-
-    def no_rliable(name, *args, **kwargs):
-        if name == "rliable" or name.startswith("rliable."):
-            raise ImportError(f"No module named '{name}'")
-        return real_import(name, *args, **kwargs)
-
-    for mod in [m for m in sys.modules if m == "rliable" or m.startswith("rliable.")]:
-        monkeypatch.delitem(sys.modules, mod)
-    monkeypatch.setattr(builtins, "__import__", no_rliable)
+    hide_package("rliable")
     assert main(["report", str(runs)]) == 2
     assert capsys.readouterr().err == "rlmorning: error: report needs rliable: pip install 'rlmorning[report]'\n"

@@ -6,9 +6,7 @@ One local Ray instance (2 CPUs) is shared by the module; each sweep trains CartP
 
 from __future__ import annotations
 
-import builtins
 import csv
-import sys
 from pathlib import Path
 
 import pytest
@@ -190,17 +188,8 @@ def test_more_cpus_than_the_machine_has_is_an_error(tmp_path):
     assert not (tmp_path / "big").exists()
 
 
-def test_missing_ray_is_one_line(monkeypatch, capsys, tmp_path):
-    real_import = builtins.__import__
-
-    def no_ray(name, *args, **kwargs):
-        if name == "ray" or name.startswith("ray."):
-            raise ImportError(f"No module named '{name}'")
-        return real_import(name, *args, **kwargs)
-
-    for mod in [m for m in sys.modules if m == "ray" or m.startswith("ray.")]:
-        monkeypatch.delitem(sys.modules, mod)
-    monkeypatch.setattr(builtins, "__import__", no_ray)
+def test_missing_ray_is_one_line(hide_package, capsys, tmp_path):
+    hide_package("ray")
     assert main(["sweep", "dqn", "--env", "CartPole-v1", "--root", str(tmp_path)]) == 2
     err = capsys.readouterr().err
     assert err == "rlmorning: error: sweeps need Ray: pip install 'rlmorning[ray]'\n"

@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import dataclasses
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
-import pytest
 import torch
 
 from rlmorning import api
-from rlmorning.agents import AGENTS
 from rlmorning.agents.dqn import DQNAgent
 from rlmorning.replay import START, TERMINATED, TRANSITION
 from rlmorning.run import MetricsCSV, load_checkpoint
@@ -71,17 +70,10 @@ class CountingDQN(DQNAgent):
         return super()._batch()
 
 
-def test_a_counter_declared_once_survives_save_load_and_resume(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setitem(AGENTS._items, "dqn", dataclasses.replace(AGENTS.get("dqn"), factory=CountingDQN))
-    full = run_cartpole(tmp_path / "full", 800)
-    part = run_cartpole(tmp_path / "part", 400)
-    saved = load_checkpoint(part / "checkpoints" / "latest.pt")["agent"]["batches_drawn"]
-    loaded, _ = api.load_agent(part, "latest")
-    assert isinstance(loaded, CountingDQN) and loaded.batches_drawn == saved == loaded.updates > 0
-    api.resume(part, steps=800, progress=False)
+def test_a_counter_declared_once_survives_save_load_and_resume(tmp_path: Path,
+                                                               counter_survives_resume: Callable[..., Any]) -> None:
+    full, part = counter_survives_resume("dqn", CountingDQN, "batches_drawn", run_cartpole, tmp_path, 800)
     assert metrics_without_time(full) == metrics_without_time(part)
-    done = [api.load_agent(run, "latest")[0] for run in (full, part)]
-    assert done[0].batches_drawn == done[1].batches_drawn == done[0].updates > saved  # counted on after the resume
 
 
 def test_resume_drops_rows_logged_after_the_checkpoint(tmp_path: Path) -> None:

@@ -23,6 +23,7 @@ import numpy as np
 from rlmorning import envs as envs_mod
 from rlmorning.errors import RlmError
 from rlmorning.run import MetricsCSV, read_config
+from rlmorning.viz.figure import grouped_figure, save_figure
 from rlmorning.viz.kstep import plot_kstep_error
 from rlmorning.viz.media import png_out
 
@@ -113,11 +114,6 @@ def plot_curves(runs: Sequence[str | Path], metric: str = "eval_return",
 
     Default output: ``<first run>/plots/<metric>.png``.
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     if not runs:
         raise RlmError("plot needs at least one run directory")
     data = [load_run(r) for r in runs]
@@ -143,11 +139,9 @@ def plot_curves(runs: Sequence[str | Path], metric: str = "eval_return",
     is_eval = column in EVAL_METRICS
     protocols = sorted(set.union(*(d.protocols() for d in data))) if is_eval else []
 
-    fig, ax = plt.subplots(figsize=(9, 5.2), dpi=100)
-    colors = plt.get_cmap("tab10")
+    fig, ax, colored = grouped_figure(groups, (9, 5.2))
     out_groups = []
-    for gi, members in enumerate(groups.values()):
-        color = colors(gi % 10)
+    for color, members in colored:
         label = group_label(members[0].config, differing)
         seeds = [m.seed for m in members]
         per_run = {str(m.path): dict(zip(("step", "value"), (a.tolist() for a in m.series(column)), strict=True))
@@ -179,13 +173,8 @@ def plot_curves(runs: Sequence[str | Path], metric: str = "eval_return",
     if is_eval and len(protocols) == 1:
         title = "\n".join(textwrap.wrap(f"eval protocol: {protocols[0]}", 80))
     ax.legend(fontsize=8, title=title, title_fontsize=7, loc="best")
-    fig.tight_layout()
-    fig.savefig(png)
-    plt.close(fig)
-    js = png.with_suffix(".json")
-    js.write_text(json.dumps({"metric": metric, "column": column, "eval_protocols": protocols,
-                              "frames_per_step": frame_factor, "groups": out_groups}, indent=1))
-    return {"png": png, "json": js}
+    return save_figure(fig, png, {"metric": metric, "column": column, "eval_protocols": protocols,
+                                  "frames_per_step": frame_factor, "groups": out_groups})
 
 
 def differing_keys(configs: list[dict[str, Any]]) -> list[str]:

@@ -61,7 +61,7 @@ from typing import Any
 
 import numpy as np
 
-from rlmorning.errors import RlmError, unreadable
+from rlmorning.errors import RlmError, check_writable_file, unreadable
 from rlmorning.viz.curves import RunData, differing_keys, group_key, group_label, group_series, load_run
 from rlmorning.viz.rollout import DEFAULT_SEED
 
@@ -143,13 +143,7 @@ def check_out(out: str | Path) -> Path:
     path = Path(out)
     if path.suffix.lower() not in (".html", ".htm"):
         raise RlmError(f"--out must be an .html file, got '{out}'")
-    if path.is_dir():
-        raise RlmError(f"--out '{out}' is a folder; give a file name such as '{path / 'report.html'}'")
-    for parent in path.parents:
-        if parent.exists():
-            if not parent.is_dir():
-                raise RlmError(f"cannot write '{out}': '{parent}' is a file, not a folder")
-            break
+    check_writable_file(path, "report.html", shown=out)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:

@@ -8,7 +8,6 @@ baseline of the same windows. The plotted numbers are saved as JSON next to the 
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Callable
 from pathlib import Path
@@ -17,6 +16,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from rlmorning.errors import RlmError
+from rlmorning.viz.figure import grouped_figure, save_figure
 
 if TYPE_CHECKING:
     from rlmorning.viz.curves import RunData
@@ -40,16 +40,9 @@ def plot_kstep_error(groups: dict[str, list[RunData]], differing: list[str], png
                      group_label: Callable[[dict, list[str]], str]) -> dict[str, Path]:
     """Draw the k-step error plot of grouped runs to ``png`` (+ ``.json``); ``group_label(config, differing)``
     names a group (the curves plot's labels)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(8, 5), dpi=100)
-    colors = plt.get_cmap("tab10")
+    fig, ax, colored = grouped_figure(groups, (8, 5))
     out_groups = []
-    for gi, members in enumerate(groups.values()):
-        color = colors(gi % 10)
+    for color, members in colored:
         label = group_label(members[0].config, differing)
         per_run = [last_kstep(m) for m in members]
         horizon = min(len(r[1]) for r in per_run)
@@ -73,9 +66,4 @@ def plot_kstep_error(groups: dict[str, list[RunData]], differing: list[str], png
     ax.set_xticks(ks)
     ax.grid(alpha=0.25)
     ax.legend(fontsize=8, title="each run's last k-step check", title_fontsize=8)
-    fig.tight_layout()
-    fig.savefig(png)
-    plt.close(fig)
-    js = png.with_suffix(".json")
-    js.write_text(json.dumps({"metric": "kstep_error", "groups": out_groups}, indent=1))
-    return {"png": png, "json": js}
+    return save_figure(fig, png, {"metric": "kstep_error", "groups": out_groups})
