@@ -176,18 +176,23 @@ def _fmt(x: float | None) -> str:
     return "-" if x is None else f"{x:g}"
 
 
-def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--games", nargs="+", default=DEFAULT_GAMES)
+def add_run_arguments(p: argparse.ArgumentParser, games: list[str], root: Path) -> None:
+    """The options of a batch of Atari-100k runs (shared by the benchmarks built on this runner)."""
+    p.add_argument("--games", nargs="+", default=games)
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     p.add_argument("--steps", type=int, default=100_000, help="agent steps per run (Atari 100k: 100000)")
     p.add_argument("--parallel", type=int, default=2, choices=[1, 2], help="runs side by side (default 2)")
     p.add_argument("--threads", type=int, default=0, help="torch threads per run (default: its share of the cores)")
-    p.add_argument("--root", type=Path, default=Path("runs/atari100k"))
+    p.add_argument("--root", type=Path, default=root)
     p.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE",
                    help="config overrides for new runs (a variant of the preset: give it its own --root)")
     p.add_argument("--summarize", action="store_true", help="print the table and write the report; train nothing")
     p.add_argument("--reps", type=int, default=2000, help="bootstrap resamples of the report's CIs")
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_run_arguments(p, DEFAULT_GAMES, Path("runs/atari100k"))
     args = p.parse_args()
     if args.summarize:
         summarize(args)

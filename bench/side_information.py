@@ -178,19 +178,11 @@ def summarize(args: argparse.Namespace) -> None:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--games", nargs="+", default=DEFAULT_GAMES)
-    p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    _atari100k().add_run_arguments(p, DEFAULT_GAMES, Path("runs/side-information"))
     p.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
-    p.add_argument("--steps", type=int, default=100_000, help="agent steps per run (Atari 100k: 100000)")
-    p.add_argument("--parallel", type=int, default=2, choices=[1, 2], help="runs side by side (default 2)")
-    p.add_argument("--threads", type=int, default=0, help="torch threads per run (default: its share of the cores)")
-    p.add_argument("--root", type=Path, default=Path("runs/side-information"))
     p.add_argument("--drq-root", type=Path, default=Path("runs/atari100k"),
                    help="where the plain DrQ(eps) runs live (shared with bench/atari100k.py)")
-    p.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE", help="extra overrides for new runs")
     p.add_argument("--heldout", type=int, default=1000, help="held-out frames per game for the head quality")
-    p.add_argument("--summarize", action="store_true", help="print the table and write the report; train nothing")
-    p.add_argument("--reps", type=int, default=2000, help="bootstrap resamples of the report's CIs")
     args = p.parse_args()
     if args.summarize:
         summarize(args)

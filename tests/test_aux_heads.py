@@ -24,12 +24,7 @@ from rlmorning.errors import RlmError
 SPACE = gym.spaces.Box(0, 255, (4, 84, 84), np.uint8)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread() -> Iterator[None]:
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def make_agent(aux: str, **overrides: object) -> DQNAgent:
