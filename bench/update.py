@@ -3,7 +3,8 @@
 Rows are timed round-robin (one update of each row in turn).
 One update = Q(s') without grad, the online forward/backward and the optimizer step (and, where the target
 net is a separate copy updated every step, that copy), batch 32, replay of random frames (the arithmetic
-does not depend on the pixels). Presets: ``dqn_atari`` (Nature DQN) and ``atari100k`` (DrQ(eps)).
+does not depend on the pixels). Presets: ``dqn_atari`` (Nature DQN) and ``atari100k`` (DrQ(eps), Dopamine's
+network); ``atari100k-valid`` is atari100k on the Nature paper's unpadded convs (its cost, for comparison).
 
 Levers (all keep the maths):
   shared_target  Q(s') once with the online net when the target equals it (atari100k: target period 1)
@@ -33,17 +34,22 @@ from rlmorning.threads import available_cores
 PRESETS = {  # the levers that apply to each preset (dqn_atari's target net is a separate copy: period 1000)
     "dqn_atari": {"channels_last": True, "fused_adam": True},
     "atari100k": {"shared_target": True, "channels_last": True, "fused_adam": True, "augment": True},
+    "atari100k-valid": {"shared_target": True, "channels_last": True, "fused_adam": True, "augment": True},
 }
+VARIANTS = {"atari100k-valid": ("atari100k", ["encoder_kwargs.padding=valid", "init=default"])}
+"""Not presets: other maths, for its cost. atari100k-valid = atari100k on the Nature paper's unpadded convs
+(7x7x64 features instead of Dopamine's 11x11x64)."""
 
 
 def make_agent(preset: str, levers: dict[str, bool]) -> Any:
     from rlmorning.agents import AGENTS
 
+    config, extra = VARIANTS.get(preset, (preset, []))
     overrides = ["buffer_size=3000", "learning_starts=100",
-                 f"memory_format={'channels_last' if levers['channels_last'] else 'contiguous'}"]
-    if preset == "atari100k" and not levers.get("augment", True):
+                 f"memory_format={'channels_last' if levers['channels_last'] else 'contiguous'}", *extra]
+    if config == "atari100k" and not levers.get("augment", True):
         overrides.append("augment=none")
-    cfg = resolve_run_config("dqn", "Breakout", config=preset, overrides=overrides, device="cpu", progress=False)
+    cfg = resolve_run_config("dqn", "Breakout", config=config, overrides=overrides, device="cpu", progress=False)
     import gymnasium as gym
 
     torch.manual_seed(0)

@@ -35,6 +35,9 @@ def full_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_preset_trains_with_augmentation_and_final_evaluation(full_run: Path) -> None:
     ckpt = load_checkpoint(full_run / "checkpoints" / "latest.pt")
     assert ckpt["config"]["augment"] == "shift+intensity" and ckpt["config"]["n_step"] == 10
+    # Dopamine's network: SAME-padded convs (11x11x64 features into the FC layer), Glorot weights, zero biases
+    assert ckpt["config"]["encoder_kwargs"] == {"padding": "same"} and ckpt["config"]["init"] == "xavier"
+    assert ckpt["agent"]["online"]["encoder.fc.0.weight"].shape == (512, 64 * 11 * 11)
     assert "augment_rng" in ckpt["agent"]
     assert ckpt["agent"]["updates"] == 240 - 100 + 1  # one update per agent step once 100 are stored
     evals = [r for r in MetricsCSV.read(full_run / "metrics.csv") if r.get("eval_return_mean")]
