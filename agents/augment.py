@@ -73,10 +73,12 @@ def augment_batch_with_offsets(obs: torch.Tensor, mode: str, pad: int, scale: fl
                                generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """:func:`augment_batch` and the shift offsets ``long [B, 2]`` (see :func:`random_shift_with_offsets`;
     zeros without a shift), for labels that must move with the pixels (object boxes)."""
-    no_shift = torch.zeros(obs.shape[0], 2, dtype=torch.long, device=obs.device)
-    if mode == "none":
-        return obs, no_shift
-    x, shift = random_shift_with_offsets(obs, pad, generator) if "shift" in mode else (obs, no_shift)
+    if "shift" in mode:
+        x, shift = random_shift_with_offsets(obs, pad, generator)
+    else:  # no shift: zero offsets (a small allocation only on this path)
+        x, shift = obs, torch.zeros(obs.shape[0], 2, dtype=torch.long, device=obs.device)
+        if mode == "none":
+            return x, shift
     if "intensity" in mode:
         # uint8 * float32 promotes to float32: the conversion and the multiply are one kernel
         return torch.mul(x, intensity_factors(x.shape[0], scale, x.device, generator)), shift

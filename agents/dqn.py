@@ -230,6 +230,8 @@ class DQNAgent(ReplayRatioMixin, Checkpointed, FeedForwardAgent):
         params = list(self.online.parameters())
         if self.aux is not None:
             params += [p for p in self.aux.parameters() if p.requires_grad]
+        self._trained_params = params
+        """What the optimizer steps (the Q-network and any aux heads), listed once for gradient clipping."""
         if c.optimizer == "adam":
             return torch.optim.Adam(params, lr=c.lr, eps=c.optimizer_eps, fused=self.device.type in ("cpu", "cuda"))
         # foreach: one multi-tensor kernel per op instead of a Python loop over the tensors (CPU's default)
@@ -353,8 +355,7 @@ class DQNAgent(ReplayRatioMixin, Checkpointed, FeedForwardAgent):
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if c.max_grad_norm > 0:  # without clipping the norm is not computed (not logged as 0)
-            params = [p for g in optimizer.param_groups for p in g["params"]]
-            out["grad_norm"] = float(nn.utils.clip_grad_norm_(params, c.max_grad_norm, foreach=True))
+            out["grad_norm"] = float(nn.utils.clip_grad_norm_(self._trained_params, c.max_grad_norm, foreach=True))
         optimizer.step()
         self.updates += 1
         return out
