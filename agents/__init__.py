@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
-from rlmorning.agents.base import Agent, FeedForwardAgent
+from rlmorning.agents.base import Agent, AgentSetting, FeedForwardAgent
 from rlmorning.agents.dqn import DQNAgent, DQNConfig
 from rlmorning.agents.dyna import DynaDQNAgent, DynaDQNConfig, make_dqn_agent
 from rlmorning.registry import Registry
@@ -16,7 +17,9 @@ class AgentSpec:
     """How to build an agent: its config dataclass, its class, and its preset for each env family."""
 
     config_cls: type
-    factory: Callable[..., Agent]
+    factory: Callable[[Any, AgentSetting], Agent]
+    """``factory(config, setting)``: builds the agent from an instance of ``config_cls`` and an
+    :class:`~rlmorning.agents.base.AgentSetting` (usually the agent class itself)."""
     presets: dict[str, str]
     """env family -> preset name in configs/ (used when --config is not given)."""
     description: str
@@ -32,7 +35,8 @@ AGENTS.register("dqn", "DQN (Mnih et al. 2015) with Double/Dueling/n-step switch
     )
 )
 
-__all__ = ["AGENTS", "Agent", "AgentSpec", "DQNAgent", "DQNConfig", "DynaDQNAgent", "DynaDQNConfig", "FeedForwardAgent"]
+__all__ = ["AGENTS", "Agent", "AgentSetting", "AgentSpec", "DQNAgent", "DQNConfig", "DynaDQNAgent", "DynaDQNConfig",
+           "FeedForwardAgent"]
 
 from rlmorning.agents.a2c import A2CAgent, A2CConfig  # noqa: E402
 from rlmorning.agents.ntm import NTMAgent, NTMConfig  # noqa: E402

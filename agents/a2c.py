@@ -26,6 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from rlmorning.agents.base import AgentSetting
 from rlmorning.agents.nets.ntm import CoreConfig, State, make_core, reset_rows
 from rlmorning.agents.ntm import (
     RecurrentStateMixin,
@@ -101,25 +102,13 @@ class A2CAgent(RecurrentStateMixin, Checkpointed):
     }
     load_hint = "core/sizes/env"
 
-    def __init__(
-        self,
-        config: A2CConfig,
-        observation_space: gym.Space,
-        action_space: gym.Space,
-        *,
-        num_envs: int,
-        frame_stack: int,
-        total_steps: int,
-        device: torch.device,
-        seed: int,
-        inference: bool = False,
-    ) -> None:
-        """``inference`` is accepted for the common factory signature (this agent holds no replay buffer)."""
+    def __init__(self, config: A2CConfig, setting: AgentSetting) -> None:
+        """``setting.inference`` changes nothing here (this agent holds no replay buffer)."""
         _validate(config)
         self.config = config
-        self.device = device
-        self.action_kind, self.action_sizes, self.action_starts = _action_parts(action_space)
-        self.obs_kind, self.obs_dim = _obs_encoding(observation_space)
+        device = self.device = setting.device
+        self.action_kind, self.action_sizes, self.action_starts = _action_parts(setting.action_space)
+        self.obs_kind, self.obs_dim = _obs_encoding(setting.observation_space)
         self.prev_dim = sum(self.action_sizes) if config.prev_action_input else 0
         self.core = make_core(self.obs_dim + self.prev_dim, config).to(device)
         self.policy = nn.Linear(self.core.out_dim, sum(self.action_sizes)).to(device)
@@ -128,7 +117,7 @@ class A2CAgent(RecurrentStateMixin, Checkpointed):
         self.optimizer = make_optimizer(self.net.parameters(), config.optimizer, config.lr, config.momentum,
                                         config.rmsprop_alpha)
         self.generator = torch.Generator(device="cpu")
-        self.generator.manual_seed(seed + 7)
+        self.generator.manual_seed(setting.seed + 7)
         self.env_steps = 0
         self.updates = 0
         self.skipped = 0  # gradient steps skipped because the gradient was not finite

@@ -11,21 +11,47 @@ Recurrent agents (e.g. memory policies) carry their memory in ``state``; the tra
 ``reset_state`` for the envs whose episodes ended. Value-based agents expose ``q_values`` for the
 visualization tools; others return None.
 
-Every agent class is built as ``Agent(config, observation_space, action_space, *, num_envs, frame_stack,
-total_steps, device, seed, inference=False)``. ``inference=True`` (``rlmorning.api.load_policy``: eval, record,
-plots, dream) builds only what acting and inspection need: no replay buffer, no optimizer state to fill.
+Every agent class is built as ``Agent(config, setting)``: ``config`` is the agent's own config dataclass and
+``setting`` an :class:`AgentSetting`, the facts of the run it is built for (the spaces of one env, the number of
+envs, frame stack, run length, device, seed). ``setting.inference=True`` (``rlmorning.api.load_policy``: eval,
+record, plots, dream) builds only what acting and inspection need: no replay buffer, no optimizer state to fill.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
+import gymnasium as gym
 import numpy as np
 import torch
 
 from rlmorning.checkpointed import Checkpointed, load_module_state
 
-__all__ = ["Agent", "Checkpointed", "FeedForwardAgent", "linear_schedule", "load_module_state"]
+__all__ = ["Agent", "AgentSetting", "Checkpointed", "FeedForwardAgent", "linear_schedule", "load_module_state"]
+
+
+@dataclass(frozen=True)
+class AgentSetting:
+    """The facts of the run an agent is built for: the second argument of every ``Agent(config, setting)``."""
+
+    observation_space: gym.Space
+    """The observation space of one env (not of the vector env)."""
+    action_space: gym.Space
+    """The action space of one env (not of the vector env)."""
+    total_steps: int
+    """Env steps the run will take, so schedules (epsilon, learning rate) can be fractions of the run."""
+    num_envs: int = 1
+    """Envs stepped side by side: the batch size of ``act`` and ``observe`` while training."""
+    frame_stack: int = 1
+    """Frames stacked in an observation (4 for Atari, else 1); replay rebuilds stacks from single frames."""
+    device: torch.device = torch.device("cpu")
+    """Where the networks live and compute."""
+    seed: int = 0
+    """Seed of the agent's own RNGs (exploration, replay sampling, augmentation)."""
+    inference: bool = False
+    """Build only what acting and inspection need (``rlmorning.api.load_policy``): no replay buffer, no
+    optimizer; such an agent acts and loads checkpoints but cannot learn."""
 
 
 @runtime_checkable

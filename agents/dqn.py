@@ -12,14 +12,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-import gymnasium as gym
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from rlmorning.agents.augment import augment_batch_with_offsets, check_augment
-from rlmorning.agents.base import FeedForwardAgent, linear_schedule
+from rlmorning.agents.base import AgentSetting, FeedForwardAgent, linear_schedule
 from rlmorning.agents.dqn_parts import ReplayRatioMixin, epsilon_greedy, input_scale, mean_metrics, require_discrete_box
 from rlmorning.agents.nets.encoders import make_encoder
 from rlmorning.agents.nets.side_information import RAM_BYTES, encode_with_map
@@ -149,25 +148,15 @@ class DQNAgent(ReplayRatioMixin, Checkpointed, FeedForwardAgent):
     world_model = None
     """None: no generative world model (:class:`~rlmorning.agents.capabilities.HasWorldModel`)."""
 
-    def __init__(
-        self,
-        config: DQNConfig,
-        observation_space: gym.Space,
-        action_space: gym.Space,
-        *,
-        num_envs: int,
-        frame_stack: int,
-        total_steps: int,
-        device: torch.device,
-        seed: int,
-        inference: bool = False,
-    ) -> None:
-        """``inference=True`` builds only what acting and inspection need (the networks): no replay buffer, no
-        optimizer; such an agent acts and loads checkpoints but cannot learn."""
+    def __init__(self, config: DQNConfig, setting: AgentSetting) -> None:
+        """``setting.inference=True`` builds only what acting and inspection need (the networks): no replay
+        buffer, no optimizer; such an agent acts and loads checkpoints but cannot learn."""
+        observation_space, action_space = setting.observation_space, setting.action_space
+        inference, num_envs, seed = setting.inference, setting.num_envs, setting.seed
         require_discrete_box("dqn", observation_space, action_space)
         _validate(config)
         self.config = config
-        self.device = device
+        device = self.device = setting.device
         self.num_actions = int(action_space.n)
         obs_shape = tuple(observation_space.shape)
         encoder = make_encoder(config.encoder, obs_shape, input_scale(observation_space),
@@ -192,12 +181,12 @@ class DQNAgent(ReplayRatioMixin, Checkpointed, FeedForwardAgent):
                 loss=config.loss, double=config.double).to(device)
         self.optimizer: torch.optim.Optimizer | None = None if inference else self._make_optimizer()
         self.replay: ReplayBuffer | None = None if inference else ReplayBuffer(
-            config.buffer_size, num_envs, obs_shape, observation_space.dtype, frame_stack,
+            config.buffer_size, num_envs, obs_shape, observation_space.dtype, setting.frame_stack,
             action_dtype=smallest_int_dtype(self.num_actions), gamma=config.gamma, n_step=config.n_step,
             seed=seed, side_shape=(RAM_BYTES,) if self.aux is not None else None,
         )
         self.rng = np.random.default_rng(seed + 1)
-        decay = config.eps_decay_steps or config.eps_fraction * total_steps
+        decay = config.eps_decay_steps or config.eps_fraction * setting.total_steps
         self._eps_decay = float(decay)
         self.env_steps = 0  # transitions observed
         self.updates = 0  # gradient steps taken

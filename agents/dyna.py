@@ -29,11 +29,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-import gymnasium as gym
 import numpy as np
 import torch
 
-from rlmorning.agents.base import FeedForwardAgent
+from rlmorning.agents.base import AgentSetting, FeedForwardAgent
 from rlmorning.agents.dqn import DQNAgent, DQNConfig
 from rlmorning.agents.dqn import _validate as _validate_dqn
 from rlmorning.agents.imagination import Imagination, check_imagination
@@ -138,21 +137,20 @@ class DynaDQNAgent(Checkpointed, FeedForwardAgent):
     saved_inline = ("dqn",)
     saved = ("world_model=planner",)
 
-    def __init__(self, config: DynaDQNConfig, observation_space: gym.Space, action_space: gym.Space, *,
-                 num_envs: int, frame_stack: int, total_steps: int, device: torch.device, seed: int,
-                 inference: bool = False) -> None:
-        """``inference=True``: networks and world model only (no replay, optimizers' state or imagined buffer)."""
+    def __init__(self, config: DynaDQNConfig, setting: AgentSetting) -> None:
+        """``setting.inference=True``: networks and world model only (no replay, optimizers' state or imagined
+        buffer)."""
         m = config.model
         if m is None:
             raise RlmError("DynaDQNAgent needs the config's model section (model.codec, model.dynamics, ...)")
-        self.dqn = DQNAgent(config, observation_space, action_space, num_envs=num_envs, frame_stack=frame_stack,
-                            total_steps=total_steps, device=device, seed=seed, inference=inference)
+        self.dqn = DQNAgent(config, setting)
         check_imagination(m)
         self.config = config
-        model = build_world_model(m, observation_space, self.dqn.num_actions, device)
+        space = setting.observation_space
+        model = build_world_model(m, space, self.dqn.num_actions, setting.device)
         trainer = WorldModelTrainer(m, model, self.dqn.replay, prefix="model.")
-        self.planner = Imagination(m, config.gamma, trainer, self.dqn.replay, tuple(observation_space.shape),
-                                   observation_space.dtype, seed, inference)
+        self.planner = Imagination(m, config.gamma, trainer, self.dqn.replay, tuple(space.shape), space.dtype,
+                                   setting.seed, setting.inference)
         self.dqn.batch_source = self.planner
 
     # ------------------------------------------------------------------------------- what tools look at
@@ -206,13 +204,12 @@ class DynaDQNAgent(Checkpointed, FeedForwardAgent):
         super().load_state_dict(state)
 
 
-def make_dqn_agent(config: DQNConfig, observation_space: gym.Space, action_space: gym.Space,
-                   **kwargs: Any) -> DQNAgent | DynaDQNAgent:
+def make_dqn_agent(config: DQNConfig, setting: AgentSetting) -> DQNAgent | DynaDQNAgent:
     """The ``dqn`` agent: :class:`DynaDQNAgent` when ``config.model`` is set, else plain :class:`DQNAgent`."""
     if getattr(config, "model", None) is not None:
         _validate(config)
-        return DynaDQNAgent(config, observation_space, action_space, **kwargs)
-    return DQNAgent(config, observation_space, action_space, **kwargs)
+        return DynaDQNAgent(config, setting)
+    return DQNAgent(config, setting)
 
 
 def _validate(config: DQNConfig) -> None:

@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from rlmorning.agents.base import linear_schedule
+from rlmorning.agents.base import AgentSetting, linear_schedule
 from rlmorning.agents.nets.ntm import NTM, Core, CoreConfig, State, make_core, reset_rows
 from rlmorning.checkpointed import Checkpointed, Form
 from rlmorning.errors import RlmError
@@ -212,20 +212,9 @@ class NTMAgent(RecurrentStateMixin, Checkpointed):
     }
     load_hint = "core/sizes/env"
 
-    def __init__(
-        self,
-        config: NTMConfig,
-        observation_space: gym.Space,
-        action_space: gym.Space,
-        *,
-        num_envs: int,
-        frame_stack: int,
-        total_steps: int,
-        device: torch.device,
-        seed: int,
-        inference: bool = False,
-    ) -> None:
-        """``inference`` is accepted for the common factory signature (this agent holds no replay buffer)."""
+    def __init__(self, config: NTMConfig, setting: AgentSetting) -> None:
+        """``setting.inference`` changes nothing here (this agent holds no replay buffer)."""
+        observation_space, action_space = setting.observation_space, setting.action_space
         if not isinstance(action_space, gym.spaces.MultiBinary) or len(action_space.shape) != 1:
             raise RlmError(f"ntm needs a MultiBinary(bits) action space (rlmorning/NTM*-v0), this env has "
                            f"{action_space}")
@@ -233,7 +222,7 @@ class NTMAgent(RecurrentStateMixin, Checkpointed):
             raise RlmError(f"ntm needs a 1-d Box observation space, this env has {observation_space}")
         _validate(config)
         self.config = config
-        self.device = device
+        device = self.device = setting.device
         self.in_dim = int(observation_space.shape[0])
         self.out_dim = int(action_space.shape[0])
         self.core = make_core(self.in_dim, config).to(device)
@@ -241,7 +230,7 @@ class NTMAgent(RecurrentStateMixin, Checkpointed):
         self.net = nn.ModuleDict({"core": self.core, "head": self.head})
         self.optimizer = make_optimizer(self.net.parameters(), config.optimizer, config.lr, config.momentum,
                                         config.rmsprop_alpha)
-        self.total_steps = max(1, int(total_steps))
+        self.total_steps = max(1, int(setting.total_steps))
         self.env_steps = 0
         self.updates = 0
         self.sequences = 0  # sequences used in gradient steps

@@ -24,13 +24,12 @@ import copy
 from dataclasses import dataclass, field
 from typing import Any
 
-import gymnasium as gym
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from rlmorning.agents.base import FeedForwardAgent, linear_schedule, load_module_state
+from rlmorning.agents.base import AgentSetting, FeedForwardAgent, linear_schedule, load_module_state
 from rlmorning.agents.dqn import td_target
 from rlmorning.agents.dqn_parts import ReplayRatioMixin, epsilon_greedy, mean_metrics, require_discrete_box
 from rlmorning.agents.skills_nets import (
@@ -125,24 +124,14 @@ def validate(c: SkillsConfig) -> None:
 class SkillsAgent(ReplayRatioMixin, FeedForwardAgent):
     """Skill-conditioned DQN with a discriminator reward; the acting state holds each episode's code."""
 
-    def __init__(
-        self,
-        config: SkillsConfig,
-        observation_space: gym.Space,
-        action_space: gym.Space,
-        *,
-        num_envs: int,
-        frame_stack: int,
-        total_steps: int,
-        device: torch.device,
-        seed: int,
-        inference: bool = False,
-    ) -> None:
-        """``inference=True``: networks only (no replay, no optimizers, no init_from)."""
+    def __init__(self, config: SkillsConfig, setting: AgentSetting) -> None:
+        """``setting.inference=True``: networks only (no replay, no optimizers, no init_from)."""
+        observation_space, action_space = setting.observation_space, setting.action_space
+        inference, num_envs, seed = setting.inference, setting.num_envs, setting.seed
         require_discrete_box("skills", observation_space, action_space)
         validate(config)
         c = self.config = config
-        self.device = device
+        device = self.device = setting.device
         self.observation_space = observation_space
         self.num_actions = int(action_space.n)
         self.num_skills = c.num_skills
@@ -163,13 +152,14 @@ class SkillsAgent(ReplayRatioMixin, FeedForwardAgent):
         if not inference:
             # the replay's action column holds (action, code...) as float32: z is stored with each transition
             self.replay = ReplayBuffer(c.buffer_size, num_envs, tuple(observation_space.shape),
-                                       observation_space.dtype, frame_stack, action_shape=(1 + self.code_width,),
-                                       action_dtype=np.float32, gamma=c.gamma, n_step=1, seed=seed)
+                                       observation_space.dtype, setting.frame_stack,
+                                       action_shape=(1 + self.code_width,), action_dtype=np.float32, gamma=c.gamma,
+                                       n_step=1, seed=seed)
             self.optimizer = torch.optim.Adam(self.online.parameters(), lr=c.lr)
             self.disc_optimizer = torch.optim.Adam(self.discriminator.parameters(), lr=c.disc_lr)
         self.rng = np.random.default_rng(seed + 1)  # epsilon-greedy
         self.skill_rng = np.random.default_rng(seed + 3)  # one code per episode
-        self._eps_decay = float(c.eps_decay_steps or c.eps_fraction * total_steps)
+        self._eps_decay = float(c.eps_decay_steps or c.eps_fraction * setting.total_steps)
         self.env_steps = 0
         self.updates = 0
         self._update_credit = 0.0

@@ -17,9 +17,8 @@ from typing import Any
 
 import gymnasium as gym
 import numpy as np
-import torch
 
-from rlmorning.agents.base import FeedForwardAgent
+from rlmorning.agents.base import AgentSetting, FeedForwardAgent
 from rlmorning.agents.nets.world_model import WorldModel
 from rlmorning.agents.replay_import import replay_from_run
 from rlmorning.agents.wm_trainer import ModelConfig, ModelTraining, WorldModelTrainer, build_world_model
@@ -52,10 +51,10 @@ class WorldModelAgent(Checkpointed, FeedForwardAgent):
     saved = ("env_steps", "rng")
     saved_buffers = ("replay",)
 
-    def __init__(self, config: WorldModelConfig, observation_space: gym.Space, action_space: gym.Space, *,
-                 num_envs: int, frame_stack: int, total_steps: int, device: torch.device, seed: int,
-                 inference: bool = False) -> None:
-        """``inference=True``: the model only (for ``dream`` and inspection), no replay buffer."""
+    def __init__(self, config: WorldModelConfig, setting: AgentSetting) -> None:
+        """``setting.inference=True``: the model only (for ``dream`` and inspection), no replay buffer."""
+        observation_space, action_space = setting.observation_space, setting.action_space
+        num_envs, frame_stack, seed = setting.num_envs, setting.frame_stack, setting.seed
         if not isinstance(action_space, gym.spaces.Discrete):
             raise RlmError(f"worldmodel needs a discrete action space, this env has {action_space}")
         if not isinstance(observation_space, gym.spaces.Box) or len(observation_space.shape) != 3:
@@ -63,13 +62,13 @@ class WorldModelAgent(Checkpointed, FeedForwardAgent):
         if config.buffer_size < 1:
             raise RlmError(f"config key 'buffer_size' must be >= 1, got {config.buffer_size}")
         self.config = config
-        self.device = device
+        self.device = setting.device
         self.num_actions = int(action_space.n)
-        model = build_world_model(config, observation_space, self.num_actions, device)
+        model = build_world_model(config, observation_space, self.num_actions, self.device)
         obs_shape = tuple(observation_space.shape)
         action_dtype = smallest_int_dtype(self.num_actions)
         self.replay: ReplayBuffer | None
-        if inference:
+        if setting.inference:
             self.replay = None
         elif config.from_run:
             self.replay = replay_from_run(config.from_run, num_envs, obs_shape, observation_space.dtype,

@@ -42,7 +42,7 @@ VARIANTS = {"atari100k-valid": ("atari100k", ["encoder_kwargs.padding=valid", "i
 
 
 def make_agent(preset: str, levers: dict[str, bool]) -> Any:
-    from rlmorning.agents import AGENTS
+    from rlmorning.agents import AGENTS, AgentSetting
 
     config, extra = VARIANTS.get(preset, (preset, []))
     overrides = ["buffer_size=3000", "learning_starts=100",
@@ -53,9 +53,9 @@ def make_agent(preset: str, levers: dict[str, bool]) -> Any:
     import gymnasium as gym
 
     torch.manual_seed(0)
-    agent = AGENTS.get("dqn").factory(
-        cfg.agent_config, gym.spaces.Box(0, 255, (4, 84, 84), np.uint8), gym.spaces.Discrete(4), num_envs=1,
-        frame_stack=4, total_steps=100_000, device=torch.device("cpu"), seed=0)
+    setting = AgentSetting(gym.spaces.Box(0, 255, (4, 84, 84), np.uint8), gym.spaces.Discrete(4), num_envs=1,
+                           frame_stack=4, total_steps=100_000, device=torch.device("cpu"), seed=0)
+    agent = AGENTS.get("dqn").factory(cfg.agent_config, setting)
     agent.shared_target = levers.get("shared_target", False) and agent.shared_target
     if not levers["fused_adam"]:
         c = cfg.agent_config

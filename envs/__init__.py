@@ -95,11 +95,7 @@ def make_vector(info: EnvInfo, num_envs: int, seed: int, *, ram: bool = False, *
         raise RlmError(f"side information from the console RAM needs an Atari game; {info.display_name} is not one")
     try:
         if info.family == "atari":
-            if ram:
-                from rlmorning.envs.atari_ram import make_atari_ram_vector
-
-                return make_atari_ram_vector(info.id, num_envs, seed, **kwargs)
-            return atari.make_atari_vector(info.id, num_envs, seed, **kwargs)
+            return atari.make_atari_vector(info.id, num_envs, seed, ram=ram, **kwargs)
         mode = _autoreset(kwargs.pop("autoreset_mode", "same_step"))
         if info.family == "minatar":
             fns = [lambda i=i: minatar.make_minatar(info.id, seed + i, **kwargs) for i in range(num_envs)]

@@ -99,6 +99,7 @@ def make_atari_vector(
     num_envs: int,
     seed: int,
     *,
+    ram: bool = False,
     frame_skip: int = 4,
     noop_max: int = 30,
     episodic_life: bool = True,
@@ -110,31 +111,36 @@ def make_atari_vector(
     frame_size: int = 84,
 ) -> VectorEnv:
     """The training vector env: obs ``uint8 [N, 4, S, S]`` (``S = frame_size``, 84 by default; 64 for the
-    World Models / SimPLe-scale world models), clipped rewards, episodic life."""
+    World Models / SimPLe-scale world models), clipped rewards, episodic life.
+
+    ``ram=False``: ale-py's C++ ``AtariVectorEnv`` (``num_threads`` C++ threads, 0 = one per env).
+    ``ram=True``: its Python twin :class:`~rlmorning.envs.atari_ram.AtariRamVectorEnv`, the same frames and
+    flags plus the console RAM in ``info`` (``obs_ram``, ``ram``, ``final_ram``); its envs step in the
+    calling thread, so ``num_threads`` does not apply."""
     _check_frame_size(frame_size)
-    env = ale_py.vector_env.AtariVectorEnv(
-        rom,
-        num_envs,
-        num_threads=num_threads,
-        stack_num=1,
-        frameskip=frame_skip,
-        noop_max=noop_max,
-        life_loss_info=episodic_life,
-        episodic_life=False,
-        reward_clipping=clip_rewards,
-        repeat_action_probability=sticky_actions,
-        max_num_frames_per_episode=max_frames,
-        use_fire_reset=True,
-        img_height=frame_size,
-        img_width=frame_size,
+    if autoreset_mode not in ("same_step", "next_step"):
+        raise RlmError(f"autoreset_mode must be same_step or next_step, got '{autoreset_mode}'")
+    settings: dict[str, Any] = dict(
+        frameskip=frame_skip, noop_max=noop_max, life_loss_info=episodic_life, reward_clipping=clip_rewards,
+        repeat_action_probability=sticky_actions, max_num_frames_per_episode=max_frames,
+        img_height=frame_size, img_width=frame_size,
         autoreset_mode=AutoresetMode.SAME_STEP if autoreset_mode == "same_step" else AutoresetMode.NEXT_STEP,
     )
-    env.metadata = dict(env.metadata)
+    env: VectorEnv
+    if ram:
+        from rlmorning.envs.atari_ram import AtariRamVectorEnv
+
+        env = AtariRamVectorEnv(rom, num_envs, **settings)
+    else:
+        env = ale_py.vector_env.AtariVectorEnv(
+            rom, num_envs, num_threads=num_threads, stack_num=1, episodic_life=False, use_fire_reset=True,
+            **settings)
+        env.metadata = dict(env.metadata)
     return stack_game_frames(env, seed)
 
 
 def stack_game_frames(env: VectorEnv, seed: int) -> FrameStack:
-    """The last step of both Atari factories: game-end info, a ``FRAME_STACK`` frame stack, a seeded reset."""
+    """The last step of the Atari training factory: game-end info, a ``FRAME_STACK`` frame stack, a seeded reset."""
     stacked = FrameStack(_GameEndInfo(env), FRAME_STACK)
     stacked.metadata = dict(env.metadata)
     stacked.reset(seed=seed)

@@ -31,10 +31,9 @@ observation the actions were taken in (what replay stores beside that observatio
 observation is a max over the last two frames, so a moving
 object may also show where it was one frame before its RAM position.
 
-:func:`make_atari_ram_vector` wraps it exactly as :func:`~rlmorning.envs.atari.make_atari_vector`
-wraps the C++ env (``_GameEndInfo`` for ``episode_end``, :class:`~rlmorning.envs.stack.FrameStack`),
-with the same keyword arguments; ``num_threads`` is accepted and ignored (the envs step one after the
-other in the calling thread).
+:func:`~rlmorning.envs.atari.make_atari_vector` with ``ram=True`` builds it with the C++ env's keyword
+arguments and wraps it exactly as the C++ env (``_GameEndInfo`` for ``episode_end``,
+:class:`~rlmorning.envs.stack.FrameStack`); the envs step one after the other in the calling thread.
 """
 
 from __future__ import annotations
@@ -47,8 +46,7 @@ import numpy as np
 from gymnasium import spaces
 from gymnasium.vector import AutoresetMode, VectorEnv
 
-from rlmorning.envs.atari import _check_frame_size, atari_games, stack_game_frames
-from rlmorning.envs.stack import FrameStack
+from rlmorning.envs.atari import atari_games
 from rlmorning.errors import RlmError
 
 RAM_SIZE = 128
@@ -172,19 +170,23 @@ class AtariRamVectorEnv(VectorEnv):
     Observations ``uint8 [N, 1, S, S]``; see the module docstring for the exact semantics.
     """
 
-    def __init__(self, rom: str, num_envs: int, *, frame_skip: int = 4, noop_max: int = 30,
-                 life_loss_info: bool = True, clip_rewards: bool = True, sticky_actions: float = 0.0,
-                 max_frames: int = 108_000, use_fire_reset: bool = True, frame_size: int = 84,
-                 autoreset_mode: AutoresetMode = AutoresetMode.SAME_STEP) -> None:
+    def __init__(self, rom: str, num_envs: int, *, frameskip: int = 4, noop_max: int = 30,
+                 life_loss_info: bool = True, reward_clipping: bool = True, repeat_action_probability: float = 0.0,
+                 max_num_frames_per_episode: int = 108_000, use_fire_reset: bool = True, img_height: int = 84,
+                 img_width: int = 84, autoreset_mode: AutoresetMode = AutoresetMode.SAME_STEP) -> None:
+        """The C++ env's keyword names and meanings; the frames must be square (``img_height == img_width``)."""
         if rom not in atari_games():
             raise RlmError(f"unknown Atari ROM '{rom}' (ROM ids are snake_case: breakout, space_invaders, ...)")
         rom_path = ale_py.roms.get_rom_path(rom)
-        if not isinstance(frame_skip, int) or frame_skip < 1:
-            raise RlmError(f"frame_skip must be a positive integer, got {frame_skip!r}")
+        if not isinstance(frameskip, int) or frameskip < 1:
+            raise RlmError(f"frame_skip must be a positive integer, got {frameskip!r}")
+        if img_height != img_width:
+            raise RlmError(f"the RAM env makes square frames; got {img_height}x{img_width}")
+        frame_size = img_height
         self.games = [
-            _Game(str(rom_path), frame_skip=frame_skip, noop_max=noop_max, life_loss_info=life_loss_info,
-                  clip_rewards=clip_rewards, sticky_actions=sticky_actions, max_frames=max_frames,
-                  use_fire_reset=use_fire_reset, frame_size=frame_size)
+            _Game(str(rom_path), frame_skip=frameskip, noop_max=noop_max, life_loss_info=life_loss_info,
+                  clip_rewards=reward_clipping, sticky_actions=repeat_action_probability,
+                  max_frames=max_num_frames_per_episode, use_fire_reset=use_fire_reset, frame_size=frame_size)
             for _ in range(num_envs)
         ]
         self.num_envs = num_envs
@@ -269,32 +271,3 @@ class AtariRamVectorEnv(VectorEnv):
     def close_extras(self, **kwargs: Any) -> None:
         self.games = []
 
-
-def make_atari_ram_vector(
-    rom: str,
-    num_envs: int,
-    seed: int,
-    *,
-    frame_skip: int = 4,
-    noop_max: int = 30,
-    episodic_life: bool = True,
-    clip_rewards: bool = True,
-    sticky_actions: float = 0.0,
-    max_frames: int = 108_000,
-    autoreset_mode: str = "same_step",
-    num_threads: int = 0,
-    frame_size: int = 84,
-) -> FrameStack:
-    """:func:`~rlmorning.envs.atari.make_atari_vector` with the RAM: obs ``uint8 [N, 4, S, S]`` as there,
-    plus ``info["ram"]`` ``uint8 [N, 128]`` (and ``info["final_ram"]`` with ``info["final_obs"]``)."""
-    _check_frame_size(frame_size)
-    del num_threads  # one thread; accepted so the two factories take the same env_kwargs
-    if autoreset_mode not in ("same_step", "next_step"):
-        raise RlmError(f"autoreset_mode must be same_step or next_step, got '{autoreset_mode}'")
-    env = AtariRamVectorEnv(
-        rom, num_envs, frame_skip=frame_skip, noop_max=noop_max, life_loss_info=episodic_life,
-        clip_rewards=clip_rewards, sticky_actions=sticky_actions, max_frames=max_frames,
-        frame_size=frame_size,
-        autoreset_mode=AutoresetMode.SAME_STEP if autoreset_mode == "same_step" else AutoresetMode.NEXT_STEP,
-    )
-    return stack_game_frames(env, seed)

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from rlmorning import envs as envs_mod
-from rlmorning.agents import AGENTS
+from rlmorning.agents import AGENTS, AgentSetting
 from rlmorning.agents.side_info_heads import with_env_game
 from rlmorning.config import RunConfig, apply_overrides, check_probability, check_seed, load_preset, split_config
 from rlmorning.errors import RlmError
@@ -216,10 +216,9 @@ def load_agent(run_dir: str | Path, checkpoint: str = "latest", device: str = "c
         obs_space, act_space = probe.observation_space, probe.action_space
     finally:
         probe.close()
-    agent = spec.factory(
-        with_env_game(agent_cfg, info.id), obs_space, act_space, num_envs=1, frame_stack=info.frame_stack,
-        total_steps=trainer_cfg.steps, device=dev, seed=trainer_cfg.seed, inference=inference,
-    )
+    setting = AgentSetting(obs_space, act_space, num_envs=1, frame_stack=info.frame_stack,
+                           total_steps=trainer_cfg.steps, device=dev, seed=trainer_cfg.seed, inference=inference)
+    agent = spec.factory(with_env_game(agent_cfg, info.id), setting)
     agent_state = dict(state["agent"])
     agent_state.pop("replay", None)
     agent.load_state_dict(agent_state)

@@ -24,7 +24,7 @@ import torch
 from gymnasium.vector import AutoresetMode
 
 from rlmorning import envs as envs_mod
-from rlmorning.agents import AGENTS
+from rlmorning.agents import AGENTS, AgentSetting
 from rlmorning.agents.side_info_heads import with_env_game
 from rlmorning.config import RunConfig
 from rlmorning.envs import EnvInfo, real_next_obs
@@ -127,13 +127,15 @@ class Trainer:
         spec = AGENTS.get(config.agent)
         self.agent = spec.factory(
             with_env_game(config.agent_config, self.env_info.id),
-            self.env.single_observation_space,
-            self.env.single_action_space,
-            num_envs=t.num_envs,
-            frame_stack=self.env_info.frame_stack,
-            total_steps=t.steps,
-            device=self.device,
-            seed=t.seed,
+            AgentSetting(
+                self.env.single_observation_space,
+                self.env.single_action_space,
+                num_envs=t.num_envs,
+                frame_stack=self.env_info.frame_stack,
+                total_steps=t.steps,
+                device=self.device,
+                seed=t.seed,
+            ),
         )
         self.state = TrainState()
         self._last_eval_step = -1

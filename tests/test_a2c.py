@@ -13,6 +13,7 @@ import torch
 
 from rlmorning import api, cli
 from rlmorning.agents.a2c import A2CAgent, A2CConfig
+from rlmorning.agents.base import AgentSetting
 from rlmorning.envs.algorithmic import CopyEnv
 from rlmorning.errors import RlmError
 from rlmorning.run import MetricsCSV, load_checkpoint
@@ -111,8 +112,8 @@ def make_agent(core: str = "lstm", seed: int = 0) -> tuple[A2CAgent, CopyEnv]:
     env = CopyEnv()
     cfg = A2CConfig(core=core, lstm_size=16, controller_size=8, memory_size=6, memory_width=3, n_steps=4)
     torch.manual_seed(seed)
-    agent = A2CAgent(cfg, env.observation_space, env.action_space, num_envs=2, frame_stack=1, total_steps=100,
-                     device=torch.device("cpu"), seed=seed)
+    agent = A2CAgent(cfg, AgentSetting(env.observation_space, env.action_space, num_envs=2, total_steps=100,
+                                       seed=seed))
     return agent, env
 
 
@@ -154,8 +155,6 @@ def test_state_dict_round_trip_mid_rollout(core: str) -> None:
 def test_bad_spaces_are_one_line_errors() -> None:
     cfg = A2CConfig()
     with pytest.raises(RlmError, match="actions"):
-        A2CAgent(cfg, gym.spaces.Discrete(3), gym.spaces.Box(-1, 1, (2,)), num_envs=1, frame_stack=1,
-                 total_steps=1, device=torch.device("cpu"), seed=0)
+        A2CAgent(cfg, AgentSetting(gym.spaces.Discrete(3), gym.spaces.Box(-1, 1, (2,)), total_steps=1))
     with pytest.raises(RlmError, match="core"):
-        A2CAgent(A2CConfig(core="gru"), gym.spaces.Discrete(3), gym.spaces.Discrete(2), num_envs=1, frame_stack=1,
-                 total_steps=1, device=torch.device("cpu"), seed=0)
+        A2CAgent(A2CConfig(core="gru"), AgentSetting(gym.spaces.Discrete(3), gym.spaces.Discrete(2), total_steps=1))

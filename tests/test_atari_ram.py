@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from rlmorning.envs.atari import make_atari_vector
-from rlmorning.envs.atari_ram import NoopSampler, make_atari_ram_vector
+from rlmorning.envs.atari_ram import NoopSampler
 from rlmorning.errors import RlmError
 
 
@@ -19,7 +19,7 @@ def test_ram_env_equals_cpp_training_env(mode: str, noop_max: int, max_frames: i
     """Same seed and actions: same frames, rewards, flags, lives, episode_end, no-op starts and final frames."""
     kwargs = dict(noop_max=noop_max, autoreset_mode=mode, max_frames=max_frames)
     cpp = make_atari_vector("breakout", 2, 11, num_threads=1, **kwargs)
-    ram = make_atari_ram_vector("breakout", 2, 11, **kwargs)
+    ram = make_atari_vector("breakout", 2, 11, ram=True, **kwargs)
     obs_c, info_c = cpp.reset(seed=11)
     obs_r, info_r = ram.reset(seed=11)
     np.testing.assert_array_equal(obs_c, obs_r)
@@ -73,7 +73,7 @@ def _reference(seed: int) -> ale_py.ALEInterface:
 def test_ram_is_the_ram_after_the_observed_frame() -> None:
     """info['ram'] equals getRAM() of a seeded ALE stepping the same actions (4 frames each), through life
     losses and a game over (final_ram before the reset, ram after it)."""
-    env = make_atari_ram_vector("breakout", 1, 3, noop_max=0)
+    env = make_atari_vector("breakout", 1, 3, ram=True, noop_max=0)
     _, info = env.reset(seed=3)
     ale = _reference(3)
     actions_set = ale.getMinimalActionSet()
@@ -100,7 +100,7 @@ def test_ram_is_the_ram_after_the_observed_frame() -> None:
 
 
 def test_final_ram_rows_of_unfinished_envs_hold_the_current_ram() -> None:
-    env = make_atari_ram_vector("breakout", 2, 0, noop_max=0, max_frames=40)
+    env = make_atari_vector("breakout", 2, 0, ram=True, noop_max=0, max_frames=40)
     env.reset(seed=0)
     for _ in range(10):
         _, _, term, trunc, info = env.step(np.array([1, 1]))
@@ -111,10 +111,11 @@ def test_final_ram_rows_of_unfinished_envs_hold_the_current_ram() -> None:
 
 
 def test_bad_arguments_are_one_line_errors() -> None:
-    with pytest.raises(RlmError, match="autoreset_mode"):
-        make_atari_ram_vector("breakout", 1, 0, autoreset_mode="sometimes")
+    for ram in (True, False):  # both backends validate (the C++ one once took any other word as next_step)
+        with pytest.raises(RlmError, match="autoreset_mode"):
+            make_atari_vector("breakout", 1, 0, ram=ram, autoreset_mode="sometimes")
     with pytest.raises(RlmError, match="unknown Atari ROM"):
-        make_atari_ram_vector("not_a_game", 1, 0)
-    env = make_atari_ram_vector("breakout", 1, 0)
+        make_atari_vector("not_a_game", 1, 0, ram=True)
+    env = make_atari_vector("breakout", 1, 0, ram=True)
     with pytest.raises(RlmError, match="actions"):
         env.step(np.array([0.5]))

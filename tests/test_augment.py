@@ -11,6 +11,7 @@ import torch
 import torch.nn.functional as F
 
 from rlmorning.agents.augment import augment_batch, intensity_factors, random_shift
+from rlmorning.agents.base import AgentSetting
 from rlmorning.agents.dqn import DQNAgent, DQNConfig
 from rlmorning.errors import RlmError
 
@@ -99,9 +100,8 @@ def test_bad_settings_are_one_line_errors() -> None:
     with pytest.raises(RlmError, match="augment_pad"):
         image_agent(augment="shift", augment_pad=-1)
     with pytest.raises(RlmError, match="needs image observations"):
-        DQNAgent(DQNConfig(encoder="mlp", augment="shift", buffer_size=10), gym.spaces.Box(-1, 1, (3,)),
-                 gym.spaces.Discrete(2), num_envs=1, frame_stack=1, total_steps=10, device=torch.device("cpu"),
-                 seed=0)
+        DQNAgent(DQNConfig(encoder="mlp", augment="shift", buffer_size=10),
+                 AgentSetting(gym.spaces.Box(-1, 1, (3,)), gym.spaces.Discrete(2), total_steps=10))
 
 
 # ----------------------------------------------------------------------------------------- in the agent
@@ -111,8 +111,7 @@ def image_agent(**overrides: object) -> DQNAgent:
     values.update(overrides)
     torch.manual_seed(0)
     space = gym.spaces.Box(0, 255, (4, 10, 10), np.uint8)
-    return DQNAgent(DQNConfig(**values), space, gym.spaces.Discrete(3), num_envs=1, frame_stack=1,
-                    total_steps=1000, device=torch.device("cpu"), seed=0)
+    return DQNAgent(DQNConfig(**values), AgentSetting(space, gym.spaces.Discrete(3), total_steps=1000))
 
 
 def feed_frames(agent: DQNAgent, steps: int) -> None:

@@ -14,6 +14,7 @@ import pytest
 import torch
 
 from rlmorning import api
+from rlmorning.agents.base import AgentSetting
 from rlmorning.agents.dqn import DQNAgent, DQNConfig
 from rlmorning.agents.nets.side_information import HallucinationBranch, encode_with_map, hallucination_loss
 from rlmorning.agents.side_info_heads import SideInformationHeads
@@ -33,8 +34,7 @@ def make_agent(aux: str, **overrides: object) -> DQNAgent:
                         max_grad_norm=0, aux=aux, aux_game="breakout", aux_teacher_hidden=[64, 32])
     values.update(overrides)
     torch.manual_seed(0)
-    return DQNAgent(DQNConfig(**values), SPACE, gym.spaces.Discrete(4), num_envs=1, frame_stack=4,
-                    total_steps=10_000, device=torch.device("cpu"), seed=0)
+    return DQNAgent(DQNConfig(**values), AgentSetting(SPACE, gym.spaces.Discrete(4), frame_stack=4, total_steps=10_000))
 
 
 def play(agent: DQNAgent, steps: int, seed: int = 3) -> list[np.ndarray]:
@@ -147,8 +147,8 @@ def test_acting_ignores_ram_and_the_heads() -> None:
             p.normal_()
     torch.testing.assert_close(agent.q_values(obs), q)
     np.testing.assert_array_equal(agent.act(obs, None, explore=False)[0], greedy)
-    policy = DQNAgent(agent.config, SPACE, gym.spaces.Discrete(4), num_envs=1, frame_stack=4, total_steps=10,
-                      device=torch.device("cpu"), seed=0, inference=True)
+    policy = DQNAgent(agent.config, AgentSetting(SPACE, gym.spaces.Discrete(4), frame_stack=4, total_steps=10,
+                                                 inference=True))
     assert policy.aux is None
     policy.load_state_dict(agent.state_dict(include_buffers=False))
     torch.testing.assert_close(policy.q_values(obs), q)

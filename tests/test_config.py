@@ -8,11 +8,10 @@ from pathlib import Path
 import gymnasium as gym
 import numpy as np
 import pytest
-import torch
 import yaml
 
 from rlmorning import api
-from rlmorning.agents import AGENTS, DQNAgent, DQNConfig
+from rlmorning.agents import AGENTS, AgentSetting, DQNAgent, DQNConfig
 from rlmorning.config import (
     TrainerConfig,
     apply_overrides,
@@ -378,8 +377,7 @@ def test_atari100k_values():
 def make_dqn(**overrides):
     cfg = dataclasses.replace(DQNConfig(encoder="mlp", buffer_size=100), **overrides)
     obs_space = gym.spaces.Box(-1.0, 1.0, (4,), np.float32)
-    return DQNAgent(cfg, obs_space, gym.spaces.Discrete(2), num_envs=1, frame_stack=1, total_steps=100,
-                    device=torch.device("cpu"), seed=0)
+    return DQNAgent(cfg, AgentSetting(obs_space, gym.spaces.Discrete(2), total_steps=100))
 
 
 def test_dqn_builds_with_valid_config():
@@ -409,5 +407,5 @@ def test_dqn_validation_errors(overrides, pattern):
 def test_dqn_rejects_continuous_actions():
     cfg = DQNConfig(encoder="mlp", buffer_size=100)
     with pytest.raises(RlmError, match="discrete action space"):
-        DQNAgent(cfg, gym.spaces.Box(-1.0, 1.0, (4,), np.float32), gym.spaces.Box(-1.0, 1.0, (1,)),
-                 num_envs=1, frame_stack=1, total_steps=10, device=torch.device("cpu"), seed=0)
+        DQNAgent(cfg, AgentSetting(gym.spaces.Box(-1.0, 1.0, (4,), np.float32), gym.spaces.Box(-1.0, 1.0, (1,)),
+                                   total_steps=10))

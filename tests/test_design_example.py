@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from rlmorning import api
-from rlmorning.agents import AGENTS, Agent
+from rlmorning.agents import AGENTS, Agent, AgentSetting
 from rlmorning.run import MetricsCSV
 
 DESIGN = Path(__file__).resolve().parents[1] / "docs" / "design.md"
@@ -41,8 +41,9 @@ def hillclimb():
 
 def test_example_agent_trains_with_the_real_trainer(hillclimb, tmp_path):
     spec = AGENTS.get("hillclimb")
-    built = spec.factory(spec.config_cls(), *_cartpole_spaces(), num_envs=2, frame_stack=1, total_steps=1,
-                         device=torch.device("cpu"), seed=0, inference=True)
+    setting = AgentSetting(*_cartpole_spaces(), num_envs=2, total_steps=1, device=torch.device("cpu"), seed=0,
+                           inference=True)
+    built = spec.factory(spec.config_cls(), setting)
     assert isinstance(built, Agent)  # every method of the protocol is there
     run = tmp_path / "run"
     summary = api.train("hillclimb", "CartPole-v1", run_dir=run, steps=2000, seed=0, progress=False,

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from rlmorning.agents.base import linear_schedule
+from rlmorning.agents.base import AgentSetting, linear_schedule
 from rlmorning.agents.dqn import DQNAgent, DQNConfig, QNetwork, td_target
 from rlmorning.agents.nets.encoders import MLPEncoder
 from rlmorning.errors import RlmError
@@ -22,8 +22,7 @@ def make_agent(**overrides: object) -> DQNAgent:
     cfg = DQNConfig(**values)
     obs_space = gym.spaces.Box(-1, 1, (3,), np.float32)
     torch.manual_seed(0)
-    return DQNAgent(cfg, obs_space, gym.spaces.Discrete(2), num_envs=1, frame_stack=1, total_steps=1000,
-                    device=torch.device("cpu"), seed=0)
+    return DQNAgent(cfg, AgentSetting(obs_space, gym.spaces.Discrete(2), total_steps=1000))
 
 
 def feed(agent: DQNAgent, steps: int, seed: int = 0) -> None:
@@ -156,8 +155,8 @@ def test_shared_target_only_when_target_always_equals_online() -> None:
     assert not make_agent(target_update_period=1, train_freq=1, gradient_steps=2).shared_target
     assert not make_agent(target_update_period=1, train_freq=1, tau=0.5).shared_target
     cfg = DQNConfig(encoder="mlp", buffer_size=100, target_update_period=1, train_freq=1)
-    two_envs = DQNAgent(cfg, gym.spaces.Box(-1, 1, (3,), np.float32), gym.spaces.Discrete(2), num_envs=2,
-                        frame_stack=1, total_steps=100, device=torch.device("cpu"), seed=0)
+    two_envs = DQNAgent(cfg, AgentSetting(gym.spaces.Box(-1, 1, (3,), np.float32), gym.spaces.Discrete(2), num_envs=2,
+                                          total_steps=100))
     assert not two_envs.shared_target  # two gradient steps per vector step: the second needs the old target
 
 
@@ -187,8 +186,8 @@ def test_inference_agent_holds_no_replay_or_optimizer_and_loads_weights() -> Non
     trained = make_agent()
     state = trained_state(trained)
     cfg = trained.config
-    policy = DQNAgent(cfg, gym.spaces.Box(-1, 1, (3,), np.float32), gym.spaces.Discrete(2), num_envs=1,
-                      frame_stack=1, total_steps=1000, device=torch.device("cpu"), seed=0, inference=True)
+    policy = DQNAgent(cfg, AgentSetting(gym.spaces.Box(-1, 1, (3,), np.float32), gym.spaces.Discrete(2),
+                                        total_steps=1000, inference=True))
     assert policy.replay is None and policy.optimizer is None
     policy.load_state_dict(state)
     obs = np.random.default_rng(0).standard_normal((4, 3)).astype(np.float32)
@@ -208,8 +207,7 @@ def test_memory_format_layout_and_same_q_values(fmt: str, shape: tuple, expect_n
     def build(memory_format: str) -> DQNAgent:
         torch.manual_seed(0)
         cfg = DQNConfig(encoder=encoder, buffer_size=10, memory_format=memory_format)
-        return DQNAgent(cfg, space, gym.spaces.Discrete(3), num_envs=1, frame_stack=1, total_steps=10,
-                        device=torch.device("cpu"), seed=0, inference=True)
+        return DQNAgent(cfg, AgentSetting(space, gym.spaces.Discrete(3), total_steps=10, inference=True))
 
     agent = build(fmt)
     conv = next(m for m in agent.online.modules() if isinstance(m, torch.nn.Conv2d))
@@ -222,9 +220,8 @@ def test_memory_format_layout_and_same_q_values(fmt: str, shape: tuple, expect_n
 def test_xavier_init_zero_biases_and_glorot_bounds() -> None:
     space = gym.spaces.Box(0, 255, (4, 84, 84), np.uint8)
     torch.manual_seed(0)
-    agent = DQNAgent(DQNConfig(encoder="nature", buffer_size=10, init="xavier", dueling=True), space,
-                     gym.spaces.Discrete(4), num_envs=1, frame_stack=1, total_steps=10, device=torch.device("cpu"),
-                     seed=0, inference=True)
+    agent = DQNAgent(DQNConfig(encoder="nature", buffer_size=10, init="xavier", dueling=True),
+                     AgentSetting(space, gym.spaces.Discrete(4), total_steps=10, inference=True))
     layers = [m for m in agent.online.modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear))]
     assert len(layers) == 6  # 3 convs, FC 512, value and advantage heads
     for m in layers:
@@ -236,5 +233,5 @@ def test_xavier_init_zero_biases_and_glorot_bounds() -> None:
     fc = agent.online.encoder.fc[0]
     assert fc.weight.std().item() > 2 * (1 / 3 / fc.in_features) ** 0.5  # wider than PyTorch's 1/sqrt(fan_in) bound
     with pytest.raises(RlmError, match="config key 'init' must be one of default, xavier"):
-        DQNAgent(DQNConfig(encoder="nature", init="he"), space, gym.spaces.Discrete(4), num_envs=1,
-                 frame_stack=1, total_steps=10, device=torch.device("cpu"), seed=0, inference=True)
+        DQNAgent(DQNConfig(encoder="nature", init="he"),
+                 AgentSetting(space, gym.spaces.Discrete(4), total_steps=10, inference=True))

@@ -11,6 +11,7 @@ import torch
 
 from rlmorning import api
 from rlmorning import envs as envs_mod
+from rlmorning.agents.base import AgentSetting
 from rlmorning.agents.dqn import DQNAgent
 from rlmorning.agents.dyna import DynaDQNAgent, DynaDQNConfig, DynaModelConfig, make_dqn_agent, parse_world_model
 from rlmorning.agents.imagination import ImaginedBuffer
@@ -34,8 +35,8 @@ def make_dqn(env, model: dict | None = None, **kw: object) -> DynaDQNAgent | DQN
                 "kstep_every": 0, **(model or {})}
     cfg = DynaDQNConfig(**{"encoder": "minatar", "train_freq": 1, "learning_starts": 50, "batch_size": 8,
                            "model": None if no_model else DynaModelConfig(**settings), **kw})
-    return make_dqn_agent(cfg, env.single_observation_space, env.single_action_space, num_envs=env.num_envs,
-                          frame_stack=1, total_steps=10_000, device=torch.device("cpu"), seed=0)
+    return make_dqn_agent(cfg, AgentSetting(env.single_observation_space, env.single_action_space,
+                                            num_envs=env.num_envs, total_steps=10_000))
 
 
 def drive(agent: DynaDQNAgent, env, steps: int) -> list[dict[str, float]]:

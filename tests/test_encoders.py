@@ -16,6 +16,7 @@ from torch import nn
 from torchvision.ops import deform_conv2d
 
 from rlmorning import api
+from rlmorning.agents.base import AgentSetting
 from rlmorning.agents.dqn import DQNAgent, DQNConfig
 from rlmorning.agents.nets.deformable import DeformConv2d, deform_conv2d_gather
 from rlmorning.agents.nets.encoders import ENCODERS, NatureEncoder, make_encoder
@@ -67,8 +68,7 @@ def test_dqn_agent_builds_every_encoder(shape: tuple[int, ...]) -> None:
     space = gym.spaces.Box(0, 255 if shape[1] >= 36 else 1, shape, np.uint8)
     for name in NEW:
         cfg = DQNConfig(encoder=name, buffer_size=64, batch_size=4)
-        agent = DQNAgent(cfg, space, gym.spaces.Discrete(3), num_envs=1, frame_stack=1, total_steps=100,
-                         device=torch.device("cpu"), seed=0)
+        agent = DQNAgent(cfg, AgentSetting(space, gym.spaces.Discrete(3), total_steps=100))
         assert isinstance(agent.online.encoder, ENCODERS.get(name))
         q = agent.q_values(frames(shape).numpy())
         assert q.shape == (2, 3)
@@ -99,8 +99,7 @@ def test_unknown_encoder_name_lists_the_valid_ones() -> None:
     cfg = api.resolve_run_config("dqn", "MinAtar/Breakout", overrides=["encoder=foo"])
     space = gym.spaces.Box(0, 1, (4, 10, 10), np.uint8)
     with pytest.raises(RlmError) as info:
-        DQNAgent(cfg.agent_config, space, gym.spaces.Discrete(3), num_envs=1, frame_stack=1, total_steps=10,
-                 device=torch.device("cpu"), seed=0)
+        DQNAgent(cfg.agent_config, AgentSetting(space, gym.spaces.Discrete(3), total_steps=10))
     msg = str(info.value)
     assert "unknown encoder 'foo'" in msg and "\n" not in msg
     for name in NEW + ["nature", "minatar", "mlp"]:

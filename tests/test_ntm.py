@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from rlmorning import api, cli
+from rlmorning.agents.base import AgentSetting
 from rlmorning.agents.nets.ntm import (
     NTM,
     LSTMCore,
@@ -219,8 +220,7 @@ def make_agent(**overrides: object) -> tuple[NTMAgent, NTMTaskEnv]:
     env = NTMCopyEnv(bits=3, max_length=3)
     cfg = NTMConfig(**{"memory_size": 8, "memory_width": 4, "controller_size": 12, "batch_size": 2, **overrides})
     torch.manual_seed(0)
-    agent = NTMAgent(cfg, env.observation_space, env.action_space, num_envs=2, frame_stack=1, total_steps=100,
-                     device=torch.device("cpu"), seed=0)
+    agent = NTMAgent(cfg, AgentSetting(env.observation_space, env.action_space, num_envs=2, total_steps=100))
     return agent, env
 
 

@@ -25,6 +25,7 @@ from rlmorning.agents.nets.yolo import (
     kmeans_anchors,
     yolo_loss,
 )
+from rlmorning.envs.atari import make_atari_vector
 from rlmorning.envs.atari_objects import (
     OBJECT_TABLES,
     PRED_COLOR,
@@ -34,7 +35,6 @@ from rlmorning.envs.atari_objects import (
     ram_boxes,
     ram_objects,
 )
-from rlmorning.envs.atari_ram import make_atari_ram_vector
 from rlmorning.errors import RlmError
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -45,7 +45,7 @@ RAW = (210, 160)
 # ------------------------------------------------------------------------------------------ object tables
 def _seeded_frames(game: str, steps: int, seed: int = 1) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
     """(RGB screen, RAM, last 84x84 frame) after each step of a seeded random run."""
-    env = make_atari_ram_vector(game, 1, seed, noop_max=0)
+    env = make_atari_vector(game, 1, seed, ram=True, noop_max=0)
     rng = np.random.default_rng(seed)
     out = []
     for _ in range(steps):

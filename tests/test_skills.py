@@ -13,6 +13,7 @@ import pytest
 import torch
 
 from rlmorning import api
+from rlmorning.agents.base import AgentSetting
 from rlmorning.agents.skills import SkillsAgent, SkillsConfig
 from rlmorning.agents.skills_nets import Discriminator, Trunk, intrinsic_reward, log_prior
 from rlmorning.cli import main
@@ -77,8 +78,8 @@ def toy_agent(num_envs: int = 3, seed: int = 0, **overrides: object) -> SkillsAg
                         batch_size=8, learning_starts=10)
     values.update(overrides)
     torch.manual_seed(seed)
-    return SkillsAgent(SkillsConfig(**values), SkillsToy().observation_space, gym.spaces.Discrete(2),
-                       num_envs=num_envs, frame_stack=1, total_steps=1000, device=torch.device("cpu"), seed=seed)
+    return SkillsAgent(SkillsConfig(**values), AgentSetting(SkillsToy().observation_space, gym.spaces.Discrete(2),
+                                                            num_envs=num_envs, total_steps=1000, seed=seed))
 
 
 @pytest.fixture(scope="module")
@@ -223,8 +224,7 @@ def test_pixel_observations_use_the_encoder_registry_and_project_by_pca() -> Non
     space = gym.spaces.Box(0, 1, (4, 10, 10), np.uint8)
     agent = SkillsAgent(SkillsConfig(num_skills=3, encoder="minatar", head_hidden=16, buffer_size=100, batch_size=4,
                                      learning_starts=4, train_freq=1),
-                        space, gym.spaces.Discrete(3), num_envs=1, frame_stack=1, total_steps=100,
-                        device=torch.device("cpu"), seed=0)
+                        AgentSetting(space, gym.spaces.Discrete(3), total_steps=100))
     rng = np.random.default_rng(0)
     obs = rng.integers(0, 2, (1, 4, 10, 10), dtype=np.uint8)
     state = agent.initial_state(1)

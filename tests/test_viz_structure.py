@@ -8,9 +8,9 @@ from pathlib import Path
 
 import gymnasium as gym
 import numpy as np
-import torch
 
 import rlmorning.viz
+from rlmorning.agents.base import AgentSetting
 from rlmorning.agents.capabilities import HasEncoder, HasMemory, HasWorldModel, PolicyOutputs, QValues
 from rlmorning.agents.dqn import DQNAgent, DQNConfig
 
@@ -66,9 +66,9 @@ def test_viz_does_not_probe_agents_with_getattr() -> None:
 
 
 def test_dqn_offers_the_capabilities_viz_uses() -> None:
-    agent = DQNAgent(DQNConfig(encoder="minatar", buffer_size=10), gym.spaces.Box(0, 1, (4, 10, 10), np.uint8),
-                     gym.spaces.Discrete(3), num_envs=1, frame_stack=1, total_steps=10, device=torch.device("cpu"),
-                     seed=0, inference=True)
+    agent = DQNAgent(DQNConfig(encoder="minatar", buffer_size=10),
+                     AgentSetting(gym.spaces.Box(0, 1, (4, 10, 10), np.uint8), gym.spaces.Discrete(3), total_steps=10,
+                                  inference=True))
     assert isinstance(agent, QValues) and isinstance(agent, HasEncoder) and isinstance(agent, HasWorldModel)
     assert agent.encoder is agent.online.encoder and agent.world_model is None
     assert not isinstance(agent, HasMemory) and not isinstance(agent, PolicyOutputs)

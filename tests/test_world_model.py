@@ -15,7 +15,7 @@ import torch
 
 from rlmorning import api
 from rlmorning import envs as envs_mod
-from rlmorning.agents import AGENTS
+from rlmorning.agents import AGENTS, AgentSetting
 from rlmorning.agents.nets.world_model_nets import CODECS, DYNAMICS, make_codec, make_dynamics
 from rlmorning.agents.world_model import WorldModel, WorldModelAgent, WorldModelConfig
 from rlmorning.cli import main
@@ -33,8 +33,8 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 def make_agent(env: gym.vector.VectorEnv, seed: int = 0, **kw: object) -> WorldModelAgent:
     cfg = WorldModelConfig(**{**SMALL, "batch_size": 16, "seq_len": 5, "learning_starts": 0,
                               "train_freq": 10**9, **kw})
-    return WorldModelAgent(cfg, env.single_observation_space, env.single_action_space, num_envs=env.num_envs,
-                           frame_stack=1, total_steps=1, device=torch.device("cpu"), seed=seed)
+    return WorldModelAgent(cfg, AgentSetting(env.single_observation_space, env.single_action_space,
+                                             num_envs=env.num_envs, total_steps=1, seed=seed))
 
 
 @pytest.fixture(scope="module")
