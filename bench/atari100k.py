@@ -11,7 +11,7 @@ the final evaluation) is kept in ``ROOT/GAME/seedS/bench_wall.json``.
 the runs to ``rlmorning report`` (human-normalised IQM / median / mean with bootstrap CIs, performance
 profile) written to ``ROOT/report.md``.
 
-    python bench/atari100k.py --games Breakout --seeds 0                 # one run (about an hour here)
+    python bench/atari100k.py --games Breakout --seeds 0                 # one run (about 1 h 50 min here)
     python bench/atari100k.py                                            # 5 games x 3 seeds, two at a time
     python bench/atari100k.py --summarize
     python bench/atari100k.py --games Breakout --seeds 0 --root runs/variant --set init=xavier   # a variant

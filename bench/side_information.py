@@ -14,7 +14,7 @@ on held-out frames (a seeded random policy in the RAM env, seeds never used in t
   >= 0.5) and the mean IoU of the best such box (0 when none);
 * hallucination branch: cosine similarity and R^2 of the hallucinated features against the RAM teacher's.
 
-    python bench/side_information.py                        # 3 games x 3 seeds x 2 aux variants (+ DrQ(eps))
+    python bench/side_information.py                        # 4 games x 3 seeds x 2 aux variants (+ DrQ(eps))
     python bench/side_information.py --games Breakout --seeds 0 --variants objects
     python bench/side_information.py --summarize
 """
@@ -34,7 +34,7 @@ import numpy as np
 import torch
 
 HERE = Path(__file__).resolve().parent
-DEFAULT_GAMES = ["Breakout", "Pong", "Boxing"]  # the games with a RAM object table (rlmorning.envs.atari_objects)
+DEFAULT_GAMES = ["Breakout", "Pong", "Boxing", "MsPacman"]  # the games with a RAM object table (envs/atari_objects)
 VARIANTS = {"drq": [], "hallucination": ["aux=hallucination"], "objects": ["aux=objects"]}
 
 

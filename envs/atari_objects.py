@@ -4,9 +4,9 @@ Per game a fixed list of objects (one instance per class), each located by RAM b
 are those of AtariARI's RAM annotations (Anand et al. 2019, "Unsupervised State Representation Learning
 in Atari"); the pixel offsets, sizes and visibility rules were measured
 here on ale-py 0.12 by locating each object by its colour in 3,000 emulator frames of a seeded random
-policy per game (RAM read after the same ``act`` as the screen: no lag) -- see
-``docs/side_information.md``. Boxes are measured on the full 210x160 screen and scaled to the
-observation (84x84 by default: ``x * S / 160``, ``y * S / 210``).
+policy per game (Ms. Pac-Man: 40,000, random and held actions; RAM read after the same ``act`` as the
+screen: no lag, except Ms. Pac-Man's one frame) -- see ``docs/side_information.md``. Boxes are measured on
+the full 210x160 screen and scaled to the observation (84x84 by default: ``x * S / 160``, ``y * S / 210``).
 
 A box is ``(x, y, w, h)``: top-left corner, width and height in pixels of the observation, floats.
 
@@ -17,7 +17,14 @@ A box is ``(x, y, w, h)``: top-left corner, width and height in pixels of the ob
   boxes are clipped to the field (rows 34-193), so a paddle half behind the border gets a smaller box;
 * ``boxing``: player (white) and enemy (black) bodies (x = ram[32|33] + 3, y = ram[34|35] + 35,
   16x52: the 14x47 body drawn 2 pixels further right when facing right and bobbing by up to 6 rows);
-  the body only: a punching arm reaches up to 17 pixels outside the box.
+  the body only: a punching arm reaches up to 17 pixels outside the box;
+* ``ms_pacman``: pacman, the ghosts blinky, pinky, inky, sue, and the fruit: 8x10 at (x = ram[a] - 12,
+  y = ram[b] + 1), (a, b) = (10, 16), (9, 15), (8, 14), (7, 13), (6, 12), (11, 17); ghosts absent while
+  ram[33] == 255 (dying; measured here, not in AtariARI's annotations), the fruit while ram[11] == 0. The
+  screen shows the RAM of the frame before, exactly; with the RAM of its own frame the pixels lie within
+  2 pixels of the box (the bouncing fruit 4; pacman not in the frame a life is lost). A sprite in a side
+  tunnel wraps round the screen: the box holds its larger part. Ghosts flicker (ghosts sharing rows take
+  turns) and are blue or white while frightened. Measured on the first maze (cherry fruit) only.
 """
 
 from __future__ import annotations
@@ -72,6 +79,16 @@ def _boxing(ram: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return _stack(player, enemy), np.ones((len(ram), 2), bool)
 
 
+def _ms_pacman(ram: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    x = ram[:, [10, 9, 8, 7, 6, 11]] - 12  # pacman, blinky, pinky, inky, sue, fruit: pixels 0-159
+    x = np.where(x > 156, x - 160, x)  # wrapped round the screen: the box holds the larger part
+    y = ram[:, [16, 15, 14, 13, 12, 17]] + 1
+    boxes = np.stack([x, y, np.full_like(x, 8), np.full_like(x, 10)], axis=-1).astype(np.float64)
+    ghosts = np.repeat((ram[:, 33] != 255)[:, None], 4, axis=1)
+    visible = np.concatenate([np.ones((len(ram), 1), bool), ghosts, (ram[:, 11] != 0)[:, None]], axis=1)
+    return boxes, visible
+
+
 OBJECT_TABLES: dict[str, GameObjects] = {
     "breakout": GameObjects(("paddle", "ball"), _breakout, (8, 32, 152, 196),
                             ((200, 72, 72), (200, 72, 72))),
@@ -79,6 +96,9 @@ OBJECT_TABLES: dict[str, GameObjects] = {
                         ((92, 186, 92), (213, 130, 74), (236, 236, 236))),
     "boxing": GameObjects(("player", "enemy"), _boxing, (0, 0, 160, 210),
                           ((214, 214, 214), (0, 0, 0))),
+    "ms_pacman": GameObjects(("pacman", "blinky", "pinky", "inky", "sue", "fruit"), _ms_pacman, (0, 0, 160, 172),
+                             ((210, 164, 74), (200, 72, 72), (198, 89, 179), (84, 184, 153), (180, 122, 48),
+                              (184, 50, 50))),
 }
 
 

@@ -114,6 +114,96 @@ def test_boxing_boxes_hold_the_boxers_bodies() -> None:
             assert ys.min() - y <= 6 and y + h - 1 - ys.max() <= 6  # the box is not much taller than the boxer
 
 
+MAZE = (0, 172)  # Ms. Pac-Man's maze rows, above the lives and the score (where a fruit is drawn too)
+FRIGHTENED = ((66, 114, 194), (214, 214, 214))  # ghosts' colours while they can be eaten (blue, flashing white)
+
+
+def _ms_pacman_run(steps: int, seed: int, *, frame_skip: int = 4, runner: bool = False
+                   ) -> list[tuple[np.ndarray, np.ndarray, np.ndarray, bool]]:
+    """(RGB screen, RAM before the step, RAM after it, game over or life lost) per step of a seeded run: random
+    actions, or (``runner``) a maze runner that keeps its direction until stuck, fast enough at eating dots to
+    frighten the ghosts and bring out the fruit (at 50 dots)."""
+    env = make_atari_vector("ms_pacman", 1, seed, ram=True, frame_skip=frame_skip, noop_max=0)
+    rng = np.random.default_rng(seed)
+    out, action, last = [], 1, None
+    for _ in range(steps):
+        if not runner:
+            action = int(rng.integers(0, env.single_action_space.n))
+        _, _, terminated, truncated, info = env.step(np.array([action]))
+        ram = info["ram"][0]
+        out.append((env.unwrapped.screens_rgb()[0], info["obs_ram"][0], ram, bool(terminated[0] or truncated[0])))
+        if runner and ((ram[10], ram[16]) == last or rng.random() < 0.05):
+            action = int(rng.integers(1, 5))  # up, right, left, down
+        last = (ram[10], ram[16])
+    env.close()
+    return out
+
+
+def _inside_wrapped(ys: np.ndarray, xs: np.ndarray, box: np.ndarray, pad: float = 0.0) -> np.ndarray:
+    """Inside ``box`` grown by ``pad`` pixels, the screen wrapping round horizontally (the maze's side tunnels)."""
+    x, y, w, h = box
+    grown = np.array([x - pad, y - pad, w + 2 * pad, h + 2 * pad])
+    return _inside(ys, xs, grown) | _inside(ys, xs - 160, grown) | _inside(ys, xs + 160, grown)
+
+
+def test_ms_pacman_screen_shows_the_ram_of_the_frame_before() -> None:
+    """One frame per step: every object's pixels lie inside its box from the RAM before the step, exactly."""
+    table = OBJECT_TABLES["ms_pacman"]
+    seen, ghosts_gone = np.zeros(6, int), 0
+    for screen, before, _, done in _ms_pacman_run(1500, 1, frame_skip=1):
+        if done:  # a game over's step shows the new game (skipped with the life losses)
+            continue
+        raw, _ = table.raw_boxes(before[None].astype(np.int64))  # unclipped: a wrapped sprite's other part
+        _, _, valid = ram_boxes("ms_pacman", before, RAW)
+        for k, color in enumerate(table.colors):
+            ys, xs = _pixels(screen, color, MAZE)
+            if len(ys):
+                assert valid[0, k] and _inside_wrapped(ys, xs, raw[0, k]).all(), table.classes[k]
+                seen[k] += 1
+        ghosts_gone += not valid[0, 1:5].any()
+    assert seen[0] > 1400 and (seen[1:5] > 300).all()  # pacman always, the ghosts flicker
+    assert ghosts_gone > 30  # a death: no ghosts for 41 frames
+
+
+def test_ms_pacman_boxes_in_the_training_env() -> None:
+    """Four frames per step, RAM after the step (as the trainer labels): pixels within 2 pixels of the boxes
+    (the fruit 4), the frightened ghosts' too; an object missing its box only as a life is lost."""
+    table = OBJECT_TABLES["ms_pacman"]
+    seen, frightened, late, lives_lost = np.zeros(6, int), 0, 0, 0
+    for screen, _, ram, done in _ms_pacman_run(600, 5, runner=True):
+        boxes, _, valid = ram_boxes("ms_pacman", ram, RAW)
+        raw, _ = table.raw_boxes(ram[None].astype(np.int64))
+        lives_lost += done
+        for k, color in enumerate(table.colors):
+            ys, xs = _pixels(screen, color, MAZE)
+            if not len(ys):
+                continue
+            seen[k] += 1
+            if not valid[0, k] or not _inside_wrapped(ys, xs, raw[0, k], 4 if k == 5 else 2).all():
+                late += 1  # the screen is a frame behind the RAM: dying (ghosts gone) or back at the start
+        for color in FRIGHTENED:
+            mask = (screen[: MAZE[1]] == np.array(color, np.uint8)).all(-1)
+            if mask.any():
+                frightened += 1
+                ys, xs = np.nonzero(mask)  # each pixel near one of the ghosts' boxes
+                assert np.any([_inside_wrapped(ys, xs, b, 2) for b in raw[0, 1:5][valid[0, 1:5]]], axis=0).all()
+    assert late <= 2 * lives_lost
+    assert seen[0] > 550 and (seen[1:5] > 100).all() and seen[5] > 20 and frightened > 20
+
+
+def test_ms_pacman_tunnels_and_absent_objects() -> None:
+    ram = np.zeros(128, np.uint8)
+    ram[[6, 7, 8, 12, 13, 14]] = 80, 88, 96, 66, 66, 66  # sue, inky, pinky in the ghosts' house
+    ram[[10, 16, 9, 15, 33]] = 100, 50, 165, 98, 1  # pacman in the open, blinky entering the right tunnel
+    boxes, _, valid = ram_boxes("ms_pacman", ram, RAW)
+    assert valid[0].tolist() == [True] * 5 + [False]  # no fruit while ram[11] == 0
+    np.testing.assert_array_equal(boxes[0, :2], [[88, 51, 8, 10], [153, 99, 7, 10]])
+    ram[9] = 170  # more of the sprite wrapped round to the left edge than left on the right
+    np.testing.assert_array_equal(ram_boxes("ms_pacman", ram, RAW)[0][0, 1], [0, 99, 6, 10])
+    ram[33], ram[11], ram[17] = 255, 60, 97  # dying: the ghosts are gone; a fruit
+    assert ram_boxes("ms_pacman", ram, RAW)[2][0].tolist() == [True] + [False] * 4 + [True]
+
+
 def test_breakout_ball_box_in_the_84x84_observation() -> None:
     """In the (max-pooled, area-resized) observation the ball's pixels lie within 2 pixels of its box."""
     checked = 0
@@ -143,7 +233,7 @@ def test_object_lists_and_scaling() -> None:
 
 
 def test_unknown_game_lists_the_supported_ones() -> None:
-    with pytest.raises(RlmError, match="Supported: boxing, breakout, pong"):
+    with pytest.raises(RlmError, match="Supported: boxing, breakout, ms_pacman, pong"):
         ram_boxes("Seaquest", np.zeros(128, np.uint8))
     with pytest.raises(RlmError, match="RAM must have shape"):
         ram_boxes("pong", np.zeros(64, np.uint8))
@@ -250,6 +340,20 @@ def test_two_objects_in_one_cell_and_anchor_the_last_wins() -> None:
                                  ANCHORS, (84, 84))
     assert targets.obj.sum() == 1 and targets.cls[0, 0, 0, 0] == 1
     torch.testing.assert_close(targets.xy[0, 0, 0, 0], torch.tensor([5 / 12, 5 / 12]))
+
+
+def test_same_sized_classes_in_one_cell_take_their_own_anchors() -> None:
+    """Ms. Pac-Man's six classes share one box size: tied anchors go by class, so none is lost."""
+    anchors = torch.tensor([[4.0, 4.0]] * 3)
+    boxes = torch.tensor([[[1.0, 1.0, 4.0, 4.0], [3.0, 3.0, 4.0, 4.0], [2.0, 2.0, 4.0, 4.0]]])
+    targets = build_yolo_targets(boxes, torch.tensor([2, 0, 1]), torch.ones(1, 3, dtype=torch.bool), (7, 7),
+                                 anchors, (84, 84))
+    assert targets.obj.sum() == 3
+    assert [int(targets.cls[0, k, 0, 0]) for k in range(3)] == [0, 1, 2]
+    # a class beyond the anchors (or an anchor that fits worse) still goes by IoU
+    targets = build_yolo_targets(torch.tensor([[[1.0, 1.0, 8.0, 16.0]]]), torch.tensor([0]),
+                                 torch.ones(1, 1, dtype=torch.bool), (7, 7), ANCHORS, (84, 84))
+    assert targets.obj[0, 1].any() and not targets.obj[0, 0].any()
 
 
 def _perfect_prediction(targets, num_classes: int) -> torch.Tensor:

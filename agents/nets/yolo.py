@@ -109,7 +109,10 @@ def build_yolo_targets(boxes: torch.Tensor, classes: torch.Tensor, valid: torch.
     ``boxes [B, K, 4]`` (x, y, w, h: top-left corner and size in image pixels), ``classes [B, K]`` or
     ``[K]``, ``valid bool [B, K]``, ``grid (H, W)`` of the feature map, ``anchors [A, 2]`` in pixels,
     ``image_size (H_img, W_img)``. An object goes to the cell containing its centre and to its best-IoU
-    anchor; when two objects claim the same cell and anchor the later one (higher ``k``) wins.
+    anchor; where anchors tie (classes of one size: :func:`game_anchors` gives anchor ``c`` the size of
+    class ``c``), an object of class ``c`` takes anchor ``c``, so same-sized objects of different classes in
+    one cell keep their labels. When two objects claim the same cell and anchor the later one (higher ``k``)
+    wins.
     """
     boxes = torch.as_tensor(boxes, dtype=torch.float32)
     device = boxes.device
@@ -133,7 +136,12 @@ def build_yolo_targets(boxes: torch.Tensor, classes: torch.Tensor, valid: torch.
         cx, cy = sel[:, 0] + sel[:, 2] / 2, sel[:, 1] + sel[:, 3] / 2
         col = (cx / sx).floor().clamp(0, gw - 1).long()
         row = (cy / sy).floor().clamp(0, gh - 1).long()
-        best = _shape_iou(size, anchors).argmax(1)
+        iou = _shape_iou(size, anchors)
+        best = iou.argmax(1)
+        own = classes[bi, ki]
+        in_range = own < a
+        own_iou = iou.gather(1, own.clamp(max=a - 1)[:, None])[:, 0]
+        best = torch.where(in_range & (own_iou >= iou.max(1).values - 1e-6), own, best)
         flat = ((bi * a + best) * gh + row) * gw + col  # keep the last label of each (image, anchor, cell)
         order = torch.arange(len(flat), device=device)
         last = torch.full((b * a * gh * gw,), -1, dtype=torch.long, device=device).scatter_reduce(
