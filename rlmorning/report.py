@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import glob
+import io
 import json
 import math
 import os
@@ -128,7 +129,7 @@ def load_run(path: Path, metric: str = "eval_return_mean") -> RunScore | str:
     from rlmorning import envs as envs_mod
     from rlmorning.run import MetricsCSV, read_config
 
-    cfg = read_config(path)
+    cfg = completed_config(read_config(path))
     csv_path = path / "metrics.csv"
     if not csv_path.is_file():
         return "no metrics.csv"
@@ -152,6 +153,24 @@ def load_run(path: Path, metric: str = "eval_return_mean") -> RunScore | str:
         path=path, agent=str(cfg["agent"]), env=str(cfg["env"]), task=task, rom=rom, seed=seed, config=cfg,
         score=score, step=step, episodes=n_episodes, protocol=last.get("eval_protocol") or "",
     )
+
+
+def completed_config(cfg: dict[str, Any]) -> dict[str, Any]:
+    """A run's config with the keys it predates set to today's defaults (an older version's keys translated), so
+    runs of one setting group together whichever version of rlmorning wrote them; as written if it does not
+    parse (an agent or key this version does not know)."""
+    from rlmorning.agents import AGENTS
+    from rlmorning.config import RunConfig, split_config
+
+    flat = {k: v for k, v in cfg.items() if k not in ("agent", "env")}
+    try:
+        spec = AGENTS.get(str(cfg["agent"]))
+        with contextlib.redirect_stderr(io.StringIO()):  # the translation's warning is for training, not here
+            trainer, agent_config = split_config(flat, spec.config_cls, upgrade=True)
+    except (RlmError, KeyError, TypeError, ValueError):
+        return cfg
+    return {**cfg, **RunConfig(agent=str(cfg["agent"]), env=str(cfg["env"]), trainer=trainer,
+                               agent_config=agent_config).to_flat()}
 
 
 def _config_key(run: RunScore) -> str:

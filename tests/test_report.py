@@ -168,6 +168,20 @@ def test_unequal_runs_per_env_keep_the_first_seeds(tmp_path):
     assert g.matrix.shape == (2, 2) and [r.seed for r in g.dropped] == [2]
 
 
+def test_runs_written_before_a_key_existed_group_with_its_default(tmp_path):
+    """A run whose config.yaml predates a key (here ``init``) holds that key's default: same group as a run
+    that wrote the default, another group than a run that set another value."""
+    from rlmorning.report import build_report
+
+    runs = [_make_run(tmp_path / "runs", f"b-{seed}", "Breakout", seed, 1e-4, 10.0 + seed) for seed in range(3)]
+    for run, init in ((runs[1], "default"), (runs[2], "xavier")):
+        cfg = yaml.safe_load((run / "config.yaml").read_text())
+        (run / "config.yaml").write_text(yaml.safe_dump({**cfg, "init": init}))
+    rep, _, _ = build_report([str(tmp_path / "runs")], reps=10)
+    assert sorted((g.label, len(g.runs["Breakout"])) for g in rep.groups) == [
+        ("dqn init=default", 2), ("dqn init=xavier", 1)]
+
+
 def test_report_cli_and_errors(atari_runs, tmp_path, capsys):
     runs, _ = atari_runs
     out = tmp_path / "rep" / "r.md"
