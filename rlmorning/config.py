@@ -263,17 +263,19 @@ class RunConfig:
         return out
 
 
-def split_config(flat: dict[str, Any], agent_config_cls: type, upgrade: bool = False) -> tuple[TrainerConfig, Any]:
+def split_config(flat: dict[str, Any], agent_config_cls: type, upgrade: bool = False,
+                 warn: bool = True) -> tuple[TrainerConfig, Any]:
     """Split a run's mapping into TrainerConfig and the agent's config; unknown keys are errors, and a key the
     agent's config lists in ``moved_keys`` is one line naming where it went.
 
     ``upgrade=True`` (an existing run's config.yaml) first lets the config class translate the keys of an
-    earlier version (its ``upgrade(flat)``, which may return a warning line, printed to stderr)."""
+    earlier version (its ``upgrade(flat)``, which may return a warning line, printed to stderr unless ``warn`` is
+    False)."""
     upgrader = getattr(agent_config_cls, "upgrade", None)
     if upgrade and upgrader is not None:
         flat = dict(flat)
         note = upgrader(flat)
-        if note:
+        if note and warn:
             print(f"warning: {note}", file=sys.stderr)
     trainer_keys = set(field_types(TrainerConfig))
     agent_keys = set(field_types(agent_config_cls))

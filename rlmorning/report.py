@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import contextlib
 import glob
-import io
 import json
 import math
 import os
@@ -165,8 +164,7 @@ def completed_config(cfg: dict[str, Any]) -> dict[str, Any]:
     flat = {k: v for k, v in cfg.items() if k not in ("agent", "env")}
     try:
         spec = AGENTS.get(str(cfg["agent"]))
-        with contextlib.redirect_stderr(io.StringIO()):  # the translation's warning is for training, not here
-            trainer, agent_config = split_config(flat, spec.config_cls, upgrade=True)
+        trainer, agent_config = split_config(flat, spec.config_cls, upgrade=True, warn=False)
     except (RlmError, KeyError, TypeError, ValueError):
         return cfg
     return {**cfg, **RunConfig(agent=str(cfg["agent"]), env=str(cfg["env"]), trainer=trainer,
