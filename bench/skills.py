@@ -22,15 +22,11 @@ from __future__ import annotations
 
 import argparse
 import csv
-import json
-import shutil
-import time
 from pathlib import Path
-from typing import Any
 
 import numpy as np
+from _resumable import cached, train_or_resume
 
-from rlmorning import api
 from rlmorning.errors import RlmError
 
 DQN_MOUNTAINCAR = ["encoder=mlp", "encoder_kwargs.hidden=[256,256]", "buffer_size=10000", "batch_size=128",
@@ -52,31 +48,6 @@ def column(rows: list[dict[str, str]], name: str) -> list[tuple[int, float]]:
 def steps_to_threshold(rows: list[dict[str, str]], threshold: float) -> int | None:
     """The first evaluation step whose greedy mean return is >= ``threshold`` (None: never)."""
     return next((step for step, v in column(rows, "eval_return_mean") if v >= threshold), None)
-
-
-def train_or_resume(agent: str, env: str, run: Path, steps: int, seed: int, config: str, overrides: list[str]) -> None:
-    """Train ``run`` to ``steps``, resuming it if it was interrupted."""
-    if (run / "checkpoints" / "latest.pt").is_file():
-        api.resume(run, steps=steps, device="cpu", progress=False)
-        return
-    if run.exists():
-        shutil.rmtree(run)  # stopped before its first checkpoint: start again
-    api.train(agent, env, config=config, run_dir=run, steps=steps, seed=seed, device="cpu", progress=False,
-              overrides=overrides)
-
-
-def cached(out: Path, key: str, make: Any) -> dict:
-    """The JSON result ``out/results/<key>.json``, computed by ``make()`` when missing."""
-    path = out / "results" / f"{key}.json"
-    if path.is_file():
-        return json.loads(path.read_text())
-    t0 = time.perf_counter()
-    result = make()
-    result["wall_s"] = round(time.perf_counter() - t0, 1)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(result))
-    print(json.dumps({"key": key, **result}), flush=True)
-    return result
 
 
 def skills_run(args: argparse.Namespace, env: str, seed: int) -> dict:

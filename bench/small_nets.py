@@ -14,7 +14,7 @@ backward, optimizer, trainer bookkeeping).
 
     python bench/small_nets.py                          # both workloads, then the rlmorning profiles
     python bench/small_nets.py --workloads minatar --measure 20000
-    python bench/small_nets.py --set compile_update=true  # an rlmorning lever, SB3 unchanged
+    python bench/small_nets.py --set batch_size=64         # an rlmorning override, SB3 unchanged
 """
 
 from __future__ import annotations

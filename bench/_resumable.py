@@ -1,0 +1,37 @@
+"""Resumable benchmark runs: train a run to its end (resuming it when interrupted) and cache its result."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from rlmorning import api
+
+
+def train_or_resume(agent: str, env: str, run: Path, steps: int, seed: int, config: str, overrides: list[str]) -> None:
+    """Train ``run`` to ``steps``, resuming it from ``checkpoints/latest.pt`` if it was interrupted; a run that
+    stopped before its first checkpoint starts again."""
+    if (run / "checkpoints" / "latest.pt").is_file():
+        api.resume(run, steps=steps, device="cpu", progress=False)
+        return
+    if run.exists():
+        shutil.rmtree(run)
+    api.train(agent, env, config=config, run_dir=run, steps=steps, seed=seed, device="cpu", progress=False,
+              overrides=overrides)
+
+
+def cached(out: Path, key: str, make: Callable[[], dict]) -> dict:
+    """The JSON result ``out/results/<key>.json``, computed by ``make()`` (and its wall time added) when missing."""
+    path = out / "results" / f"{key}.json"
+    if path.is_file():
+        return json.loads(path.read_text())
+    t0 = time.perf_counter()
+    result = make()
+    result["wall_s"] = round(time.perf_counter() - t0, 1)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(result))
+    print(json.dumps({"key": key, **result}), flush=True)
+    return result
