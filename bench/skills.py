@@ -5,7 +5,9 @@ restarts runs that stopped before their first checkpoint.
 (a) Mutual information. Skills are trained on MountainCar-v0 (``skills_classic``) and on one MinAtar game
     (``skills_minatar``). Reported: the discriminator's accuracy on replay batches over the last 10% of
     training (``disc_accuracy`` in metrics.csv), its accuracy on the states of greedy rollouts of every skill
-    (``rlmorning plot-skills``), both against chance 1/K, and the coverage plot of seed 0.
+    (``rlmorning plot-skills``), both against chance 1/K; how distinct the skills' coverage is (the mean total
+    variation distance between the skills' histograms of visited states, beside its value with the skills
+    shuffled) and the coverage plot of seed 0.
 (b) Using the skills on MountainCar-v0. ``skills+ft``: the MountainCar runs of (a) (``--pretrain-steps``
     reward-free steps) then ``skills_finetune_classic`` with ``init_from`` for ``--finetune-steps`` steps.
     ``dqn``: DQN from scratch with the zoo's MountainCar settings (the learning keys of
@@ -22,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import json
 from pathlib import Path
 
 import numpy as np
@@ -52,8 +55,6 @@ def steps_to_threshold(rows: list[dict[str, str]], threshold: float) -> int | No
 
 def skills_run(args: argparse.Namespace, env: str, seed: int) -> dict:
     """(a): train skills on ``env``; the discriminator's accuracy in training and on greedy rollouts."""
-    from rlmorning.viz.skills import plot_skills
-
     minatar = env.startswith("MinAtar/")
     steps = args.minatar_steps if minatar else args.pretrain_steps
     run = args.out / f"{env.replace('/', '-')}-skills-{seed}"
@@ -62,10 +63,27 @@ def skills_run(args: argparse.Namespace, env: str, seed: int) -> dict:
     train_or_resume("skills", env, run, steps, seed, "skills_minatar" if minatar else "skills_classic", common)
     acc = column(read_metrics(run), "disc_accuracy")
     tail = [v for s, v in acc if s > 0.9 * steps] or [v for _, v in acc[-1:]]
-    plot = plot_skills(run, out=run / "plots" / "skills.png", episodes=args.plot_episodes, max_steps=1000)
     return {"env": env, "seed": seed, "run": str(run), "steps": steps, "num_skills": args.num_skills,
-            "train_accuracy": float(np.mean(tail)) if tail else None, "rollout_accuracy": plot["accuracy"],
+            "train_accuracy": float(np.mean(tail)) if tail else None, **coverage(args, run)}
+
+
+def coverage(args: argparse.Namespace, run: Path) -> dict:
+    """``plot-skills`` of a finished skills run: accuracy on greedy rollouts, coverage distinctness, the plot."""
+    from rlmorning.viz.skills import plot_skills
+
+    plot = plot_skills(run, out=run / "plots" / "skills.png", episodes=args.plot_episodes, max_steps=1000)
+    return {"rollout_accuracy": plot["accuracy"], "distinctness": plot["distinctness"],
+            "distinctness_shuffled": plot["distinctness_shuffled"],
             "skill_returns": [float(np.mean(r)) for r in plot["returns"]], "plot": str(plot["png"])}
+
+
+def with_coverage(args: argparse.Namespace, result: dict) -> dict:
+    """A cached (a) result written before coverage distinctness was measured gets it (and is cached again)."""
+    if "distinctness" not in result:
+        result.update(coverage(args, Path(result["run"])))
+        key = f"skills-{result['env'].replace('/', '-')}-{result['seed']}"
+        (args.out / "results" / f"{key}.json").write_text(json.dumps(result))
+    return result
 
 
 def finetune_run(args: argparse.Namespace, seed: int, pretrained: str) -> dict:
@@ -104,8 +122,8 @@ def table(mi: list[dict], use: list[dict], threshold: float) -> str:
     """Markdown tables of (a) and (b)."""
     lines = ["(a) discriminator accuracy (mean +- std over seeds) vs chance 1/K", "",
              "| env | seeds | K | chance | accuracy, replay (last 10%) | accuracy, greedy rollouts "
-             "| coverage (seed 0) |",
-             "|---|---|---|---|---|---|---|"]
+             "| coverage distinctness (skills shuffled) | coverage (seed 0) |",
+             "|---|---|---|---|---|---|---|---|"]
     for env in dict.fromkeys(r["env"] for r in mi):
         rs = [r for r in mi if r["env"] == env]
         k = rs[0]["num_skills"]
@@ -113,6 +131,7 @@ def table(mi: list[dict], use: list[dict], threshold: float) -> str:
         lines.append(f"| {env} | {len(rs)} | {k} | {1 / k:.3f} | "
                      f"{_ms([r['train_accuracy'] for r in rs if r['train_accuracy'] is not None])} | "
                      f"{_ms([r['rollout_accuracy'] for r in rs if r['rollout_accuracy'] is not None])} | "
+                     f"{_ms([r['distinctness'] for r in rs])} ({_ms([r['distinctness_shuffled'] for r in rs])}) | "
                      f"{first['plot']} |")
     lines += ["", f"(b) MountainCar-v0: reward-bearing env steps until the greedy mean >= {threshold:g}", "",
               "| method | seeds | reward-free pretraining steps | reward-bearing budget | reached | steps to "
@@ -159,9 +178,9 @@ def main(argv: list[str] | None = None) -> None:
     for seed in args.seeds:
         mc = cached(args.out, f"skills-MountainCar-v0-{seed}", lambda s=seed: skills_run(args, "MountainCar-v0", s))
         if "mi" in args.parts:
-            mi.append(mc)
-            mi.append(cached(args.out, f"skills-{args.minatar.replace('/', '-')}-{seed}",
-                             lambda s=seed: skills_run(args, args.minatar, s)))
+            mi.append(with_coverage(args, mc))
+            mi.append(with_coverage(args, cached(args.out, f"skills-{args.minatar.replace('/', '-')}-{seed}",
+                                                 lambda s=seed: skills_run(args, args.minatar, s))))
         if "use" in args.parts:
             try:
                 use.append(cached(args.out, f"ft-{seed}", lambda s=seed, m=mc["run"]: finetune_run(args, s, m)))

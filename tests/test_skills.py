@@ -312,7 +312,9 @@ def test_plot_skills_writes_a_png(toy_run: Path, tmp_path: Path, capsys: pytest.
     assert data["num_skills"] == 2 and data["axes"] == ["obs[0]", "obs[1]"]
     assert data["discriminator_accuracy"] >= 0.8  # every state but the start states is told apart
     assert sorted(np.mean(s["returns"]) for s in data["skills"]) == [0.0, 5.0]
-    assert "chance 0.500" in capsys.readouterr().out
+    assert data["coverage_distinctness"] > data["coverage_distinctness_shuffled"]
+    printed = capsys.readouterr().out
+    assert "chance 0.500" in printed and "coverage distinctness" in printed
 
     other = tmp_path / "dqnrun"
     other.mkdir()
@@ -320,6 +322,37 @@ def test_plot_skills_writes_a_png(toy_run: Path, tmp_path: Path, capsys: pytest.
     assert main(["plot-skills", str(other)]) == 2
     assert capsys.readouterr().err.strip() == f"rlmorning: error: '{other}' is not a skills run (train one with " \
                                               "`rlmorning train skills`)"
+
+
+def test_coverage_distinctness_is_zero_for_shared_states_and_one_for_disjoint_ones() -> None:
+    from rlmorning.viz.skills import coverage_distinctness, shuffled_distinctness
+
+    rng = np.random.default_rng(0)
+    left, right = rng.uniform(0, 1, (200, 2)), rng.uniform(5, 6, (200, 2))
+    labels = np.repeat([0, 1], 200)
+    assert coverage_distinctness(np.concatenate([left, right]), labels, 2) == 1.0
+    same = np.concatenate([left, left])
+    assert coverage_distinctness(same, labels, 2) == 0.0
+    # shuffled skills share their states: the baseline stays far below the disjoint skills' 1.0
+    assert shuffled_distinctness(np.concatenate([left, right]), labels, 2, seed=0) < 0.5
+    assert coverage_distinctness(left, np.zeros(200, int), 3) == 0.0  # skills that visited nothing are left out
+
+
+def test_mean_frames_colour_object_channels_and_scale_each_to_its_peak() -> None:
+    from rlmorning.viz.skills import mean_frames
+
+    obs = np.zeros((2, 4, 2, 3, 3), np.uint8)  # 2 skills, 4 frames each, channels: paddle, bricks
+    obs[0, :, 0, 2, 0] = 1  # skill 0 keeps the paddle left ...
+    obs[1, :2, 0, 2, 2] = 1  # ... skill 1 right, half of the time
+    obs[:, :, 1, 0, :] = 1  # bricks everywhere in every frame
+    frames = mean_frames(list(obs))
+    assert len(frames) == 2 and frames[0].shape == (3, 3, 3)
+    assert frames[0][2, 0].sum() > 0 and frames[0][2, 2].sum() == 0
+    assert frames[1][2, 2].sum() > 0 and frames[1][2, 0].sum() == 0
+    np.testing.assert_allclose(frames[1][2, 2] * 2, frames[0][2, 0])  # scaled by the paddle's peak mean
+    np.testing.assert_allclose(frames[0][0], frames[1][0])  # the shared bricks look the same
+    grey = mean_frames([np.full((2, 4, 3, 3), 200, np.uint8)])  # Atari-like frames: the newest channel in grey
+    np.testing.assert_allclose(grey[0], 1.0)
 
 
 def test_record_one_skill(toy_run: Path, capsys: pytest.CaptureFixture) -> None:

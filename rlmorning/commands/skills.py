@@ -12,8 +12,11 @@ EPILOG = """examples:
   rlmorning plot-skills runs/<MinAtar skills run> --episodes 2 --max-steps 500
   rlmorning record runs/<skills run> --skill 3 --episodes 1      (videos of one skill)
 
-output: the PNG and a JSON beside it (per skill: returns, visited-state count, plotted points; the
-discriminator's accuracy on these states against chance 1/K).
+output: the PNG (image observations: each skill's mean frame beside the scatter) and a JSON beside it (per
+skill: returns, visited-state count, plotted points; the discriminator's accuracy on these states against
+chance 1/K; coverage distinctness: the mean total variation distance between the skills' state-visitation
+histograms, 0 = the same states, 1 = disjoint, beside its value with the skills shuffled, which is what
+finite samples of one shared distribution score).
 """
 
 
@@ -44,6 +47,8 @@ def _cmd_plot_skills(args: argparse.Namespace) -> int:
     if res["accuracy"] is not None:
         k = len(res["returns"])
         print(f"discriminator accuracy on these states: {res['accuracy']:.3f} (chance {1 / k:.3f})")
+    print(f"coverage distinctness (0: the same states, 1: disjoint): {res['distinctness']:.3f} "
+          f"(skills shuffled: {res['distinctness_shuffled']:.3f})")
     print(res["png"])
     print(res["json"])
     return 0

@@ -4,7 +4,10 @@ videos (``record --skill``).
 Each skill plays ``episodes`` greedy episodes on the run's evaluation envs (the same env seeds for every
 skill). The visited states are drawn as one colour per skill: MountainCar's position x velocity, the two
 entries of any 2-D observation, a PCA of longer observations (or their first two entries), and for image
-observations a PCA of the discriminator trunk's features, the space in which it tells skills apart.
+observations a PCA of the discriminator trunk's features, the space in which it tells skills apart, beside each
+skill's mean frame (where on the screen it spends its time). How distinct the skills' coverage is, is one
+number: the mean total variation distance between the skills' histograms of the plotted points (0: the same
+states, 1: disjoint).
 """
 
 from __future__ import annotations
@@ -104,6 +107,45 @@ def pca_2d(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return centred @ comps.T, ratio
 
 
+def mean_frames(obs: list[np.ndarray]) -> list[np.ndarray]:
+    """Each skill's mean frame as an RGB image ``[H, W, 3]`` in [0, 1], from its observations ``[N_k, C, H, W]``.
+
+    Binary object channels (MinAtar: every value 0 or 1) get a colour each; each channel is scaled by its
+    largest mean over all skills, so a small object (a paddle, a player) shows where each skill keeps it as
+    clearly as the bricks. Other frames (Atari's stacked grey frames) show the newest channel in grey."""
+    import matplotlib
+
+    colours = np.asarray(matplotlib.colormaps["tab10"].colors)
+    means = np.stack([o.astype(np.float64).mean(axis=0) if len(o) else np.zeros(o.shape[1:]) for o in obs])
+    if all(o.size == 0 or float(o.max()) <= 1.0 for o in obs):
+        peak = means.max(axis=(0, 2, 3), keepdims=True)
+        scaled = means / np.where(peak > 0, peak, 1.0)  # [K, C, H, W]
+        rgb = np.einsum("kchw,ci->khwi", scaled, colours[np.arange(means.shape[1]) % len(colours)])
+        return list(np.clip(rgb, 0.0, 1.0))
+    grey = means[:, -1] / max(float(means[:, -1].max()), 1e-12)
+    return list(np.repeat(grey[..., None], 3, axis=3))
+
+
+def coverage_distinctness(pts: np.ndarray, labels: np.ndarray, num_skills: int, bins: int = 20) -> float:
+    """How distinct the skills' coverage is: the mean total variation distance, over pairs of skills, between
+    their histograms of visited states on the plotted 2-D points (``bins`` x ``bins`` over the common range).
+    0 when every skill visits the same states, 1 when no two skills share a bin."""
+    span = [(float(a), float(b) if b > a else float(a) + 1.0)
+            for a, b in zip(pts.min(axis=0), pts.max(axis=0), strict=True)]
+    hists = [np.histogram2d(pts[labels == k, 0], pts[labels == k, 1], bins=bins, range=span)[0].ravel()
+             for k in range(num_skills)]
+    p = [h / h.sum() for h in hists if h.sum() > 0]
+    pairs = [(i, j) for i in range(len(p)) for j in range(i + 1, len(p))]
+    return float(np.mean([0.5 * np.abs(p[i] - p[j]).sum() for i, j in pairs])) if pairs else 0.0
+
+
+def shuffled_distinctness(pts: np.ndarray, labels: np.ndarray, num_skills: int, seed: int, repeats: int = 5) -> float:
+    """:func:`coverage_distinctness` with the skill labels shuffled (mean of ``repeats`` seeded permutations):
+    what finite samples of one shared distribution score, the baseline to compare against."""
+    rng = np.random.default_rng(seed)
+    return float(np.mean([coverage_distinctness(pts, rng.permutation(labels), num_skills) for _ in range(repeats)]))
+
+
 def _features(agent: Any, obs: np.ndarray, batch: int = 512) -> np.ndarray:
     """The discriminator trunk's features of image observations."""
     trunk = agent.discriminator.trunk
@@ -169,6 +211,8 @@ def plot_skills(run: str | Path, *, out: str | Path | None = None, checkpoint: s
     stacked = np.concatenate(rolls.obs)
     labels = np.repeat(np.arange(agent.num_skills), counts)
     pts, axes, how = project(agent, envs_mod.resolve(cfg.env).id, stacked, projection)
+    distinct = coverage_distinctness(pts, labels, agent.num_skills)
+    shuffled = shuffled_distinctness(pts, labels, agent.num_skills, seed)
     accuracy = None
     if agent.config.code == "categorical":
         accuracy = float((agent.discriminate(stacked)[:, 0] == labels).mean())
@@ -176,23 +220,27 @@ def plot_skills(run: str | Path, *, out: str | Path | None = None, checkpoint: s
     _draw(png, pts, labels, rolls.returns, axes,
           title=f"{cfg.env} | skills ({agent.num_skills}, {agent.config.code}) | {ckpt.name}"
                 + (f" @ {step:,} steps" if step is not None else ""),
-          subtitle=f"{how}; {episodes} greedy episode(s) per skill"
-                   + (f"\ndiscriminator accuracy {accuracy:.2f} (chance {1 / agent.num_skills:.2f})"
-                      if accuracy is not None else ""))
+          subtitle=f"{how}; {episodes} greedy episode(s) per skill\ncoverage distinctness {distinct:.2f} "
+                   f"(skills shuffled: {shuffled:.2f})"
+                   + (f", discriminator accuracy {accuracy:.2f} (chance {1 / agent.num_skills:.2f})"
+                      if accuracy is not None else ""),
+          frames=mean_frames(rolls.obs) if stacked.ndim > 2 else None)
     js = png.with_suffix(".json")
     js.write_text(json.dumps({
         "run": str(run), "checkpoint": str(ckpt), "checkpoint_step": step, "env": cfg.env,
         "num_skills": agent.num_skills, "code": agent.config.code, "projection": how, "axes": axes,
         "episodes_per_skill": episodes, "seed": seed, "epsilon": epsilon, "discriminator_accuracy": accuracy,
-        "chance": 1 / agent.num_skills,
+        "chance": 1 / agent.num_skills, "coverage_distinctness": distinct,
+        "coverage_distinctness_shuffled": shuffled,
         "skills": [{"skill": k, "returns": rolls.returns[k], "states": counts[k],
                     "points": np.round(pts[labels == k], 5).tolist()} for k in range(agent.num_skills)],
     }, separators=(",", ":")))
-    return {"png": png, "json": js, "accuracy": accuracy, "returns": rolls.returns}
+    return {"png": png, "json": js, "accuracy": accuracy, "returns": rolls.returns, "distinctness": distinct,
+            "distinctness_shuffled": shuffled}
 
 
 def _draw(png: Path, pts: np.ndarray, labels: np.ndarray, returns: list[list[float]], axes: list[str], title: str,
-          subtitle: str) -> None:
+          subtitle: str, frames: list[np.ndarray] | None = None) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -200,7 +248,20 @@ def _draw(png: Path, pts: np.ndarray, labels: np.ndarray, returns: list[list[flo
 
     k = len(returns)
     cmap = plt.get_cmap("tab10" if k <= 10 else "tab20")
-    fig, ax = plt.subplots(figsize=(8, 6), dpi=100)
+    if frames is None:
+        fig, ax = plt.subplots(figsize=(8, 6), dpi=100)
+    else:  # the scatter on the left, each skill's mean frame in a grid on the right
+        cols = int(np.ceil(np.sqrt(k)))
+        rows = int(np.ceil(k / cols))
+        fig = plt.figure(figsize=(8 + 2 * cols, 6), dpi=100)
+        grid = fig.add_gridspec(rows, 1 + cols, width_ratios=[4] + [1] * cols)
+        ax = fig.add_subplot(grid[:, 0])
+        for s, frame in enumerate(frames):
+            sub = fig.add_subplot(grid[s // cols, 1 + s % cols])
+            sub.imshow(frame, interpolation="nearest")
+            sub.set_title(f"skill {s}", fontsize=8, color=cmap(s % cmap.N))
+            sub.set_xticks([])
+            sub.set_yticks([])
     for s in range(k):
         sel = labels == s
         ax.scatter(pts[sel, 0], pts[sel, 1], s=6, alpha=0.5, color=cmap(s % cmap.N), linewidths=0,
