@@ -23,15 +23,31 @@ def train_or_resume(agent: str, env: str, run: Path, steps: int, seed: int, conf
               overrides=overrides)
 
 
+def result_path(out: Path, key: str) -> Path:
+    """Where the cached JSON result ``key`` lives."""
+    return out / "results" / f"{key}.json"
+
+
+def read_cached(out: Path, key: str) -> dict | None:
+    """The cached result ``key``, or None when it has not been computed."""
+    path = result_path(out, key)
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def write_cached(out: Path, key: str, result: dict) -> None:
+    path = result_path(out, key)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(result))
+
+
 def cached(out: Path, key: str, make: Callable[[], dict]) -> dict:
     """The JSON result ``out/results/<key>.json``, computed by ``make()`` (and its wall time added) when missing."""
-    path = out / "results" / f"{key}.json"
-    if path.is_file():
-        return json.loads(path.read_text())
+    known = read_cached(out, key)
+    if known is not None:
+        return known
     t0 = time.perf_counter()
     result = make()
     result["wall_s"] = round(time.perf_counter() - t0, 1)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(result))
+    write_cached(out, key, result)
     print(json.dumps({"key": key, **result}), flush=True)
     return result

@@ -18,7 +18,7 @@ import platform
 import statistics
 from pathlib import Path
 
-from _resumable import cached, train_or_resume
+from _resumable import cached, read_cached, train_or_resume
 
 from rlmorning.run import MetricsCSV
 
@@ -74,9 +74,9 @@ def main(argv: list[str] | None = None) -> None:
     for seed in args.seeds:
         key = f"{args.game}-{args.steps}-{seed}"
         if args.summarize:
-            path = args.out / "results" / f"{key}.json"
-            if path.is_file():
-                results.append(cached(args.out, key, dict))
+            known = read_cached(args.out, key)
+            if known is not None:
+                results.append(known)
             continue
         results.append(cached(args.out, key, lambda s=seed: run_one(args, s)))
     print(table(results) if results else "no finished runs")

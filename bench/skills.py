@@ -24,11 +24,10 @@ from __future__ import annotations
 
 import argparse
 import csv
-import json
 from pathlib import Path
 
 import numpy as np
-from _resumable import cached, train_or_resume
+from _resumable import cached, train_or_resume, write_cached
 
 from rlmorning.errors import RlmError
 
@@ -77,12 +76,11 @@ def coverage(args: argparse.Namespace, run: Path) -> dict:
             "skill_returns": [float(np.mean(r)) for r in plot["returns"]], "plot": str(plot["png"])}
 
 
-def with_coverage(args: argparse.Namespace, result: dict) -> dict:
+def with_coverage(args: argparse.Namespace, key: str, result: dict) -> dict:
     """A cached (a) result written before coverage distinctness was measured gets it (and is cached again)."""
     if "distinctness" not in result:
         result.update(coverage(args, Path(result["run"])))
-        key = f"skills-{result['env'].replace('/', '-')}-{result['seed']}"
-        (args.out / "results" / f"{key}.json").write_text(json.dumps(result))
+        write_cached(args.out, key, result)
     return result
 
 
@@ -176,11 +174,12 @@ def main(argv: list[str] | None = None) -> None:
     mi: list[dict] = []
     use: list[dict] = []
     for seed in args.seeds:
-        mc = cached(args.out, f"skills-MountainCar-v0-{seed}", lambda s=seed: skills_run(args, "MountainCar-v0", s))
+        mc_key, minatar_key = f"skills-MountainCar-v0-{seed}", f"skills-{args.minatar.replace('/', '-')}-{seed}"
+        mc = cached(args.out, mc_key, lambda s=seed: skills_run(args, "MountainCar-v0", s))
         if "mi" in args.parts:
-            mi.append(with_coverage(args, mc))
-            mi.append(with_coverage(args, cached(args.out, f"skills-{args.minatar.replace('/', '-')}-{seed}",
-                                                 lambda s=seed: skills_run(args, args.minatar, s))))
+            mi.append(with_coverage(args, mc_key, mc))
+            mi.append(with_coverage(args, minatar_key, cached(args.out, minatar_key,
+                                                              lambda s=seed: skills_run(args, args.minatar, s))))
         if "use" in args.parts:
             try:
                 use.append(cached(args.out, f"ft-{seed}", lambda s=seed, m=mc["run"]: finetune_run(args, s, m)))
