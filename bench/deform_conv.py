@@ -8,6 +8,9 @@ encoder as the floor. Prints a Markdown table and the speed-up of ``gather`` ove
 
 from __future__ import annotations
 
+import rlmorning  # noqa: F401  (first: it sets OpenMP's waiting before torch loads; see rlmorning.threads)
+
+# isort: split
 import argparse
 import datetime
 import platform

@@ -15,6 +15,9 @@ The preset's 100k steps take hours per encoder on a CPU (one gradient step per e
 
 from __future__ import annotations
 
+import rlmorning  # noqa: F401  (first: it sets OpenMP's waiting before torch loads; see rlmorning.threads)
+
+# isort: split
 import argparse
 import datetime
 import platform

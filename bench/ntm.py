@@ -22,6 +22,9 @@ tiny version of every part (a minute or two) that only shows the pipeline works:
 
 from __future__ import annotations
 
+import rlmorning  # noqa: F401  (first: it sets OpenMP's waiting before torch loads; see rlmorning.threads)
+
+# isort: split
 import argparse
 import datetime
 import platform

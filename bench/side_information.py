@@ -21,6 +21,9 @@ on held-out frames (a seeded random policy in the RAM env, seeds never used in t
 
 from __future__ import annotations
 
+import rlmorning  # noqa: F401  (first: it sets OpenMP's waiting before torch loads; see rlmorning.threads)
+
+# isort: split
 import argparse
 import datetime
 import importlib.util

@@ -19,6 +19,9 @@ backward, optimizer, trainer bookkeeping).
 
 from __future__ import annotations
 
+import rlmorning  # noqa: F401  (first: it sets OpenMP's waiting before torch loads; see rlmorning.threads)
+
+# isort: split
 import argparse
 import json
 import os

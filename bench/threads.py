@@ -4,9 +4,9 @@ Each cell is one short ``rlmorning train`` in a fresh process (the OpenMP wait p
 loads): env steps/s over the steps after ``learning_starts``. Rows:
 
 * ``default``: what a user gets (torch_threads 0: 1 thread for small networks, the idle cores at start for
-  Atari-sized frames; rlmorning asks OpenMP for passive waiting);
+  Atari-sized frames; rlmorning asks OpenMP for a short spin, then passive waiting);
 * ``threads=1``: one torch thread;
-* ``threads=all, passive``: every core of the process, passive waiting;
+* ``threads=all, passive``: every core of the process, passive waiting (no spin at all);
 * ``threads=all, torch's waiting``: every core, OpenMP's default waiting (``OMP_WAIT_POLICY`` unset: what a
   plain PyTorch program does).
 
@@ -35,16 +35,17 @@ WORKLOADS = {
                  ["learning_starts=200", "log_every=100", "eval_every=0", "heldout_states=0", "eps_decay_start=0",
                   "buffer_size=2000", "checkpoint_every=0"], 300),
 }
-VARIANTS = {  # name: (torch_threads, OMP_WAIT_POLICY; "" = unset: libgomp's default, what plain torch does)
-    "default": (0, "PASSIVE"),
-    "threads=1": (1, "PASSIVE"),
-    "threads=all, passive": (-1, "PASSIVE"),
-    "threads=all, torch's waiting": (-1, ""),
+SHORT_SPIN = {"OMP_WAIT_POLICY": "PASSIVE", "GOMP_SPINCOUNT": "3000"}  # what importing rlmorning sets
+VARIANTS = {  # name: (torch_threads, OpenMP variables; {} = none: libgomp's default, what plain torch does)
+    "default": (0, SHORT_SPIN),
+    "threads=1": (1, SHORT_SPIN),
+    "threads=all, passive": (-1, {"OMP_WAIT_POLICY": "PASSIVE", "GOMP_SPINCOUNT": "0"}),
+    "threads=all, torch's waiting": (-1, {}),
 }
 BUSY = "while True: pass"
 
 
-def measure(workload: str, threads: int, policy: str) -> float:
+def measure(workload: str, threads: int, openmp: dict[str, str]) -> float:
     """Env steps/s of the logged rows after the warm-up (median of the rows' sps)."""
     args, sets, skip = WORKLOADS[workload]
     with tempfile.TemporaryDirectory() as tmp:
@@ -54,7 +55,10 @@ def measure(workload: str, threads: int, policy: str) -> float:
                "--device", "cpu", "--set", f"torch_threads={n}"]
         for s in sets:
             cmd += ["--set", s]
-        env = dict(os.environ, OMP_WAIT_POLICY=policy)  # rlmorning keeps a value that is set, even ""
+        env = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")}
+        env.update(openmp)  # with neither set, rlmorning would set its own: "torch's waiting" sets one
+        if not openmp:
+            env["GOMP_SPINCOUNT"] = "300000"  # libgomp's own default when neither variable is set
         subprocess.run(cmd, env=env, check=True, stdout=subprocess.DEVNULL)
         lines = (run / "metrics.csv").read_text().splitlines()
     header = lines[0].split(",")
@@ -75,11 +79,11 @@ def main() -> None:
     for workload in args.workloads:
         print(f"\n{workload}:\n| variant | alone | beside load |\n|---|---:|---:|")
         results = {}
-        for name, (threads, policy) in VARIANTS.items():
-            alone = measure(workload, threads, policy)
+        for name, (threads, openmp) in VARIANTS.items():
+            alone = measure(workload, threads, openmp)
             busy = [subprocess.Popen([sys.executable, "-c", BUSY]) for _ in range(args.busy)]
             try:
-                loaded = measure(workload, threads, policy)
+                loaded = measure(workload, threads, openmp)
             finally:
                 for b in busy:
                     b.kill()

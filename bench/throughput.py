@@ -11,6 +11,9 @@ per-phase breakdown of rlmorning's step (env, act, observe/replay write, update 
 
 from __future__ import annotations
 
+import rlmorning  # noqa: F401  (first: it sets OpenMP's waiting before torch loads; see rlmorning.threads)
+
+# isort: split
 import argparse
 import platform
 import time

@@ -18,6 +18,9 @@ Levers (all keep the maths):
 
 from __future__ import annotations
 
+import rlmorning  # noqa: F401  (first: it sets OpenMP's waiting before torch loads; see rlmorning.threads)
+
+# isort: split
 import argparse
 import platform
 import statistics

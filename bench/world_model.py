@@ -13,6 +13,9 @@ non-zero real reward only). Prints a Markdown table.
 
 from __future__ import annotations
 
+import rlmorning  # noqa: F401  (first: it sets OpenMP's waiting before torch loads; see rlmorning.threads)
+
+# isort: split
 import argparse
 import datetime
 import tempfile

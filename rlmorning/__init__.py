@@ -1,8 +1,8 @@
 """rlmorning: DQN on Atari and pluggable classic components around one Gymnasium training loop."""
 
-from rlmorning.threads import prefer_passive_waiting
+from rlmorning.threads import prefer_short_spin
 
-prefer_passive_waiting()  # before torch is imported anywhere in rlmorning (see rlmorning.threads)
+prefer_short_spin()  # before torch is imported anywhere in rlmorning (see rlmorning.threads)
 
 from rlmorning.gym_ids import register_gym_ids  # noqa: E402  (imports only gymnasium)
 

@@ -5,9 +5,13 @@ Two facts measured on a 2-core host (``bench/threads.py``):
 * OpenMP threads that *spin* while waiting for each other collapse when another process holds a core:
   a spinning thread burns the time slice its partner needs. CartPole DQN beside one busy process ran at
   ~230 steps/s with 2 spinning threads and ~700 with 1 thread; with passive waiting 2 threads ran at
-  ~740. So rlmorning asks OpenMP for passive waiting (``OMP_WAIT_POLICY=PASSIVE``) unless the user set
-  the variable; this only works before torch is first imported, which importing ``rlmorning`` ensures
-  when it comes first.
+  ~740. Threads that sleep at once, though, pay a wake-up for every parallel kernel: an Atari 100k
+  update (hundreds of kernels) ran 20-45% slower with passive waiting than with spinning, alone on the
+  machine (``bench/live_step.py``). So rlmorning asks OpenMP for a *short* spin: passive waiting
+  (``OMP_WAIT_POLICY=PASSIVE``, which LLVM's OpenMP honours) with GNU OpenMP's spin count set to
+  ``GOMP_SPINCOUNT=3000`` (~30 us, long enough to catch the next kernel of an update, short enough that
+  a thread whose partner is descheduled goes to sleep). Neither is set when the user sets either. This
+  only works before torch is first imported, which importing ``rlmorning`` ensures when it comes first.
 * Thread counts change the order of floating-point sums, so results differ in the last bits between
   thread counts: the count is fixed when a run starts (:func:`default_torch_threads`) and written to the
   run's config.yaml, never tuned from timings later, so a resume or a re-run of that config.yaml gives
@@ -20,11 +24,18 @@ import os
 import time
 
 WAIT_POLICY_VAR = "OMP_WAIT_POLICY"
+SPIN_COUNT_VAR = "GOMP_SPINCOUNT"
+SHORT_SPIN = "3000"
+"""GNU OpenMP's busy-wait iterations before a thread sleeps (~30 us; its own default is 300,000, ~3 ms)."""
 
 
-def prefer_passive_waiting() -> None:
-    """Set ``OMP_WAIT_POLICY=PASSIVE`` unless the environment already chooses a policy."""
-    os.environ.setdefault(WAIT_POLICY_VAR, "PASSIVE")
+def prefer_short_spin() -> None:
+    """Ask OpenMP to spin briefly, then sleep (``OMP_WAIT_POLICY=PASSIVE`` and ``GOMP_SPINCOUNT=3000``),
+    unless the environment already sets either variable (the user's choice is kept whole)."""
+    if WAIT_POLICY_VAR in os.environ or SPIN_COUNT_VAR in os.environ:
+        return
+    os.environ[WAIT_POLICY_VAR] = "PASSIVE"
+    os.environ[SPIN_COUNT_VAR] = SHORT_SPIN
 
 
 def available_cores() -> int:

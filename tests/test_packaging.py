@@ -145,15 +145,21 @@ def test_editable_install_maps_subpackages():
     assert Path(sys.modules[make_atari_vector.__module__].__file__).resolve() == REPO / "envs" / "atari.py"
 
 
-def test_import_asks_openmp_for_passive_waiting_unless_the_user_chose() -> None:
-    """Spinning OpenMP threads collapse beside a busy process (rlmorning.threads): passive by default."""
-    code = "import os, rlmorning, torch; print(os.environ['OMP_WAIT_POLICY'])"
-    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
-    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == "PASSIVE"
-    env["OMP_WAIT_POLICY"] = "ACTIVE"
-    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == "ACTIVE"
+def test_import_asks_openmp_for_a_short_spin_unless_the_user_chose() -> None:
+    """Long spins collapse beside a busy process, no spin slows every kernel (rlmorning.threads): a short
+    spin by default; a user who sets either variable keeps exactly what they set."""
+    code = ("import os, rlmorning, torch; "
+            "print(os.environ.get('OMP_WAIT_POLICY', '-'), os.environ.get('GOMP_SPINCOUNT', '-'))")
+    env = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")}
+
+    def chosen(**extra: str) -> str:
+        out = subprocess.run([sys.executable, "-c", code], env={**env, **extra}, capture_output=True, text=True,
+                             check=True)
+        return out.stdout.strip()
+
+    assert chosen() == "PASSIVE 3000"
+    assert chosen(OMP_WAIT_POLICY="ACTIVE") == "ACTIVE -"
+    assert chosen(GOMP_SPINCOUNT="INFINITE") == "- INFINITE"
 
 
 def test_default_threads_one_for_small_nets_idle_cores_for_atari_frames(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -187,3 +193,17 @@ def test_idle_cores_sees_a_busy_core() -> None:
         busy.kill()
         busy.wait()
     assert free is not None and free <= len(cores) - 1
+
+
+def test_bench_scripts_import_rlmorning_before_torch() -> None:
+    """OpenMP reads its waiting variables when torch loads: a benchmark that imports torch first times
+    torch's waiting, not rlmorning's (rlmorning.threads)."""
+    late = []
+    for script in sorted((REPO / "bench").glob("*.py")):
+        lines = script.read_text().splitlines()
+        first = {name: next((i for i, line in enumerate(lines) if line.startswith(prefixes)), None)
+                 for name, prefixes in (("torch", ("import torch", "from torch")),
+                                        ("rlmorning", ("import rlmorning", "from rlmorning")))}
+        if first["torch"] is not None and (first["rlmorning"] is None or first["rlmorning"] > first["torch"]):
+            late.append(script.name)
+    assert late == []
