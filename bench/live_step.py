@@ -7,7 +7,7 @@ optimizer, full replay) in a fresh process per cell, takes ``--steps`` trainer s
 store, update) and reports the mean milliseconds of a whole step and of its update. Variants (the
 OpenMP environment each child starts with):
 
-* ``short spin`` (rlmorning's default): passive waiting after ~3000 spins (``GOMP_SPINCOUNT=3000``);
+* ``short spin`` (rlmorning's default): passive waiting after 1000 spins (``GOMP_SPINCOUNT=1000``, ~10 us);
 * ``passive``: threads sleep at once (``OMP_WAIT_POLICY=PASSIVE``);
 * ``OpenMP default``: GNU OpenMP's own spin of 300,000 iterations (~3 ms: what plain PyTorch does).
 
@@ -35,7 +35,7 @@ import time
 from pathlib import Path
 
 VARIANTS = {  # name: the OpenMP variables the child starts with (others removed)
-    "short spin (default)": {"OMP_WAIT_POLICY": "PASSIVE", "GOMP_SPINCOUNT": "3000"},
+    "short spin (default)": {"OMP_WAIT_POLICY": "PASSIVE", "GOMP_SPINCOUNT": "1000"},
     "passive": {"OMP_WAIT_POLICY": "PASSIVE", "GOMP_SPINCOUNT": "0"},
     "OpenMP default": {"GOMP_SPINCOUNT": "300000"},  # libgomp's count with neither variable set (rlmorning
 }                                                     # would set its own if neither were set)
@@ -106,6 +106,8 @@ def main() -> None:
     p.add_argument("--warmup", type=int, default=20, help="untimed steps first")
     p.add_argument("--reps", type=int, default=2, help="interleaved rounds; each cell's median is reported")
     p.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
+    p.add_argument("--spin", type=int, nargs="*", default=[],
+                   help="extra rows: passive waiting after N spins (GOMP_SPINCOUNT=N), e.g. --spin 300 1000")
     p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.child:
@@ -113,16 +115,18 @@ def main() -> None:
         return
     if not (args.run / "checkpoints" / "latest.pt").is_file():
         sys.exit(f"error: '{args.run}' has no checkpoints/latest.pt (give a run folder that has been trained)")
+    variants = {name: VARIANTS[name] for name in args.variants}
+    variants.update({f"spin {n}": {"OMP_WAIT_POLICY": "PASSIVE", "GOMP_SPINCOUNT": str(n)} for n in args.spin})
     cells: dict[tuple[str, bool], list[dict[str, float]]] = {}
     with tempfile.TemporaryDirectory() as tmp:
         for rep in range(args.reps):
-            for name in args.variants:
+            for name in variants:
                 for loaded in (False, True):
                     copy = copy_run(args.run, Path(tmp) / f"{rep}-{len(cells)}")
                     busy = subprocess.Popen([sys.executable, "-c", BUSY]) if loaded else None
                     try:
                         cells.setdefault((name, loaded), []).append(
-                            measure(copy, VARIANTS[name], args.steps, args.warmup))
+                            measure(copy, variants[name], args.steps, args.warmup))
                     finally:
                         if busy is not None:
                             busy.kill()
@@ -140,7 +144,7 @@ def main() -> None:
           f"median of {args.reps} rounds")
     print("| OpenMP waiting | alone: ms/step (update) | steps/s | beside load: ms/step (update) | steps/s |")
     print("|---|---:|---:|---:|---:|")
-    for name in args.variants:
+    for name in variants:
         a, b = med(name, False, "step_ms"), med(name, True, "step_ms")
         print(f"| {name} | {a:.1f} ({med(name, False, 'update_ms'):.1f}) | {1e3 / a:.1f} | "
               f"{b:.1f} ({med(name, True, 'update_ms'):.1f}) | {1e3 / b:.1f} |")

@@ -35,7 +35,7 @@ WORKLOADS = {
                  ["learning_starts=200", "log_every=100", "eval_every=0", "heldout_states=0", "eps_decay_start=0",
                   "buffer_size=2000", "checkpoint_every=0"], 300),
 }
-SHORT_SPIN = {"OMP_WAIT_POLICY": "PASSIVE", "GOMP_SPINCOUNT": "3000"}  # what importing rlmorning sets
+SHORT_SPIN = {"OMP_WAIT_POLICY": "PASSIVE", "GOMP_SPINCOUNT": "1000"}  # what importing rlmorning sets
 VARIANTS = {  # name: (torch_threads, OpenMP variables; {} = none: libgomp's default, what plain torch does)
     "default": (0, SHORT_SPIN),
     "threads=1": (1, SHORT_SPIN),

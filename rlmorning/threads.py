@@ -9,7 +9,7 @@ Two facts measured on a 2-core host (``bench/threads.py``):
   update (hundreds of kernels) ran 20-45% slower with passive waiting than with spinning, alone on the
   machine (``bench/live_step.py``). So rlmorning asks OpenMP for a *short* spin: passive waiting
   (``OMP_WAIT_POLICY=PASSIVE``, which LLVM's OpenMP honours) with GNU OpenMP's spin count set to
-  ``GOMP_SPINCOUNT=3000`` (~30 us, long enough to catch the next kernel of an update, short enough that
+  ``GOMP_SPINCOUNT=1000`` (~10 us, long enough to catch the next kernel of an update, short enough that
   a thread whose partner is descheduled goes to sleep). Neither is set when the user sets either. This
   only works before torch is first imported, which importing ``rlmorning`` ensures when it comes first.
 * Thread counts change the order of floating-point sums, so results differ in the last bits between
@@ -25,12 +25,12 @@ import time
 
 WAIT_POLICY_VAR = "OMP_WAIT_POLICY"
 SPIN_COUNT_VAR = "GOMP_SPINCOUNT"
-SHORT_SPIN = "3000"
-"""GNU OpenMP's busy-wait iterations before a thread sleeps (~30 us; its own default is 300,000, ~3 ms)."""
+SHORT_SPIN = "1000"
+"""GNU OpenMP's busy-wait iterations before a thread sleeps (~10 us; its own default is 300,000, ~3 ms)."""
 
 
 def prefer_short_spin() -> None:
-    """Ask OpenMP to spin briefly, then sleep (``OMP_WAIT_POLICY=PASSIVE`` and ``GOMP_SPINCOUNT=3000``),
+    """Ask OpenMP to spin briefly, then sleep (``OMP_WAIT_POLICY=PASSIVE`` and ``GOMP_SPINCOUNT=1000``),
     unless the environment already sets either variable (the user's choice is kept whole)."""
     if WAIT_POLICY_VAR in os.environ or SPIN_COUNT_VAR in os.environ:
         return

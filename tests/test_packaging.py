@@ -157,7 +157,7 @@ def test_import_asks_openmp_for_a_short_spin_unless_the_user_chose() -> None:
                              check=True)
         return out.stdout.strip()
 
-    assert chosen() == "PASSIVE 3000"
+    assert chosen() == "PASSIVE 1000"
     assert chosen(OMP_WAIT_POLICY="ACTIVE") == "ACTIVE -"
     assert chosen(GOMP_SPINCOUNT="INFINITE") == "- INFINITE"
 
