@@ -420,16 +420,21 @@ def _fault_due(fault: dict[str, Any], name: str, latest: Path, start_mtime: int 
     if not latest.is_file() or latest.stat().st_mtime_ns == start_mtime:
         return False  # no checkpoint written by this attempt yet
     marker = Path(fault["marker"])
+    # the marker is only ever whole: another trial may read it at any moment (written aside, then linked or
+    # renamed into place; the first trial to link it owns the fault)
+    claim = marker.with_name(f"{marker.name}.{name}.{os.getpid()}")
+    claim.write_text(f"{name}\n0")
     try:
-        fd = os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
-        os.write(fd, f"{name}\n0".encode())
-        os.close(fd)
+        os.link(claim, marker)
     except FileExistsError:
         pass
+    finally:
+        claim.unlink()
     owner, count = marker.read_text().split("\n")
     if owner != name or int(count) >= fault["times"]:
         return False
-    marker.write_text(f"{name}\n{int(count) + 1}")
+    claim.write_text(f"{name}\n{int(count) + 1}")
+    os.replace(claim, marker)
     return True
 
 
