@@ -34,8 +34,10 @@ import tempfile
 import time
 from pathlib import Path
 
+from rlmorning.threads import SHORT_SPIN_ENV
+
 VARIANTS = {  # name: the OpenMP variables the child starts with (others removed)
-    "short spin (default)": {"OMP_WAIT_POLICY": "PASSIVE", "GOMP_SPINCOUNT": "1000"},
+    "short spin (default)": SHORT_SPIN_ENV,
     "passive": {"OMP_WAIT_POLICY": "PASSIVE", "GOMP_SPINCOUNT": "0"},
     "OpenMP default": {"GOMP_SPINCOUNT": "300000"},  # libgomp's count with neither variable set (rlmorning
 }                                                     # would set its own if neither were set)

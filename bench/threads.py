@@ -28,6 +28,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+from rlmorning.threads import SHORT_SPIN_ENV as SHORT_SPIN  # what importing rlmorning sets
+
 WORKLOADS = {
     "cartpole": (["dqn", "--env", "CartPole-v1", "--steps", "4000"],
                  ["learning_starts=1000", "log_every=500", "eval_every=0", "heldout_states=0"], 1000),
@@ -35,7 +37,6 @@ WORKLOADS = {
                  ["learning_starts=200", "log_every=100", "eval_every=0", "heldout_states=0", "eps_decay_start=0",
                   "buffer_size=2000", "checkpoint_every=0"], 300),
 }
-SHORT_SPIN = {"OMP_WAIT_POLICY": "PASSIVE", "GOMP_SPINCOUNT": "1000"}  # what importing rlmorning sets
 VARIANTS = {  # name: (torch_threads, OpenMP variables; {} = none: libgomp's default, what plain torch does)
     "default": (0, SHORT_SPIN),
     "threads=1": (1, SHORT_SPIN),

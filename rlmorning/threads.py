@@ -27,6 +27,8 @@ WAIT_POLICY_VAR = "OMP_WAIT_POLICY"
 SPIN_COUNT_VAR = "GOMP_SPINCOUNT"
 SHORT_SPIN = "1000"
 """GNU OpenMP's busy-wait iterations before a thread sleeps (~10 us; its own default is 300,000, ~3 ms)."""
+SHORT_SPIN_ENV = {WAIT_POLICY_VAR: "PASSIVE", SPIN_COUNT_VAR: SHORT_SPIN}
+"""The OpenMP variables importing rlmorning sets (benchmarks start children with them)."""
 
 
 def prefer_short_spin() -> None:
@@ -34,8 +36,7 @@ def prefer_short_spin() -> None:
     unless the environment already sets either variable (the user's choice is kept whole)."""
     if WAIT_POLICY_VAR in os.environ or SPIN_COUNT_VAR in os.environ:
         return
-    os.environ[WAIT_POLICY_VAR] = "PASSIVE"
-    os.environ[SPIN_COUNT_VAR] = SHORT_SPIN
+    os.environ.update(SHORT_SPIN_ENV)
 
 
 def available_cores() -> int:
