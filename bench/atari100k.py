@@ -3,16 +3,18 @@
 Each run is ``rlmorning train dqn --env GAME --config atari100k --seed S`` in ``ROOT/GAME/seedS``: 100k agent
 steps, then the preset's final evaluation (100 episodes, true game score, epsilon 0.001; the protocol is
 printed). Runs are resumable pieces: an interrupted run continues from its checkpoint (exactly), a finished
-one is skipped. ``--parallel 2`` trains two runs side by side, each pinned to its own core with one torch
-thread; ``--parallel 1`` trains one run at a time on all cores. Wall time per run (all its pieces, including
+one is skipped. ``--parallel 1`` (the default) trains one run at a time on all cores; ``--parallel 2`` trains
+two side by side, each pinned to its own core with one torch thread. On 2 cores both finish a batch at about
+the same rate (one run alone at 23-25 agent steps/s with 2 threads, a pair at 11-12 each), and one at a time
+gives each result in half the time. Wall time per run (all its pieces, including
 the final evaluation) is kept in ``ROOT/GAME/seedS/bench_wall.json``.
 
 ``--summarize`` prints per-game means beside the published DrQ(eps), SPR, DER and random scores, and hands
 the runs to ``rlmorning report`` (human-normalised IQM / median / mean with bootstrap CIs, performance
 profile) written to ``ROOT/report.md``.
 
-    python bench/atari100k.py --games Breakout --seeds 0                 # one run (about 1 h 50 min here)
-    python bench/atari100k.py                                            # 5 games x 3 seeds, two at a time
+    python bench/atari100k.py --games Breakout --seeds 0                 # one run (about 1 h 20 min here)
+    python bench/atari100k.py                                            # 5 games x 3 seeds, one at a time
     python bench/atari100k.py --summarize
     python bench/atari100k.py --games Breakout --seeds 0 --root runs/variant --set init=xavier   # a variant
 """
@@ -181,7 +183,8 @@ def add_run_arguments(p: argparse.ArgumentParser, games: list[str], root: Path) 
     p.add_argument("--games", nargs="+", default=games)
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     p.add_argument("--steps", type=int, default=100_000, help="agent steps per run (Atari 100k: 100000)")
-    p.add_argument("--parallel", type=int, default=2, choices=[1, 2], help="runs side by side (default 2)")
+    p.add_argument("--parallel", type=int, default=1, choices=[1, 2],
+                   help="runs side by side (default 1: one run on all cores; 2: one core and thread each)")
     p.add_argument("--threads", type=int, default=0, help="torch threads per run (default: its share of the cores)")
     p.add_argument("--root", type=Path, default=root)
     p.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE",
