@@ -65,8 +65,10 @@ def target_sync_due(env_steps: int, last_sync: int, period: int) -> int | None:
 
 
 def mean_metrics(metrics: list[dict[str, float]]) -> dict[str, float]:
-    """The mean of each key over a non-empty list of gradient-step metrics."""
-    return {k: float(np.mean([m[k] for m in metrics])) for k in metrics[0]}
+    """The mean of each key over a non-empty list of gradient-step metrics, over the steps that report it (a
+    one-off such as ``compile_s`` comes from one step only)."""
+    keys = dict.fromkeys(k for m in metrics for k in m)
+    return {k: float(np.mean([m[k] for m in metrics if k in m])) for k in keys}
 
 
 def sync_target(target: nn.Module, online: nn.Module, tau: float) -> None:

@@ -7,14 +7,16 @@ Two workloads, each with the settings of an rlmorning preset given to both libra
 * ``cartpole``: CartPole-v1, ``dqn_classic`` (MLP 256-256, Adam, 128 updates of batch 64 every 256 steps).
 
 rlmorning and SB3 run **side by side**, each in its own process pinned to its own core with one torch
-thread. Each first fills ``learning_starts`` transitions (not timed), then trains ``--measure`` env steps
-with learning on (timed). Prints env steps/s of each and the ratio. ``--profile`` then times one more
+thread. Each first fills ``learning_starts`` transitions and learns for ``WARM_STEPS`` more (not timed: with
+``--set compile=true`` rlmorning compiles there; the compile time is printed), then trains ``--measure`` env
+steps with learning on (timed). Prints env steps/s of each and the ratio. ``--profile`` then times one more
 rlmorning run alone, split into the phases of a trainer step (act, env, replay write, sample, forward+loss,
 backward, optimizer, trainer bookkeeping).
 
     python bench/small_nets.py                          # both workloads, then the rlmorning profiles
     python bench/small_nets.py --workloads minatar --measure 20000
     python bench/small_nets.py --set batch_size=64         # an rlmorning override, SB3 unchanged
+    python bench/small_nets.py --set compile=true          # rlmorning's update through torch.compile
 """
 
 from __future__ import annotations
@@ -40,6 +42,8 @@ WORKLOADS: dict[str, dict[str, Any]] = {
     "minatar": {"env": "MinAtar/Breakout", "config": "dqn_minatar", "measure": 10_000},
     "cartpole": {"env": "CartPole-v1", "config": "dqn_classic", "measure": 20_000},
 }
+WARM_STEPS = 256
+"""Env steps of learning before the timed window (dqn_classic's first update round comes 256 steps in)."""
 
 
 # ------------------------------------------------------------------------------------------ rlmorning
@@ -67,13 +71,18 @@ def run_rlmorning(workload: str, measure: int, overrides: list[str], num_envs: i
     probe = _rlm_trainer(workload, 1, overrides)
     starts = probe.agent.config.learning_starts
     probe.env.close()
-    trainer = _rlm_trainer(workload, starts + measure, overrides, num_envs)
-    _fill_replay(trainer, starts)
+    trainer = _rlm_trainer(workload, starts + WARM_STEPS + measure, overrides, num_envs)
+    _fill_replay(trainer, starts + WARM_STEPS)
+    warm = trainer.state.step
     t0 = time.perf_counter()
     trainer.train()
     elapsed = time.perf_counter() - t0
     trainer.env.close()
-    return {"sps": measure / elapsed, "updates": trainer.agent.updates, "learning_starts": starts}
+    compiled = getattr(trainer.agent, "_compiled", None) or []
+    compile_s = sum(f.compile_seconds or 0.0 for f in compiled)
+    return {"sps": (trainer.state.step - warm) / elapsed, "updates": trainer.agent.updates,
+            "learning_starts": starts, "compile_s": compile_s,
+            "compile_failed": [f.failed for f in compiled if f.failed]}
 
 
 class _PhaseClock:
@@ -98,8 +107,8 @@ def profile_rlmorning(workload: str, measure: int, overrides: list[str]) -> dict
     probe = _rlm_trainer(workload, 1, overrides)
     starts = probe.agent.config.learning_starts
     probe.env.close()
-    trainer = _rlm_trainer(workload, starts + measure, overrides)
-    _fill_replay(trainer, starts)
+    trainer = _rlm_trainer(workload, starts + WARM_STEPS + measure, overrides)
+    _fill_replay(trainer, starts + WARM_STEPS)
     agent = trainer.agent
     clock = _PhaseClock()
     # outer phases of a trainer step; inner phases of an update (the update's own time is split below)
@@ -174,9 +183,9 @@ def _sb3_model(workload: str, learning_starts: int, total: int) -> Any:
 def run_sb3(workload: str, measure: int, learning_starts: int) -> dict[str, Any]:
     from _sb3_timer import sb3_timer, timed_sps
 
-    model = _sb3_model(workload, learning_starts, learning_starts + measure)
-    timer = sb3_timer(learning_starts)
-    model.learn(learning_starts + measure, callback=timer)
+    model = _sb3_model(workload, learning_starts, learning_starts + WARM_STEPS + measure)
+    timer = sb3_timer(learning_starts + WARM_STEPS)
+    model.learn(learning_starts + WARM_STEPS + measure, callback=timer)
     return {"sps": timed_sps(model, timer)}
 
 
@@ -251,9 +260,15 @@ def main() -> None:
         rlm = _spawn("rlmorning", workload, measure, cores[0], args)
         sb3 = _spawn("sb3", workload, measure, cores[1], args, learning_starts=starts)
         r, s = _result(rlm), _result(sb3)
-        print(f"{workload:8s} {w['env']} ({w['config']}, {starts} warm-up + {measure} timed steps): "
+        print(f"{workload:8s} {w['env']} ({w['config']}, {starts} + {WARM_STEPS} warm-up + {measure} timed steps): "
               f"rlmorning {r['sps']:.0f} steps/s, sb3 {s['sps']:.0f} steps/s, ratio {r['sps'] / s['sps']:.2f}x")
-        if not args.no_profile:
+        if r.get("compile_s"):
+            print(f"         rlmorning compiled its update in {r['compile_s']:.1f} s (before the timed window)")
+        for reason in r.get("compile_failed", []):
+            print(f"         rlmorning's torch.compile failed, it ran eagerly: {reason}")
+        if any(o.replace(" ", "") in ("compile=true", "compile=True") for o in args.set):
+            print("         no per-phase profile with compile: the compiled forward and backward are one graph")
+        elif not args.no_profile:
             profiles[workload] = _result(_spawn("profile", workload, measure, cores[0], args))
     for workload, prof in profiles.items():
         total = sum(prof.values())
