@@ -1,7 +1,8 @@
 """DQN (Mnih et al. 2013/2015) with the usual switches: Double (van Hasselt et al. 2016), Dueling
 (Wang et al. 2016), n-step returns, Huber loss, Adam or RMSProp, hard or Polyak target updates.
 
-The whole algorithm is in :meth:`DQNAgent._gradient_step`: the target, the loss and the optimizer step.
+The whole algorithm is in :meth:`DQNAgent._gradient_step` (a batch, the loss's gradients, the optimizer step)
+and :meth:`DQNAgent._td_loss` (the TD target and the loss).
 """
 
 from __future__ import annotations
