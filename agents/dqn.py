@@ -211,8 +211,10 @@ class DQNAgent(ReplayRatioMixin, Checkpointed, FeedForwardAgent):
         self.batch_source: BatchSource | None = None
         self._mode_free = not any(isinstance(m, _MODE_DEPENDENT) for m in self.online.modules())
         """No layer acts differently in train and eval mode: acting and learning skip the mode switches."""
-        self._compiled: list[CompiledOrEager] | None = None
-        """With ``compile``: the compiled TD loss (+ backward) and optimizer step, built at the first update."""
+        self._compiled_loss: CompiledOrEager | None = None
+        """With ``compile``: the compiled TD loss (+ its backward), built at the first update."""
+        self._compiled_step: CompiledOrEager | None = None
+        """With ``compile``: the compiled optimizer step, built for the optimizer it steps."""
         self._compile_reported = False
 
     def _set_mode(self, training: bool) -> None:
@@ -340,9 +342,9 @@ class DQNAgent(ReplayRatioMixin, Checkpointed, FeedForwardAgent):
             out["grad_norm"] = float(nn.utils.clip_grad_norm_(self._trained_params, c.max_grad_norm, foreach=True))
         self._optimizer_step(optimizer)
         self.updates += 1
-        if self._compiled is not None and not self._compile_reported:
+        if c.compile and not self._compile_reported:
             self._compile_reported = True
-            seconds = [f.compile_seconds for f in self._compiled if f.compile_seconds is not None]
+            seconds = [f.compile_seconds for f in self.compiled_parts if f.compile_seconds is not None]
             if seconds:
                 out["compile_s"] = sum(seconds)
         return out
@@ -372,17 +374,22 @@ class DQNAgent(ReplayRatioMixin, Checkpointed, FeedForwardAgent):
             loss, q = self._td_loss(*batch)
             loss.backward()
             return loss, q
-        if self._compiled is None:
-            self._compiled = [CompiledOrEager(self._td_loss, "the TD loss", after=lambda out: out[0].backward())]
-        return self._compiled[0](*batch)
+        if self._compiled_loss is None:
+            self._compiled_loss = CompiledOrEager(self._td_loss, "the TD loss", after=lambda out: out[0].backward())
+        return self._compiled_loss(*batch)
 
     def _optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
-        if self._compiled is None:
+        if not self.config.compile:
             optimizer.step()
             return
-        if len(self._compiled) == 1 or self._compiled[1].fn != optimizer.step:  # built for this optimizer
-            self._compiled[1:] = [CompiledOrEager(optimizer.step, "the optimizer step", fullgraph=False)]
-        self._compiled[1]()
+        if self._compiled_step is None or self._compiled_step.fn != optimizer.step:  # built for this optimizer
+            self._compiled_step = CompiledOrEager(optimizer.step, "the optimizer step", fullgraph=False)
+        self._compiled_step()
+
+    @property
+    def compiled_parts(self) -> list[CompiledOrEager]:
+        """The parts of an update run through ``torch.compile`` so far (empty without ``compile``)."""
+        return [f for f in (self._compiled_loss, self._compiled_step) if f is not None]
 
     def _aux_loss_and_grads(self, b: Batch, obs: torch.Tensor, next_obs: torch.Tensor, actions: torch.Tensor,
                             returns: torch.Tensor, discounts: torch.Tensor, shift: torch.Tensor) -> dict[str, float]:

@@ -78,7 +78,7 @@ def run_rlmorning(workload: str, measure: int, overrides: list[str], num_envs: i
     trainer.train()
     elapsed = time.perf_counter() - t0
     trainer.env.close()
-    compiled = getattr(trainer.agent, "_compiled", None) or []
+    compiled = getattr(trainer.agent, "compiled_parts", [])
     compile_s = sum(f.compile_seconds or 0.0 for f in compiled)
     return {"sps": (trainer.state.step - warm) / elapsed, "updates": trainer.agent.updates,
             "learning_starts": starts, "compile_s": compile_s,

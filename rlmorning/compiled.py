@@ -2,12 +2,35 @@
 
 from __future__ import annotations
 
+import logging
 import time
 import warnings
 from collections.abc import Callable
 from typing import Any
 
 import torch
+
+_CPU_NOISE = {  # torch's own warnings while compiling for the CPU that say nothing to act on
+    "torch.utils.cpp_extension": "No CUDA runtime is found",  # a CUDA build without a GPU: expected here
+    "torch._dynamo.variables.ctx_manager": "Profiler record function",  # the optimizer's profiling hook
+}
+
+
+class _DropMessage(logging.Filter):
+    def __init__(self, prefix: str) -> None:
+        super().__init__()
+        self.prefix = prefix
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith(self.prefix)
+
+
+def quiet_cpu_compile_warnings() -> None:
+    """Drop torch's two compile-time warnings that are expected on a CPU (idempotent; nothing else is hidden)."""
+    for name, prefix in _CPU_NOISE.items():
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, _DropMessage) and f.prefix == prefix for f in logger.filters):
+            logger.addFilter(_DropMessage(prefix))
 
 
 class CompiledOrEager:
@@ -26,6 +49,7 @@ class CompiledOrEager:
     def __init__(self, fn: Callable[..., Any], what: str, fullgraph: bool = True,
                  after: Callable[[Any], None] | None = None) -> None:
         self.fn, self.what, self.after = fn, what, after
+        quiet_cpu_compile_warnings()
         self._compiled: Callable[..., Any] | None = torch.compile(fn, fullgraph=fullgraph, dynamic=False)
         self.compile_seconds: float | None = None
         """Wall time of the first (compiling) call; None before it, or when compiling failed."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+import logging
 import warnings
 
 import numpy as np
@@ -33,7 +34,8 @@ def test_compiled_training_matches_eager_and_reports_compile_time() -> None:
     assert "compile_s" not in m_eager and m_compiled["compile_s"] > 0
     assert m_compiled["loss"] == pytest.approx(m_eager["loss"], rel=1e-5)
     torch.testing.assert_close(flat_params(compiled), flat_params(eager), rtol=1e-5, atol=1e-6)
-    assert all(f.compiled for f in compiled._compiled)  # both parts ran compiled code, no silent fallback
+    assert len(compiled.compiled_parts) == 2
+    assert all(f.compiled for f in compiled.compiled_parts)  # both parts ran compiled code, no silent fallback
     feed(compiled, 40, seed=1)
     assert "compile_s" not in compiled.update(160)  # reported once, at the compiling update
 
@@ -65,7 +67,8 @@ def test_failed_compile_warns_once_and_trains_eagerly(monkeypatch: pytest.Monkey
     assert "No working C++ compiler found" in str(caught[0].message) and "more detail" not in str(caught[0].message)
     assert m_fallback == m_eager  # bit-identical to eager: the failed calls changed nothing
     assert torch.equal(flat_params(fallback), flat_params(eager))
-    assert not any(f.compiled for f in fallback._compiled)
+    assert len(fallback.compiled_parts) == 2
+    assert not any(f.compiled for f in fallback.compiled_parts)
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # no second warning
         feed(fallback, 20, seed=1)
@@ -97,3 +100,16 @@ def test_train_with_compile_logs_compile_time(tmp_path: object, capsys: pytest.C
     compile_s = [float(r["compile_s"]) for r in rows if r.get("compile_s")]
     assert len(compile_s) == 1 and compile_s[0] > 0
     assert np.isfinite(float(rows[-1]["loss"]))
+
+
+def test_expected_cpu_compile_warnings_are_dropped_and_others_kept(caplog: pytest.LogCaptureFixture) -> None:
+    rlmorning.compiled.quiet_cpu_compile_warnings()
+    rlmorning.compiled.quiet_cpu_compile_warnings()  # idempotent: one filter per logger
+    cpp = logging.getLogger("torch.utils.cpp_extension")
+    assert sum(isinstance(f, rlmorning.compiled._DropMessage) for f in cpp.filters) == 1
+    with caplog.at_level(logging.WARNING):
+        cpp.warning("No CUDA runtime is found, using CUDA_HOME='%s'", "/usr/local")
+        cpp.warning("Error building extension")
+        dynamo = logging.getLogger("torch._dynamo.variables.ctx_manager")
+        dynamo.warning("Profiler record function %s will be ignored", 1)
+    assert [r.getMessage() for r in caplog.records] == ["Error building extension"]
