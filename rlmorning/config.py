@@ -193,22 +193,53 @@ def parse_set(item: str) -> tuple[str, Any]:
 
 def apply_overrides(config: dict[str, Any], items: list[str]) -> dict[str, Any]:
     """Apply ``--set`` items to a config; dotted keys set entries of mapping-valued keys, at any depth
-    (``encoder_kwargs.channels=[16,32]``, ``model.batch_size=64``, ``model.codec_kwargs.num_codes=32``)."""
+    (``encoder_kwargs.channels=[16,32]``, ``model.batch_size=64``, ``model.codec_kwargs.num_codes=32``).
+
+    Setting a component (``encoder``, ``model.codec``, ...) to another name drops the ``<key>_kwargs`` the
+    config held for the old one (they are that component's arguments: the ``atari100k`` preset's
+    ``padding: same`` means nothing to ``impala``), with a note on stderr; ``<key>_kwargs.*`` items given in
+    the same overrides still apply, in any order."""
+    parsed = [(key, value, _key_parts(key)) for key, value in map(parse_set, items)]
     out = dict(config)
-    for item in items:
-        key, value = parse_set(item)
-        *heads, last = key.split(".")
-        if not all(heads + [last]):
-            raise RlmError(f"--set: '{key}' is not a key (empty part between dots)")
-        node = out
-        for i, head in enumerate(heads):
-            inner = node.get(head)
-            if inner is not None and not isinstance(inner, dict):
-                raise RlmError(f"--set {key}: config key '{'.'.join(heads[:i + 1])}' is not a mapping")
-            node[head] = dict(inner or {})
-            node = node[head]
-        node[last] = value
+    for key, value, parts in parsed:
+        *heads, last = parts
+        node = _get_path(config, heads)
+        stale = node.get(f"{last}_kwargs") if isinstance(node, dict) else None
+        if stale and isinstance(stale, dict) and node.get(last) != value:
+            sibling = ".".join([*heads, f"{last}_kwargs"])
+            print(f"note: {key}={value} replaces '{node.get(last)}': its {sibling} {dict(stale)} are dropped "
+                  f"(set {sibling}.NAME=VALUE for the new one)", file=sys.stderr)
+            _set_path(out, [*heads, f"{last}_kwargs"], {}, sibling)
+    for key, value, parts in parsed:
+        _set_path(out, parts, value, key)
     return out
+
+
+def _key_parts(key: str) -> list[str]:
+    parts = key.split(".")
+    if not all(parts):
+        raise RlmError(f"--set: '{key}' is not a key (empty part between dots)")
+    return parts
+
+
+def _get_path(config: dict[str, Any], parts: list[str]) -> Any:
+    node: Any = config
+    for part in parts:
+        node = node.get(part) if isinstance(node, dict) else None
+    return node
+
+
+def _set_path(out: dict[str, Any], parts: list[str], value: Any, key: str) -> None:
+    """Set ``out[p0][p1]...[pn] = value``, copying each mapping on the way (the input config is not changed)."""
+    *heads, last = parts
+    node = out
+    for i, head in enumerate(heads):
+        inner = node.get(head)
+        if inner is not None and not isinstance(inner, dict):
+            raise RlmError(f"--set {key}: config key '{'.'.join(heads[:i + 1])}' is not a mapping")
+        node[head] = dict(inner or {})
+        node = node[head]
+    node[last] = value
 
 
 def read_text_file(path: Path) -> str:

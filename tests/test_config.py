@@ -8,6 +8,7 @@ from pathlib import Path
 import gymnasium as gym
 import numpy as np
 import pytest
+import torch
 import yaml
 
 from rlmorning import api
@@ -121,6 +122,31 @@ def test_apply_overrides_flat_and_dotted():
     assert out == {"encoder_kwargs": {"hidden": [16]}}
     with pytest.raises(RlmError):
         apply_overrides({}, ["no_equals_sign"])
+
+
+def test_switching_a_component_drops_the_kwargs_of_the_old_one(capsys: pytest.CaptureFixture[str]) -> None:
+    base = {"encoder": "nature", "encoder_kwargs": {"padding": "same"}, "model": {"codec": "vae",
+                                                                             "codec_kwargs": {"depth": 2}}}
+    out = apply_overrides(base, ["encoder=impala"])
+    assert out["encoder_kwargs"] == {} and base["encoder_kwargs"] == {"padding": "same"}
+    assert "encoder_kwargs {'padding': 'same'} are dropped" in capsys.readouterr().err
+    # kwargs for the new encoder apply whatever their order; the same encoder keeps its kwargs, silently
+    for items in (["encoder_kwargs.channels=[8]", "encoder=impala"], ["encoder=impala", "encoder_kwargs.channels=[8]"]):
+        assert apply_overrides(base, items)["encoder_kwargs"] == {"channels": [8]}
+    capsys.readouterr()
+    assert apply_overrides(base, ["encoder=nature"])["encoder_kwargs"] == {"padding": "same"}
+    assert capsys.readouterr().err == ""
+    nested = apply_overrides(base, ["model.codec=grid-ae"])["model"]
+    assert nested == {"codec": "grid-ae", "codec_kwargs": {}} and base["model"]["codec_kwargs"] == {"depth": 2}
+
+
+def test_a_preset_runs_with_another_encoder() -> None:
+    cfg = api.resolve_run_config("dqn", "Breakout", config="atari100k", overrides=["encoder=impala"])
+    assert (cfg.agent_config.encoder, cfg.agent_config.encoder_kwargs) == ("impala", {})
+    setting = AgentSetting(gym.spaces.Box(0, 255, (4, 84, 84), np.uint8), gym.spaces.Discrete(4), num_envs=1,
+                           frame_stack=4, total_steps=1000, device=torch.device("cpu"), seed=0)
+    agent = AGENTS.get("dqn").factory(cfg.agent_config, setting)  # the preset's padding=same no longer reaches it
+    assert agent.online(torch.zeros(1, 4, 84, 84)).shape == (1, 4)
 
 
 def test_dotted_override_reaches_the_agent_config():
