@@ -36,7 +36,8 @@ def register(sub: argparse._SubParsersAction) -> dict[str, Handler]:
                     "YAML path; default: the agent's preset for the env family")
     tr.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                     help="override a config key (repeatable; typed and validated), e.g. --set lr=3e-4 "
-                    "--set encoder_kwargs.hidden=[64,64]")
+                    "--set encoder_kwargs.hidden=[64,64]; --set encoder=NAME drops the preset's encoder_kwargs "
+                    "(they were for its encoder)")
     tr.add_argument("--run-dir", help="write the run here (default: runs/<env>-<agent>-<seed>-<time>)")
     tr.add_argument("--resume", metavar="RUN_DIR", help="continue a run from its checkpoints/latest.pt")
     tr.add_argument("--overwrite", action="store_true", help="with --run-dir: delete the run already there (only "
