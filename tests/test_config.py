@@ -13,6 +13,7 @@ import yaml
 
 from rlmorning import api
 from rlmorning.agents import AGENTS, AgentSetting, DQNAgent, DQNConfig
+from rlmorning.agents.nets.encoders import ENCODERS
 from rlmorning.config import (
     TrainerConfig,
     apply_overrides,
@@ -140,9 +141,10 @@ def test_switching_a_component_drops_the_kwargs_of_the_old_one(capsys: pytest.Ca
     assert nested == {"codec": "grid-ae", "codec_kwargs": {}} and base["model"]["codec_kwargs"] == {"depth": 2}
 
 
-def test_a_preset_runs_with_another_encoder() -> None:
-    cfg = api.resolve_run_config("dqn", "Breakout", config="atari100k", overrides=["encoder=impala"])
-    assert (cfg.agent_config.encoder, cfg.agent_config.encoder_kwargs) == ("impala", {})
+@pytest.mark.parametrize("encoder", sorted(set(ENCODERS.names()) - {"nature"}))
+def test_the_atari100k_preset_runs_with_every_other_encoder(encoder: str) -> None:
+    cfg = api.resolve_run_config("dqn", "Breakout", config="atari100k", overrides=[f"encoder={encoder}"])
+    assert (cfg.agent_config.encoder, cfg.agent_config.encoder_kwargs) == (encoder, {})
     setting = AgentSetting(gym.spaces.Box(0, 255, (4, 84, 84), np.uint8), gym.spaces.Discrete(4), num_envs=1,
                            frame_stack=4, total_steps=1000, device=torch.device("cpu"), seed=0)
     agent = AGENTS.get("dqn").factory(cfg.agent_config, setting)  # the preset's padding=same no longer reaches it
