@@ -26,7 +26,9 @@ class _DropMessage(logging.Filter):
 
 
 def quiet_cpu_compile_warnings() -> None:
-    """Drop torch's two compile-time warnings that are expected on a CPU (idempotent; nothing else is hidden)."""
+    """Drop torch's two compile-time warnings that are expected on a CPU (idempotent; nothing else is hidden).
+
+    The filters stay on those two torch loggers for the rest of the process."""
     for name, prefix in _CPU_NOISE.items():
         logger = logging.getLogger(name)
         if not any(isinstance(f, _DropMessage) and f.prefix == prefix for f in logger.filters):

@@ -191,28 +191,46 @@ def parse_set(item: str) -> tuple[str, Any]:
     return key, value
 
 
+COMPONENT_KEYS = ("encoder", "codec", "dynamics", "prior")
+"""Keys that name a swappable component; ``<key>_kwargs`` holds that component's arguments."""
+_NOTES_SHOWN: set[str] = set()
+
+
 def apply_overrides(config: dict[str, Any], items: list[str]) -> dict[str, Any]:
     """Apply ``--set`` items to a config; dotted keys set entries of mapping-valued keys, at any depth
     (``encoder_kwargs.channels=[16,32]``, ``model.batch_size=64``, ``model.codec_kwargs.num_codes=32``).
 
-    Setting a component (``encoder``, ``model.codec``, ...) to another name drops the ``<key>_kwargs`` the
-    config held for the old one (they are that component's arguments: the ``atari100k`` preset's
-    ``padding: same`` means nothing to ``impala``), with a note on stderr; ``<key>_kwargs.*`` items given in
-    the same overrides still apply, in any order."""
+    Where the config names a component (``encoder``, ``model.codec``, ... : :data:`COMPONENT_KEYS`) and the
+    overrides end with another name for it, the config's ``<key>_kwargs`` are dropped: they are the old
+    component's arguments (the ``atari100k`` preset's ``padding: same`` means nothing to ``impala``). A note
+    says so on stderr (once per process) unless the overrides set ``<key>_kwargs`` themselves; such items
+    apply whatever their order."""
     parsed = [(key, value, _key_parts(key)) for key, value in map(parse_set, items)]
+    final = {tuple(parts): value for _, value, parts in parsed}  # the value that wins for each key
     out = dict(config)
-    for key, value, parts in parsed:
+    for parts, value in final.items():
         *heads, last = parts
         node = _get_path(config, heads)
-        stale = node.get(f"{last}_kwargs") if isinstance(node, dict) else None
-        if stale and isinstance(stale, dict) and node.get(last) != value:
-            sibling = ".".join([*heads, f"{last}_kwargs"])
-            print(f"note: {key}={value} replaces '{node.get(last)}': its {sibling} {dict(stale)} are dropped "
-                  f"(set {sibling}.NAME=VALUE for the new one)", file=sys.stderr)
-            _set_path(out, [*heads, f"{last}_kwargs"], {}, sibling)
+        if last not in COMPONENT_KEYS or not isinstance(node, dict) or last not in node or node[last] == value:
+            continue
+        stale = node.get(f"{last}_kwargs")
+        if not isinstance(stale, dict) or not stale:
+            continue
+        sibling = (*heads, f"{last}_kwargs")
+        _set_path(out, list(sibling), {}, ".".join(sibling))
+        if not any(p[:len(sibling)] == sibling for p in final):
+            name = ".".join(sibling)
+            _note(f"{'.'.join(parts)}={value} replaces '{node[last]}': its {name} {dict(stale)} are dropped "
+                  f"(set {name}.NAME=VALUE for the new one)")
     for key, value, parts in parsed:
         _set_path(out, parts, value, key)
     return out
+
+
+def _note(message: str) -> None:
+    if message not in _NOTES_SHOWN:
+        _NOTES_SHOWN.add(message)
+        print(f"note: {message}", file=sys.stderr)
 
 
 def _key_parts(key: str) -> list[str]:

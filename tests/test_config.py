@@ -12,6 +12,7 @@ import torch
 import yaml
 
 from rlmorning import api
+from rlmorning import config as config_module
 from rlmorning.agents import AGENTS, AgentSetting, DQNAgent, DQNConfig
 from rlmorning.agents.nets.encoders import ENCODERS
 from rlmorning.config import (
@@ -126,19 +127,29 @@ def test_apply_overrides_flat_and_dotted():
 
 
 def test_switching_a_component_drops_the_kwargs_of_the_old_one(capsys: pytest.CaptureFixture[str]) -> None:
+    config_module._NOTES_SHOWN.clear()
     base = {"encoder": "nature", "encoder_kwargs": {"padding": "same"}, "model": {"codec": "vae",
                                                                              "codec_kwargs": {"depth": 2}}}
     out = apply_overrides(base, ["encoder=impala"])
     assert out["encoder_kwargs"] == {} and base["encoder_kwargs"] == {"padding": "same"}
     assert "encoder_kwargs {'padding': 'same'} are dropped" in capsys.readouterr().err
-    # kwargs for the new encoder apply whatever their order; the same encoder keeps its kwargs, silently
+    apply_overrides(base, ["encoder=impala"])
+    assert capsys.readouterr().err == ""  # the same note once per process (a sweep resolves many trials)
+    # kwargs for the new encoder apply whatever their order, and then there is nothing to note
+    config_module._NOTES_SHOWN.clear()
     for items in (["encoder_kwargs.channels=[8]", "encoder=impala"], ["encoder=impala", "encoder_kwargs.channels=[8]"]):
         assert apply_overrides(base, items)["encoder_kwargs"] == {"channels": [8]}
-    capsys.readouterr()
+    assert capsys.readouterr().err == ""
+    # the value that wins counts: back to the config's own encoder keeps its kwargs (a sweep grid after --set)
+    assert apply_overrides(base, ["encoder=impala", "encoder=nature"])["encoder_kwargs"] == {"padding": "same"}
     assert apply_overrides(base, ["encoder=nature"])["encoder_kwargs"] == {"padding": "same"}
     assert capsys.readouterr().err == ""
     nested = apply_overrides(base, ["model.codec=grid-ae"])["model"]
     assert nested == {"codec": "grid-ae", "codec_kwargs": {}} and base["model"]["codec_kwargs"] == {"depth": 2}
+    # kwargs kept where the config does not name the component (they were for its default), or the key is no
+    # component (a run's env and env_kwargs)
+    assert apply_overrides({"encoder_kwargs": {"hidden": [8]}}, ["encoder=mlp"])["encoder_kwargs"] == {"hidden": [8]}
+    assert apply_overrides({"env": "A", "env_kwargs": {"x": 1}}, ["env=B"])["env_kwargs"] == {"x": 1}
 
 
 @pytest.mark.parametrize("encoder", sorted(set(ENCODERS.names()) - {"nature"}))
