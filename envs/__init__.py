@@ -90,7 +90,7 @@ def make_vector(info: EnvInfo, num_envs: int, seed: int, *, ram: bool = False, *
     """The training vector env for ``info``, reset with ``seed``. ``kwargs`` are family options.
 
     ``ram=True`` (Atari only): the same env with the console RAM in ``info`` (``obs_ram``, ``ram``,
-    ``final_ram``; :mod:`rlmorning.envs.atari_ram`), for learning with side information."""
+    ``final_ram``; :mod:`rlmorning.envs.atari_python`), for learning with side information."""
     if ram and info.family != "atari":
         raise RlmError(f"side information from the console RAM needs an Atari game; {info.display_name} is not one")
     try:
@@ -124,7 +124,7 @@ def make_eval(
     kwargs.pop("autoreset_mode", None)
     try:
         if info.family == "atari":
-            for key in ("clip_rewards", "num_threads"):
+            for key in ("clip_rewards", "num_threads", "backend"):  # training-env options
                 kwargs.pop(key, None)
             kwargs.pop("sticky_actions", None)
             kwargs.pop("max_frames", None)

@@ -1,9 +1,12 @@
 """Atari 2600 games through ale-py: a fast C++ vector env for training, a Gymnasium env for evaluation.
 
-Training (``make_atari_vector``): ``ale_py.vector_env.AtariVectorEnv`` (C++ threads) with 84x84 gray
-frames, frame skip 4 with a max over the last two frames, up to 30 no-op starts, FIRE on reset, reward
-clipping to {-1, 0, 1} and episodic life (a life loss ends the learner's episode, the game goes on);
-frames are stacked by :class:`~rlmorning.envs.stack.FrameStack`.
+Training (``make_atari_vector``): 84x84 gray frames, frame skip 4 with a max over the last two frames, up to
+30 no-op starts, FIRE on reset, reward clipping to {-1, 0, 1} and episodic life (a life loss ends the
+learner's episode, the game goes on); frames are stacked by :class:`~rlmorning.envs.stack.FrameStack`. Two
+backends give the same frames and flags for the same seed and actions: ale-py's C++
+``ale_py.vector_env.AtariVectorEnv`` (C++ threads: the faster with several envs; its state cannot be saved)
+and its Python twin :class:`~rlmorning.envs.atari_python.PythonAtariVectorEnv` (as fast with one env; its
+state is saved in checkpoints, so ``--resume`` continues the episodes in flight exactly).
 
 Evaluation (``make_atari_eval``): one ``ALE/<Game>-v5`` env with the same preprocessing through
 Gymnasium's ``AtariPreprocessing``, but **true game scores**: unclipped rewards, all lives, episodes
@@ -93,6 +96,13 @@ class _GameEndInfo(VectorWrapper):
         self._lives = lives.copy()
         return obs, rewards, terminated, truncated, info
 
+    def checkpoint_state(self) -> dict[str, Any]:
+        """The lives seen last step (how the next step tells a game over from a life loss)."""
+        return {"lives": self._lives.copy()}
+
+    def restore_checkpoint_state(self, data: dict[str, Any]) -> None:
+        self._lives = np.array(data["lives"], dtype=np.int64)
+
 
 def make_atari_vector(
     rom: str,
@@ -109,15 +119,18 @@ def make_atari_vector(
     autoreset_mode: str = "same_step",
     num_threads: int = 0,
     frame_size: int = 84,
+    backend: str = "auto",
 ) -> VectorEnv:
     """The training vector env: obs ``uint8 [N, 4, S, S]`` (``S = frame_size``, 84 by default; 64 for the
     World Models / SimPLe-scale world models), clipped rewards, episodic life.
 
-    ``ram=False``: ale-py's C++ ``AtariVectorEnv`` (``num_threads`` C++ threads, 0 = one per env).
-    ``ram=True``: its Python twin :class:`~rlmorning.envs.atari_ram.AtariRamVectorEnv`, the same frames and
-    flags plus the console RAM in ``info`` (``obs_ram``, ``ram``, ``final_ram``); its envs step in the
-    calling thread, so ``num_threads`` does not apply."""
+    ``backend``: ``cpp`` is ale-py's C++ ``AtariVectorEnv`` (``num_threads`` C++ threads, 0 = one per env);
+    ``python`` its Python twin :class:`~rlmorning.envs.atari_python.PythonAtariVectorEnv`: the same frames and
+    flags, plus the console RAM in ``info`` (``obs_ram``, ``ram``, ``final_ram``), and a state that checkpoints
+    save (exact resume); its envs step in the calling thread, so ``num_threads`` does not apply. ``auto`` (the
+    default) picks ``python`` for one env (as fast as C++ there) or with ``ram=True``, else ``cpp``."""
     _check_frame_size(frame_size)
+    backend = resolve_backend(backend, num_envs, ram)
     if autoreset_mode not in ("same_step", "next_step"):
         raise RlmError(f"autoreset_mode must be same_step or next_step, got '{autoreset_mode}'")
     settings: dict[str, Any] = dict(
@@ -127,16 +140,31 @@ def make_atari_vector(
         autoreset_mode=AutoresetMode.SAME_STEP if autoreset_mode == "same_step" else AutoresetMode.NEXT_STEP,
     )
     env: VectorEnv
-    if ram:
-        from rlmorning.envs.atari_ram import AtariRamVectorEnv
+    if backend == "python":
+        from rlmorning.envs.atari_python import PythonAtariVectorEnv
 
-        env = AtariRamVectorEnv(rom, num_envs, **settings)
+        env = PythonAtariVectorEnv(rom, num_envs, **settings)
     else:
         env = ale_py.vector_env.AtariVectorEnv(
             rom, num_envs, num_threads=num_threads, stack_num=1, episodic_life=False, use_fire_reset=True,
             **settings)
         env.metadata = dict(env.metadata)
     return stack_game_frames(env, seed)
+
+
+BACKENDS = ("auto", "cpp", "python")
+
+
+def resolve_backend(backend: str, num_envs: int, ram: bool) -> str:
+    """``cpp`` or ``python`` for ``env_kwargs.backend`` (see :func:`make_atari_vector`)."""
+    if backend not in BACKENDS:
+        raise RlmError(f"env_kwargs backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
+    if backend == "cpp" and ram:
+        raise RlmError("the console RAM (aux: hallucination | objects) needs env_kwargs backend python or auto, "
+                       "not cpp (ale-py's C++ vector env does not return the RAM)")
+    if backend == "auto":
+        return "python" if ram or num_envs == 1 else "cpp"
+    return backend
 
 
 def stack_game_frames(env: VectorEnv, seed: int) -> FrameStack:

@@ -72,6 +72,17 @@ class FrameStack(VectorWrapper):
             self._pending_reset = done
         return self._stack.copy(), rewards, terminated, truncated, info
 
+    def checkpoint_state(self) -> dict[str, Any]:
+        """The stacked frames and the envs whose stack a next-step reset will clear."""
+        return {"stack": self._stack.copy(), "pending_reset": self._pending_reset.copy()}
+
+    def restore_checkpoint_state(self, data: dict[str, Any]) -> None:
+        stack = np.asarray(data["stack"], dtype=self._stack.dtype)
+        if stack.shape != self._stack.shape:
+            raise ValueError(f"saved frame stack has shape {stack.shape}, this env's is {self._stack.shape}")
+        self._stack = stack.copy()
+        self._pending_reset = np.array(data["pending_reset"], dtype=bool)
+
 
 def _final_obs_array(info: dict, obs: np.ndarray, done: np.ndarray) -> np.ndarray:
     """``info['final_obs']`` as one array (gymnasium's object arrays or ALE's dense array)."""

@@ -1,6 +1,12 @@
-"""Saving and restoring the state of simple Python vector envs, so ``--resume`` continues exactly.
+"""Saving and restoring the state of vector envs, so ``--resume`` continues exactly.
 
-Supported: ``gymnasium.vector.SyncVectorEnv`` of envs that either
+Supported:
+
+* a vector env whose every layer (the env and each ``VectorWrapper`` around it) defines
+  ``checkpoint_state() -> data`` and ``restore_checkpoint_state(data)``: the Atari training env with the
+  Python backend (:class:`~rlmorning.envs.atari_python.PythonAtariVectorEnv` under ``_GameEndInfo`` and
+  ``FrameStack``);
+* ``gymnasium.vector.SyncVectorEnv`` of envs that either
 
 - define ``checkpoint_state() -> data`` and ``restore_checkpoint_state(data)``, ``data`` being plain
   values (ints, floats, strings, None, numpy arrays, tensors, and lists/tuples/dicts of them, stored by
@@ -12,6 +18,9 @@ Supported: ``gymnasium.vector.SyncVectorEnv`` of envs that either
 Besides, every sub-env's RNG (``np_random``) and its wrappers' counters (``TimeLimit``'s elapsed steps,
 the order-enforcing and env-checker flags) are saved. Other envs (the ALE's C++ vector env, MinAtar)
 return None: a resumed run starts fresh episodes there, and the trainer says so.
+
+``data`` is plain values (ints, floats, strings, None, numpy arrays, tensors, and lists/tuples/dicts of
+them), stored by :func:`pack_tree` so that ``torch.load(weights_only=True)`` reads them back.
 """
 
 from __future__ import annotations
@@ -129,8 +138,25 @@ def _fits(e: gym.Env, s: dict[str, Any]) -> bool:
     return True
 
 
+def _layers(env: Any) -> list[Any]:
+    """``env`` and the vector envs it wraps, outermost first."""
+    out = [env]
+    while isinstance(out[-1], gym.vector.VectorWrapper):
+        out.append(out[-1].env)
+    return out
+
+
+def _saves_itself(layer: Any) -> bool:
+    return callable(getattr(layer, "checkpoint_state", None)) and callable(
+        getattr(layer, "restore_checkpoint_state", None))
+
+
 def capture_env_state(env: Any) -> dict[str, Any] | None:
     """Plain-data state (tensors, ints, dicts) of a supported vector env, else None."""
+    layers = _layers(env)
+    if all(_saves_itself(layer) for layer in layers):
+        return {"kind": "layers", "types": [type(layer).__name__ for layer in layers],
+                "data": [pack_tree(layer.checkpoint_state()) for layer in layers]}
     if not isinstance(env, gym.vector.SyncVectorEnv):
         return None
     subs = []
@@ -148,6 +174,13 @@ def capture_env_state(env: Any) -> dict[str, Any] | None:
 
 def restore_env_state(env: Any, state: dict[str, Any]) -> bool:
     """Restore what :func:`capture_env_state` saved; False (nothing changed) when ``env`` is not of that kind."""
+    if state.get("kind") == "layers":
+        layers = _layers(env)
+        if [type(layer).__name__ for layer in layers] != state["types"] or not all(map(_saves_itself, layers)):
+            return False
+        for layer, data in zip(layers, state["data"], strict=True):
+            layer.restore_checkpoint_state(unpack_tree(data))
+        return True
     if state.get("kind") != "sync" or not isinstance(env, gym.vector.SyncVectorEnv):
         return False
     if len(state["envs"]) != len(env.envs):

@@ -370,7 +370,10 @@ class Trainer:
         self.state = TrainState.from_dict(ckpt["train"])
         self._saved_step = self.state.step
         torch.set_rng_state(ckpt["torch_rng"])
-        resumed_envs = "env" in ckpt and restore_env_state(self.env, ckpt["env"])
+        # without the agent's buffers (save_replay: false) the episodes in flight cannot go on: the replay would
+        # lack their beginnings (frame stacks, n-step windows), a recurrent agent the sequences in progress
+        buffers_kept = self.config.trainer.save_replay or not getattr(self.agent, "saved_buffers", ())
+        resumed_envs = buffers_kept and "env" in ckpt and restore_env_state(self.env, ckpt["env"])
         if resumed_envs:
             loop = ckpt["loop"]
             self.obs = loop["obs"].cpu().numpy().copy()
@@ -381,10 +384,18 @@ class Trainer:
                 self.agent_state = unpack_tree(ckpt["agent_state"], self.device)
         else:  # fresh episodes: self.agent_state stays the agent's initial_state
             self.agent.interrupt_episodes()
-            self.logger.warn("this env's state cannot be saved: resumed training starts fresh episodes")
-        if "replay" not in ckpt["agent"]:
-            self.logger.warn("checkpoint holds no replay buffer (save_replay: false): it refills first")
+            if buffers_kept:
+                self.logger.warn(self._fresh_episodes_reason(saved="env" in ckpt))
+        if not buffers_kept:
+            self.logger.warn("checkpoint holds no replay (save_replay: false): it refills first, from fresh episodes")
         self.logger.truncate_after(self.state.step)
+
+    def _fresh_episodes_reason(self, saved: bool) -> str:
+        if not saved and capture_env_state(self.env) is not None:
+            return ("the checkpoint holds no env state (written by an earlier version or another env backend): "
+                    "resumed training starts fresh episodes")
+        hint = "; Atari envs with env_kwargs backend python are saved" if self.env_info.family == "atari" else ""
+        return f"this env's state cannot be saved: resumed training starts fresh episodes{hint}"
 
 
 class _InterruptGuard:

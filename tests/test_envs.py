@@ -495,12 +495,17 @@ def test_restore_rejects_mismatch():
         three.close()
 
 
-def test_capture_returns_none_for_atari_and_minatar():
-    atari = make_vector(resolve("Breakout"), 1, seed=0)
+def test_capture_returns_none_for_the_cpp_atari_env_and_minatar():
+    atari = make_vector(resolve("Breakout"), 2, seed=0)  # two envs: ale-py's C++ vector env by default
     try:
         assert capture_env_state(atari) is None
     finally:
         atari.close()
+    one = make_vector(resolve("Breakout"), 1, seed=0)  # one env: the Python backend, saved (test_atari_python.py)
+    try:
+        assert capture_env_state(one)["types"][-1] == "PythonAtariVectorEnv"
+    finally:
+        one.close()
     minatar = make_vector(resolve("MinAtar/Breakout"), 1, seed=0)
     try:
         assert capture_env_state(minatar) is None

@@ -4,7 +4,7 @@ Hoffman, Gupta & Darrell, "Learning with Side Information through Modality Hallu
 train a *hallucination* network on RGB images to reproduce the mid-level features of a network that sees
 depth, a modality available only in training; at test time the RGB networks run alone. Here the side
 modality is the Atari console RAM (128 bytes, the exact game state; available from
-:mod:`rlmorning.envs.atari_ram` in training only):
+:mod:`rlmorning.envs.atari_python` in training only):
 
 * :class:`RamEncoder` + :class:`RamQNetwork` -- the *teacher*: an MLP over the RAM with a Q head, trained
   with the same Q-learning loss as the pixel network (its own target network, same actions and rewards);

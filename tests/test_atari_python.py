@@ -1,13 +1,18 @@
-"""The Atari training env with RAM (envs/atari_ram.py): same as the C++ training env, RAM aligned with frames."""
+"""The Atari training env in Python (envs/atari_python.py): the same as the C++ training env, RAM aligned with
+frames, and a saved state that continues exactly."""
 
 from __future__ import annotations
+
+import io
 
 import ale_py
 import numpy as np
 import pytest
+import torch
 
 from rlmorning.envs.atari import make_atari_vector
-from rlmorning.envs.atari_ram import NoopSampler
+from rlmorning.envs.atari_python import NoopSampler, PythonAtariVectorEnv
+from rlmorning.envs.state import capture_env_state, restore_env_state
 from rlmorning.errors import RlmError
 
 
@@ -18,7 +23,7 @@ from rlmorning.errors import RlmError
 def test_ram_env_equals_cpp_training_env(mode: str, noop_max: int, max_frames: int, steps: int) -> None:
     """Same seed and actions: same frames, rewards, flags, lives, episode_end, no-op starts and final frames."""
     kwargs = dict(noop_max=noop_max, autoreset_mode=mode, max_frames=max_frames)
-    cpp = make_atari_vector("breakout", 2, 11, num_threads=1, **kwargs)
+    cpp = make_atari_vector("breakout", 2, 11, num_threads=1, backend="cpp", **kwargs)
     ram = make_atari_vector("breakout", 2, 11, ram=True, **kwargs)
     obs_c, info_c = cpp.reset(seed=11)
     obs_r, info_r = ram.reset(seed=11)
@@ -111,11 +116,64 @@ def test_final_ram_rows_of_unfinished_envs_hold_the_current_ram() -> None:
 
 
 def test_bad_arguments_are_one_line_errors() -> None:
-    for ram in (True, False):  # both backends validate (the C++ one once took any other word as next_step)
+    for backend in ("python", "cpp"):  # both backends validate (the C++ one once took any other word as next_step)
         with pytest.raises(RlmError, match="autoreset_mode"):
-            make_atari_vector("breakout", 1, 0, ram=ram, autoreset_mode="sometimes")
+            make_atari_vector("breakout", 1, 0, backend=backend, autoreset_mode="sometimes")
+    with pytest.raises(RlmError, match="backend must be one of auto, cpp, python, got 'c'"):
+        make_atari_vector("breakout", 1, 0, backend="c")
+    with pytest.raises(RlmError, match="needs env_kwargs backend python or auto"):
+        make_atari_vector("breakout", 1, 0, backend="cpp", ram=True)
     with pytest.raises(RlmError, match="unknown Atari ROM"):
         make_atari_vector("not_a_game", 1, 0, ram=True)
     env = make_atari_vector("breakout", 1, 0, ram=True)
     with pytest.raises(RlmError, match="actions"):
         env.step(np.array([0.5]))
+
+
+def test_auto_backend_is_python_for_one_env_or_ram_else_cpp() -> None:
+    def base(**kwargs: object) -> object:
+        return make_atari_vector("breakout", **kwargs).unwrapped
+
+    assert isinstance(base(num_envs=1, seed=0), PythonAtariVectorEnv)
+    assert isinstance(base(num_envs=2, seed=0, ram=True), PythonAtariVectorEnv)
+    assert isinstance(base(num_envs=2, seed=0), ale_py.vector_env.AtariVectorEnv)
+    assert isinstance(base(num_envs=1, seed=0, backend="cpp"), ale_py.vector_env.AtariVectorEnv)
+    assert capture_env_state(make_atari_vector("breakout", 2, 0)) is None  # the C++ env cannot be saved
+
+
+def _steps(env: object, actions: np.ndarray) -> list[tuple]:
+    out = []
+    for a in actions:
+        obs, rew, term, trunc, info = env.step(a)  # type: ignore[attr-defined]
+        final = info["final_obs"].copy() if "final_obs" in info else None
+        out.append((obs, rew, term, trunc, final, info["ram"], info["lives"], info["episode_end"],
+                    info["episode_frame_number"]))
+    return out
+
+
+@pytest.mark.parametrize("mode", ["same_step", "next_step"])
+def test_saved_state_continues_the_episodes_exactly(mode: str) -> None:
+    """Saved mid-game (through torch.save / torch.load(weights_only=True)) and restored into an env built with
+    another seed: the same actions give the same frames, rewards, flags, RAM and no-op starts, through life
+    losses, game overs and truncations, with sticky actions (the emulator's RNG is part of the state)."""
+    kwargs = dict(sticky_actions=0.25, max_frames=1200, autoreset_mode=mode, backend="python")
+    env = make_atari_vector("breakout", 2, 5, **kwargs)
+    rng = np.random.default_rng(1)
+    _steps(env, rng.integers(0, 4, (130, 2)))
+    buffer = io.BytesIO()
+    torch.save(capture_env_state(env), buffer)
+    buffer.seek(0)
+    saved = torch.load(buffer, weights_only=True)
+    actions = rng.integers(0, 4, (400, 2))
+    expected = _steps(env, actions)
+    other = make_atari_vector("breakout", 2, 999, **kwargs)
+    _steps(other, rng.integers(0, 4, (7, 2)))  # somewhere else entirely
+    assert restore_env_state(other, saved)
+    got = _steps(other, actions)
+    for t, (e, g) in enumerate(zip(expected, got, strict=True)):
+        for a, b in zip(e, g, strict=True):
+            np.testing.assert_array_equal(a, b, err_msg=f"step {t}")
+    terminated = np.array([e[2] for e in expected])
+    episode_end = np.array([e[7] for e in expected])
+    assert (terminated & ~episode_end).any() and episode_end.any()  # life losses and whole-game ends
+    assert not restore_env_state(make_atari_vector("breakout", 2, 0), saved)  # not into the C++ backend
