@@ -11,16 +11,14 @@ Supported:
 - define ``checkpoint_state() -> data`` and ``restore_checkpoint_state(data)``, ``data`` being plain
   values (ints, floats, strings, None, numpy arrays, tensors, and lists/tuples/dicts of them, stored by
   :func:`pack_tree` so that ``torch.load(weights_only=True)`` reads them back): rlmorning's algorithmic
-  envs and NTM tasks (tapes, targets, heads, time, curriculum), or
+  envs and NTM tasks (tapes, targets, heads, time, curriculum), MinAtar (the game's variables, the last
+  action, its random generator); a ``checkpoint_state()`` that returns None opts out; or
 - keep their whole state in ``unwrapped.state`` (the classic-control family: CartPole, Acrobot,
   MountainCar, Pendulum ...).
 
 Besides, every sub-env's RNG (``np_random``) and its wrappers' counters (``TimeLimit``'s elapsed steps,
-the order-enforcing and env-checker flags) are saved. Other envs (the ALE's C++ vector env, MinAtar)
-return None: a resumed run starts fresh episodes there, and the trainer says so.
-
-``data`` is plain values (ints, floats, strings, None, numpy arrays, tensors, and lists/tuples/dicts of
-them), stored by :func:`pack_tree` so that ``torch.load(weights_only=True)`` reads them back.
+the order-enforcing and env-checker flags) are saved. Other envs (the ALE's C++ vector env, Gymnasium envs
+without a ``state``) return None: a resumed run starts fresh episodes there, and the trainer says so.
 """
 
 from __future__ import annotations

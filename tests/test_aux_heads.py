@@ -196,7 +196,7 @@ def test_one_line_errors(tmp_path: Path) -> None:
 
 def test_train_with_aux_writes_the_game_and_resumes(tmp_path: Path) -> None:
     """A short ``atari100k`` + objects run: the game is resolved into config.yaml, the heads and the replay's RAM
-    go into the checkpoint and a resume continues from them (Atari resumes start fresh episodes)."""
+    go into the checkpoint and a resume continues from them."""
     overrides = ["aux=objects", "learning_starts=40", "batch_size=8", "buffer_size=500", "eval_every=0",
                  "torch_threads=1", "checkpoint_every=60", "log_every=30", "save_replay=true"]
     run = tmp_path / "run"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 from collections.abc import Iterator
 
 import gymnasium as gym
@@ -495,7 +496,7 @@ def test_restore_rejects_mismatch():
         three.close()
 
 
-def test_capture_returns_none_for_the_cpp_atari_env_and_minatar():
+def test_capture_returns_none_for_the_cpp_atari_env():
     atari = make_vector(resolve("Breakout"), 2, seed=0)  # two envs: ale-py's C++ vector env by default
     try:
         assert capture_env_state(atari) is None
@@ -506,11 +507,37 @@ def test_capture_returns_none_for_the_cpp_atari_env_and_minatar():
         assert capture_env_state(one)["types"][-1] == "PythonAtariVectorEnv"
     finally:
         one.close()
-    minatar = make_vector(resolve("MinAtar/Breakout"), 1, seed=0)
-    try:
-        assert capture_env_state(minatar) is None
-    finally:
-        minatar.close()
+
+
+@pytest.mark.parametrize("game", ["Asterix", "Breakout", "Freeway", "Seaquest", "SpaceInvaders"])
+def test_minatar_state_continues_the_episodes_exactly(game: str) -> None:
+    """Saved mid-episode (through torch.save / torch.load(weights_only=True)) and restored into envs built with
+    another seed: the same actions give the same observations, rewards and flags, sticky actions included."""
+    env = make_vector(resolve(f"MinAtar/{game}"), 2, seed=3)
+    rng = np.random.default_rng(0)
+    n = env.single_action_space.n
+
+    def play(e: gym.vector.VectorEnv, steps: int) -> list[tuple]:
+        return [tuple(np.copy(x) for x in e.step(rng_actions[t])[:4]) for t in range(steps)]
+
+    rng_actions = rng.integers(0, n, (150, 2))
+    play(env, 150)
+    buffer = io.BytesIO()
+    torch.save(capture_env_state(env), buffer)
+    buffer.seek(0)
+    saved = torch.load(buffer, weights_only=True)
+    rng_actions = rng.integers(0, n, (400, 2))
+    expected = play(env, 400)
+    other = make_vector(resolve(f"MinAtar/{game}"), 2, seed=77)
+    assert restore_env_state(other, saved)
+    got = play(other, 400)
+    for t, (e, g) in enumerate(zip(expected, got, strict=True)):
+        for a, b in zip(e, g, strict=True):
+            np.testing.assert_array_equal(a, b, err_msg=f"step {t}")
+    if game != "Freeway":  # (a Freeway episode lasts 2,500 steps)
+        assert any(e[2].any() for e in expected)  # episodes ended after the restore, and the next ones matched too
+    env.close()
+    other.close()
 
 
 def test_eval_protocol_text():

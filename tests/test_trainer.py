@@ -56,6 +56,24 @@ def test_resume_equals_uninterrupted_run(tmp_path: Path) -> None:
         assert torch.equal(v, params(part)[k]), k
 
 
+def test_minatar_resume_equals_uninterrupted_run(tmp_path: Path) -> None:
+    """MinAtar's game state is in the checkpoint: a resumed run is the same run, sticky actions included."""
+    small = ["learning_starts=100", "batch_size=16", "buffer_size=2000", "target_update_period=50",
+             "eps_decay_steps=300", "eval_every=200", "eval_episodes=1", "checkpoint_every=200", "log_every=100",
+             "heldout_states=10", "torch_threads=1"]
+
+    def run(name: str, steps: int) -> Path:
+        api.train("dqn", "MinAtar/Breakout", overrides=small, run_dir=tmp_path / name, steps=steps, seed=0,
+                  progress=False)
+        return tmp_path / name
+
+    full, part = run("full", 600), run("part", 400)
+    api.resume(part, steps=600, progress=False)
+    assert metrics_without_time(full) == metrics_without_time(part)
+    for k, v in params(full).items():
+        assert torch.equal(v, params(part)[k]), k
+
+
 class CountingDQN(DQNAgent):
     """DQN with one more counter, declared in a single place: its name in ``saved``."""
 
