@@ -43,7 +43,7 @@ from rlmorning.run import (
     write_versions,
     write_yaml,
 )
-from rlmorning.threads import default_torch_threads
+from rlmorning.threads import available_cores, default_torch_threads
 
 
 def resolve_device(name: str) -> torch.device:
@@ -152,6 +152,11 @@ class Trainer:
         self.ep_length = np.zeros(t.num_envs, dtype=np.int64)
         self.heldout = self._heldout_states()
         self.logger = Logger(self.run_dir, resume_step=None)
+        if t.torch_threads > available_cores():
+            self.logger.warn(
+                f"torch_threads={t.torch_threads} but this process may use {available_cores()} core(s): the threads "
+                "will wait on each other" + ("; kept from the run's config.yaml, so the result stays the same"
+                                             if resume else "; torch_threads=0 picks a count that fits"))
         if resume:
             self._load(self.run_dir / CHECKPOINTS / "latest.pt")
         else:

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pytest
 import torch
 
 from rlmorning import api
@@ -193,3 +194,17 @@ def test_auto_threads_are_resolved_into_config_yaml(tmp_path: Path) -> None:
 
     run = run_cartpole(tmp_path / "r", 200, extra=["torch_threads=0"])
     assert yaml.safe_load((run / "config.yaml").read_text())["torch_threads"] == 1  # small net: one thread
+
+
+def test_more_threads_than_cores_is_said(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                         capsys: pytest.CaptureFixture[str]) -> None:
+    import rlmorning.trainer
+
+    monkeypatch.setattr(rlmorning.trainer, "available_cores", lambda: 1)  # e.g. a run pinned to one core
+    run = run_cartpole(tmp_path / "r", 200, extra=["torch_threads=2"])
+    assert "torch_threads=2 but this process may use 1 core(s)" in capsys.readouterr().err
+    api.resume(run, steps=300, progress=False)
+    assert "kept from the run's config.yaml" in capsys.readouterr().err
+    monkeypatch.setattr(rlmorning.trainer, "available_cores", lambda: 2)
+    api.resume(run, steps=400, progress=False)
+    assert "torch_threads" not in capsys.readouterr().err
