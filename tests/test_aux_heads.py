@@ -21,6 +21,7 @@ from rlmorning.agents.side_info_heads import SideInformationHeads
 from rlmorning.envs import make_vector, resolve
 from rlmorning.envs.atari_objects import ram_boxes
 from rlmorning.errors import RlmError
+from rlmorning.run import MetricsCSV
 
 SPACE = gym.spaces.Box(0, 255, (4, 84, 84), np.uint8)
 
@@ -195,8 +196,8 @@ def test_one_line_errors(tmp_path: Path) -> None:
 
 
 def test_train_with_aux_writes_the_game_and_resumes(tmp_path: Path) -> None:
-    """A short ``atari100k`` + objects run: the game is resolved into config.yaml, the heads and the replay's RAM
-    go into the checkpoint and a resume continues from them."""
+    """A short ``atari100k`` + objects run: the game is resolved into config.yaml, the heads, the replay's RAM and
+    the RAM env go into the checkpoint, and a resume continues exactly (the same rows as an uninterrupted run)."""
     overrides = ["aux=objects", "learning_starts=40", "batch_size=8", "buffer_size=500", "eval_every=0",
                  "torch_threads=1", "checkpoint_every=60", "log_every=30", "save_replay=true"]
     run = tmp_path / "run"
@@ -207,6 +208,15 @@ def test_train_with_aux_writes_the_game_and_resumes(tmp_path: Path) -> None:
     agent_state = state["agent"] if "agent" in state else state
     assert any(k.startswith("detector.") for k in agent_state["aux"])
     api.resume(run, steps=90, progress=False)
+    whole = tmp_path / "whole"
+    api.train("dqn", "Breakout", config="atari100k", overrides=overrides, steps=90, seed=1, run_dir=whole,
+              progress=False)
+
+    def logged(path: Path) -> list[dict[str, str]]:
+        return [{k: v for k, v in r.items() if k not in ("wall_time", "sps")}
+                for r in MetricsCSV.read(path / "metrics.csv")]
+
+    assert logged(run) == logged(whole)
     rows = (run / "metrics.csv").read_text().splitlines()
     col = rows[0].split(",").index("objects_loss")
     assert int(float(rows[-1].split(",")[0])) == 90 and float(rows[-1].split(",")[col]) > 0
