@@ -127,10 +127,13 @@ def make_atari_vector(
     ``backend``: ``cpp`` is ale-py's C++ ``AtariVectorEnv`` (``num_threads`` C++ threads, 0 = one per env);
     ``python`` its Python twin :class:`~rlmorning.envs.atari_python.PythonAtariVectorEnv`: the same frames and
     flags, plus the console RAM in ``info`` (``obs_ram``, ``ram``, ``final_ram``), and a state that checkpoints
-    save (exact resume); its envs step in the calling thread, so ``num_threads`` does not apply. ``auto`` (the
+    save (exact resume); its envs step in the calling thread (``num_threads`` is an error there). ``auto`` (the
     default) picks ``python`` for one env (as fast as C++ there) or with ``ram=True``, else ``cpp``."""
     _check_frame_size(frame_size)
     backend = resolve_backend(backend, num_envs, ram)
+    if backend == "python" and num_threads:
+        raise RlmError(f"env_kwargs num_threads ({num_threads}) sets the C++ backend's threads; this run uses the "
+                       "Python backend (one env, or RAM): leave num_threads out, or set env_kwargs backend: cpp")
     if autoreset_mode not in ("same_step", "next_step"):
         raise RlmError(f"autoreset_mode must be same_step or next_step, got '{autoreset_mode}'")
     settings: dict[str, Any] = dict(

@@ -121,6 +121,8 @@ def test_bad_arguments_are_one_line_errors() -> None:
             make_atari_vector("breakout", 1, 0, backend=backend, autoreset_mode="sometimes")
     with pytest.raises(RlmError, match="backend must be one of auto, cpp, python, got 'c'"):
         make_atari_vector("breakout", 1, 0, backend="c")
+    with pytest.raises(RlmError, match="num_threads .4. sets the C.. backend's threads"):
+        make_atari_vector("breakout", 1, 0, num_threads=4)  # one env: the Python backend, which has no threads
     with pytest.raises(RlmError, match="needs env_kwargs backend python or auto"):
         make_atari_vector("breakout", 1, 0, backend="cpp", ram=True)
     with pytest.raises(RlmError, match="unknown Atari ROM"):
