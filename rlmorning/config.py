@@ -63,7 +63,10 @@ class TrainerConfig:
     """CPU threads for torch; 0 = auto, resolved when the run starts and written to config.yaml: 1 for small
     networks, the idle cores of this process for Atari-sized frames (rlmorning.threads)."""
     env_kwargs: dict = field(default_factory=dict)
-    """Options passed to the env family's factory (e.g. frame_skip, noop_max for Atari)."""
+    """Options passed to the env family's factory. Atari: frame_skip, noop_max, episodic_life, clip_rewards,
+    sticky_actions, max_frames, frame_size, backend (auto | cpp | python: ale-py's C++ vector env or its Python
+    twin, whose state checkpoints hold; auto takes the twin for one env), num_threads (C++ only); MinAtar:
+    max_steps; a Gymnasium id: its own keyword arguments."""
     progress: bool = True
 
 
