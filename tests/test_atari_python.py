@@ -179,3 +179,15 @@ def test_saved_state_continues_the_episodes_exactly(mode: str) -> None:
     episode_end = np.array([e[7] for e in expected])
     assert (terminated & ~episode_end).any() and episode_end.any()  # life losses and whole-game ends
     assert not restore_env_state(make_atari_vector("breakout", 2, 0), saved)  # not into the C++ backend
+
+
+@pytest.mark.parametrize("game", ["pong", "boxing", "freeway", "ms_pacman", "space_invaders"])
+def test_both_backends_agree_on_other_games(game: str) -> None:
+    """One env, the default settings: the backend auto picks (Python) plays like the C++ env, frame for frame."""
+    cpp, py = make_atari_vector(game, 1, 3, backend="cpp"), make_atari_vector(game, 1, 3)
+    assert isinstance(py.unwrapped, PythonAtariVectorEnv)
+    rng = np.random.default_rng(0)
+    for t in range(300):
+        a = rng.integers(0, cpp.single_action_space.n, 1)
+        for x, y in zip(cpp.step(a)[:4], py.step(a)[:4], strict=True):
+            np.testing.assert_array_equal(x, y, err_msg=f"{game} step {t}")
