@@ -123,6 +123,7 @@ def summarize(args: argparse.Namespace) -> None:
         " | ".join(PUBLISHED_ATARI100K) + " |"
     lines = [header, "|" + "---|" * (5 + len(PUBLISHED_ATARI100K))]
     finished: list[str] = []
+    finished_games: list[str] = []
     protocol = ""
     for game in games:
         runs = sorted((args.root / game).glob("seed*"))
@@ -131,6 +132,7 @@ def summarize(args: argparse.Namespace) -> None:
         if not done:
             continue
         finished += [str(r) for r, _ in done]
+        finished_games.append(game)
         scores = np.array([float(row["eval_return_mean"]) for _, row in done])
         protocol = done[0][1].get("eval_protocol", "")
         episodes = {int(float(row["eval_episodes"])) for _, row in done}
@@ -151,7 +153,7 @@ def summarize(args: argparse.Namespace) -> None:
     if finished:
         rep = write_report(finished, out=args.root / "report.md", baseline="human", reps=args.reps)
         print("\n" + rep.summary())
-        print(_published_iqm(games))
+        print(_published_iqm(finished_games))  # the games with a finished run, as in the report
 
 
 def _published_iqm(games: list[str]) -> str:

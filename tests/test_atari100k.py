@@ -59,3 +59,27 @@ def test_preset_resumes_to_the_end(full_run: Path, tmp_path: Path) -> None:
     for key, value in full["agent"]["online"].items():
         assert torch.equal(ckpt["agent"]["online"][key], value), key
     assert [(r["step"], r["eval_episodes"]) for r in before if r.get("eval_return_mean")][-1] == ("240", "2")
+
+
+def test_bench_summary_counts_finished_runs_only(full_run: Path, tmp_path: Path,
+                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    """bench/atari100k.py --summarize: a finished run gets a row and enters the report and the published agents'
+    IQM; a run still training (no final evaluation yet) enters none of them."""
+    import argparse
+    import importlib.util
+    import shutil
+
+    spec = importlib.util.spec_from_file_location("bench_a100k", Path(__file__).parents[1] / "bench" / "atari100k.py")
+    bench = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
+    spec.loader.exec_module(bench)  # type: ignore[union-attr]
+    root = tmp_path / "root"
+    shutil.copytree(full_run, root / "Breakout" / "seed0", ignore=shutil.ignore_patterns("checkpoints"))
+    unfinished = root / "Pong" / "seed0"
+    shutil.copytree(full_run, unfinished, ignore=shutil.ignore_patterns("checkpoints"))
+    lines = (unfinished / "metrics.csv").read_text().splitlines()
+    (unfinished / "metrics.csv").write_text("\n".join(lines[:2]) + "\n")  # header and the first log row
+    bench.summarize(argparse.Namespace(root=root, reps=20))
+    out = capsys.readouterr().out
+    assert "| Breakout | 1 |" in out and "| Pong |" not in out
+    assert "DrQ(eps): IQM" in out and "over 1 game(s)" in out and "over 2 game(s)" not in out
+    assert (root / "report.md").is_file()
