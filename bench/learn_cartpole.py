@@ -50,6 +50,7 @@ def main() -> None:
     med = statistics.median(reached)
     solved = sum(r["reached"] is not None for r in results.values())
     print(f"median steps to 475: {med}  ({solved}/{len(results)} seeds reached 475 within {args.steps})")
+    print(f"runs in {root}")
 
 
 if __name__ == "__main__":

@@ -25,9 +25,11 @@ import rlmorning  # noqa: F401  (first: it sets OpenMP's waiting before torch lo
 
 # isort: split
 import argparse
+import atexit
 import json
 import os
 import platform
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -56,7 +58,9 @@ def _rlm_trainer(workload: str, steps: int, overrides: list[str], num_envs: int 
             "torch_threads=1", *overrides]
     cfg = resolve_run_config("dqn", w["env"], config=w["config"], overrides=sets, steps=steps, num_envs=num_envs,
                              device="cpu", progress=False)
-    return Trainer(cfg, tempfile.mkdtemp(prefix="bench-small-"))
+    scratch = tempfile.mkdtemp(prefix="bench-small-")
+    atexit.register(shutil.rmtree, scratch, True)
+    return Trainer(cfg, scratch)
 
 
 def _fill_replay(trainer: Any, steps: int) -> None:

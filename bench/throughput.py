@@ -33,12 +33,16 @@ def bench_rlmorning(args: argparse.Namespace) -> dict[str, float]:
         # SB3's defaults: epsilon 1 -> 0.05 over exploration_fraction 0.1 of the run
         "eps_end=0.05", f"eps_decay_steps={max(1, (args.learning_starts + args.measure) // 10)}",
     ]
+    import atexit
+    import shutil
     import tempfile
 
     cfg = resolve_run_config("dqn", "Breakout", config="dqn_atari", overrides=overrides,
                              steps=args.learning_starts + args.measure, num_envs=args.num_envs, device="cpu",
                              progress=False)
-    trainer = Trainer(cfg, tempfile.mkdtemp(prefix="bench-rlm-"))
+    scratch = tempfile.mkdtemp(prefix="bench-rlm-")
+    atexit.register(shutil.rmtree, scratch, True)  # the run directory is scratch
+    trainer = Trainer(cfg, scratch)
     agent, env = trainer.agent, trainer.env
     phases = {"act": 0.0, "env": 0.0, "observe": 0.0, "update": 0.0}
 
