@@ -29,3 +29,11 @@ def timed_sps(model: Any, timer: Any) -> float:
     assert timer.t_start is not None
     elapsed = time.perf_counter() - timer.t_start
     return (model.num_timesteps - timer.step_start) / elapsed
+
+
+def quiet_logger(model: Any) -> None:
+    """Give ``model`` a logger that writes nothing: SB3's default one makes an empty ``SB3-<date>`` folder in the
+    temp directory on every ``learn``."""
+    from stable_baselines3.common.logger import Logger
+
+    model.set_logger(Logger(folder=None, output_formats=[]))

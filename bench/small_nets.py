@@ -185,9 +185,10 @@ def _sb3_model(workload: str, learning_starts: int, total: int) -> Any:
 
 
 def run_sb3(workload: str, measure: int, learning_starts: int) -> dict[str, Any]:
-    from _sb3_timer import sb3_timer, timed_sps
+    from _sb3_timer import quiet_logger, sb3_timer, timed_sps
 
     model = _sb3_model(workload, learning_starts, learning_starts + WARM_STEPS + measure)
+    quiet_logger(model)
     timer = sb3_timer(learning_starts + WARM_STEPS)
     model.learn(learning_starts + WARM_STEPS + measure, callback=timer)
     return {"sps": timed_sps(model, timer)}

@@ -83,7 +83,7 @@ def bench_rlmorning(args: argparse.Namespace) -> dict[str, float]:
 def bench_sb3(args: argparse.Namespace) -> dict[str, float]:
     import ale_py
     import gymnasium as gym
-    from _sb3_timer import sb3_timer, timed_sps
+    from _sb3_timer import quiet_logger, sb3_timer, timed_sps
     from stable_baselines3 import DQN
     from stable_baselines3.common.env_util import make_atari_env
     from stable_baselines3.common.vec_env import VecFrameStack
@@ -97,6 +97,7 @@ def bench_sb3(args: argparse.Namespace) -> dict[str, float]:
         train_freq=max(1, 4 // args.sb3_envs), gradient_steps=1, target_update_interval=1000, learning_rate=1e-4,
         optimize_memory_usage=False, device="cpu", seed=0, verbose=0,
     )
+    quiet_logger(model)
     timer = sb3_timer(args.learning_starts)
     model.learn(args.learning_starts + args.measure, callback=timer)
     sps = timed_sps(model, timer)
