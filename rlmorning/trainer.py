@@ -343,7 +343,7 @@ class Trainer:
             "torch_rng": torch.get_rng_state(),
             "config": self.config.to_flat(),
         }
-        env_state = capture_env_state(self.env) if which == "latest" else None
+        env_state = capture_env_state(self.env) if which == "latest" and self._buffers_kept() else None
         if env_state is not None:  # episodes in flight continue on resume: save where they are
             state["env"] = env_state
             state["loop"] = {
@@ -375,9 +375,7 @@ class Trainer:
         self.state = TrainState.from_dict(ckpt["train"])
         self._saved_step = self.state.step
         torch.set_rng_state(ckpt["torch_rng"])
-        # without the agent's buffers (save_replay: false) the episodes in flight cannot go on: the replay would
-        # lack their beginnings (frame stacks, n-step windows), a recurrent agent the sequences in progress
-        buffers_kept = self.config.trainer.save_replay or not getattr(self.agent, "saved_buffers", ())
+        buffers_kept = self._buffers_kept()
         resumed_envs = buffers_kept and "env" in ckpt and restore_env_state(self.env, ckpt["env"])
         if resumed_envs:
             loop = ckpt["loop"]
@@ -394,6 +392,12 @@ class Trainer:
         if not buffers_kept:
             self.logger.warn("checkpoint holds no replay (save_replay: false): it refills first, from fresh episodes")
         self.logger.truncate_after(self.state.step)
+
+    def _buffers_kept(self) -> bool:
+        """Whether checkpoints hold the agent's buffers. Without them (``save_replay: false``) the episodes in flight
+        cannot go on after a resume: the replay would lack their beginnings (frame stacks, n-step windows), a
+        recurrent agent the sequences in progress; so the env state is then neither saved nor restored."""
+        return self.config.trainer.save_replay or not getattr(self.agent, "saved_buffers", ())
 
     def _fresh_episodes_reason(self, saved: bool) -> str:
         if not saved and capture_env_state(self.env) is not None:

@@ -57,6 +57,22 @@ def test_resume_equals_uninterrupted_run(tmp_path: Path) -> None:
         assert torch.equal(v, params(part)[k]), k
 
 
+def test_without_replay_in_the_checkpoint_resume_starts_fresh_episodes(tmp_path: Path,
+                                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    """``save_replay: false``: the checkpoint holds neither the replay nor the env state (the episodes in flight
+    could not go on without their beginnings in replay); resuming says so and trains on from fresh episodes."""
+    run = run_cartpole(tmp_path / "r", 400, extra=["save_replay=false"])
+    ckpt = load_checkpoint(run / "checkpoints" / "latest.pt")
+    assert "env" not in ckpt and "loop" not in ckpt
+    assert "replay" not in ckpt["agent"]
+    with_replay = load_checkpoint(run_cartpole(tmp_path / "w", 400) / "checkpoints" / "latest.pt")
+    assert "env" in with_replay and "replay" in with_replay["agent"]
+    capsys.readouterr()
+    api.resume(run, steps=600, progress=False)
+    assert "checkpoint holds no replay (save_replay: false)" in capsys.readouterr().err
+    assert int(float(MetricsCSV.read(run / "metrics.csv")[-1]["step"])) == 600
+
+
 def test_minatar_resume_equals_uninterrupted_run(tmp_path: Path) -> None:
     """MinAtar's game state is in the checkpoint: a resumed run is the same run, sticky actions included."""
     small = ["learning_starts=100", "batch_size=16", "buffer_size=2000", "target_update_period=50",
