@@ -14,6 +14,7 @@ true episode return.
 from __future__ import annotations
 
 import difflib
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -68,6 +69,11 @@ def resolve(name: str) -> EnvInfo:
     rom = atari.parse_atari_name(name)
     if rom is not None:
         return EnvInfo("atari", rom, frame_stack=atari.FRAME_STACK)
+    ram_game = atari.parse_atari_name(re.sub(r"-ram(?=-v\d+$|$)", "", name)) if "-ram" in name else None
+    if ram_game is not None:
+        raise RlmError(f"'{name}' (the console RAM as observation) is not a training env: Atari agents here see "
+                       f"pixels ('{atari.game_title(ram_game)}'); the RAM can teach them while training, "
+                       "--set aux=hallucination|objects")
     choices = [atari.game_title(g) for g in atari.atari_games()]
     choices += [f"MinAtar/{g}" for g in minatar.MINATAR_GAMES]
     choices += [k for k in gym.registry if atari.parse_atari_name(k) is None]

@@ -52,12 +52,14 @@ def parse_atari_name(name: str) -> str | None:
     base = name.split("/", 1)[1] if name.startswith("ALE/") else name
     base = re.sub(r"-v\d+$", "", base)
     base = re.sub(r"(NoFrameskip|Deterministic)$", "", base)
-    snake = re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "_", base).lower()
-    games = atari_games()
-    for candidate in (snake, base.lower(), snake.replace("_", "")):
-        if candidate in games:
-            return candidate
-    return None
+    # compare without underscores and case: ``UpNDown`` is ``up_n_down``, ``TicTacToe3D`` ``tic_tac_toe_3d``
+    # (no two ROM ids differ only in underscores)
+    return _roms_by_key().get(base.replace("_", "").lower())
+
+
+@lru_cache(maxsize=1)
+def _roms_by_key() -> dict[str, str]:
+    return {rom.replace("_", ""): rom for rom in atari_games()}
 
 
 class _GameEndInfo(VectorWrapper):

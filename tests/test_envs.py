@@ -32,6 +32,10 @@ CARTPOLE_X, CARTPOLE_THETA = 2.4, 12 * 2 * np.pi / 360
         ("space_invaders", "atari", "space_invaders", 4),
         ("ALE/SpaceInvaders-v5", "atari", "space_invaders", 4),
         ("PongNoFrameskip-v4", "atari", "pong", 4),
+        ("UpNDown", "atari", "up_n_down", 4),  # one of the Atari 100k games; its ROM id is not plain snake case
+        ("ALE/UpNDown-v5", "atari", "up_n_down", 4),
+        ("UpNDown-v4", "atari", "up_n_down", 4),
+        ("TicTacToe3D", "atari", "tic_tac_toe_3d", 4),
         ("CartPole-v1", "gym", "CartPole-v1", 1),
         ("MinAtar/Breakout", "minatar", "Breakout", 1),
         ("MinAtar/Breakout-v1", "minatar", "Breakout", 1),
@@ -72,12 +76,29 @@ def test_unknown_env_without_close_match():
     assert "rlmorning envs" in msg and "\n" not in msg
 
 
+def test_every_listed_atari_game_resolves_to_its_rom() -> None:
+    from rlmorning.envs.atari import atari_games, game_title
+
+    for rom in atari_games():
+        assert resolve(game_title(rom)) == EnvInfo("atari", rom, 4), rom
+        assert resolve(f"ALE/{game_title(rom)}-v5").id == rom
+
+
+@pytest.mark.parametrize("name", ["Breakout-ram-v4", "ALE/Breakout-ram-v5"])
+def test_ram_observation_ids_are_refused_with_the_pixel_game_named(name: str) -> None:
+    with pytest.raises(RlmError) as exc:
+        resolve(name)
+    msg = str(exc.value)
+    assert "'Breakout'" in msg and "aux=hallucination|objects" in msg and "\n" not in msg
+
+
 def test_env_names():
     names = env_names()
     assert set(names) == {"atari", "minatar", "rlmorning", "gymnasium"}
     assert "Breakout" in names["atari"] and "SpaceInvaders" in names["atari"]
     assert "MinAtar/Breakout" in names["minatar"]
     assert "CartPole-v1" in names["gymnasium"]
+    assert "UpNDown" in names["atari"] and not any("UpNDown" in n for n in names["gymnasium"])
     assert all(n.startswith("rlmorning/") for n in names["rlmorning"])
     # every listed name resolves to its family
     fam = {"atari": "atari", "minatar": "minatar", "rlmorning": "gym", "gymnasium": "gym"}
