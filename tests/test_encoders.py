@@ -86,13 +86,34 @@ def test_options_reach_the_encoder_and_bad_options_are_one_line_errors() -> None
         ("inception", {"widths": [0]}, "widths"),
         ("deformable", {"deformable_layers": [3]}, "deformable_layers"),
         ("deformable", {"channels": [8, 8]}, "channels"),
-        ("impala", {"colour": True}, "bad encoder_kwargs for encoder 'impala'"),  # TypeError, wrapped
+        ("impala", {"colour": True}, "encoder 'impala' has no option 'colour'; its encoder_kwargs: channels"),
+        ("nature", {"hidden": 0}, "'hidden' expects a positive integer"),
+        ("minatar", {"channels": -1}, "'channels' expects a positive integer"),
     ]:
         with pytest.raises(RlmError, match=match) as info:
             make_encoder(name, (4, 84, 84), **kwargs)
         assert "\n" not in str(info.value)
     with pytest.raises(RlmError, match=r"\[C, H, W\]"):
         make_encoder("impala", (8,))
+
+
+@pytest.mark.parametrize("name", ["nature", "minatar", "auto"])
+def test_conv_encoders_on_vector_observations_are_one_line_errors(name: str) -> None:
+    """``auto`` picks the MLP for vectors; the others say what they need instead of failing inside torch."""
+    if name == "auto":
+        assert make_encoder(name, (4,)).out_dim == 84
+        return
+    with pytest.raises(RlmError, match=rf"encoder '{name}' needs image observations \[C, H, W\], got shape \(4,\)"):
+        make_encoder(name, (4,))
+
+
+@pytest.mark.parametrize(("hidden", "ok"), [([-5], False), ("abc", False), ([64, 0], False), ([], True), ([32], True)])
+def test_mlp_hidden_sizes_are_checked(hidden: object, ok: bool) -> None:
+    if ok:
+        assert make_encoder("mlp", (4,), hidden=hidden).out_dim == (hidden[-1] if hidden else 4)  # type: ignore[index]
+    else:
+        with pytest.raises(RlmError, match="option 'hidden' expects a list of positive integers"):
+            make_encoder("mlp", (4,), hidden=hidden)
 
 
 def test_unknown_encoder_name_lists_the_valid_ones() -> None:
@@ -292,6 +313,12 @@ def test_encoders_command_small_frames_and_verbose(capsys: pytest.CaptureFixture
     out = capsys.readouterr().out
     assert "36x36" in out  # nature: n/a for 10x10 frames
     assert "conv.2.offset" in out  # per-layer rows of the deformable encoder
+
+
+def test_encoders_command_on_vectors_marks_the_conv_encoders(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["encoders", "--obs", "4", "--batch", "2", "--iters", "1"]) == 0
+    out = capsys.readouterr().out
+    assert out.count("n/a for this shape") >= 2  # nature and minatar among them, no traceback
 
 
 @pytest.mark.parametrize("obs", ["4x84", "axbxc", "4x0x84", ""])

@@ -26,8 +26,9 @@ import torch.nn.functional as F
 from torch import nn
 from torchvision.ops import deform_conv2d
 
-from rlmorning.agents.nets.conv_blocks import check_image_shape, large_frames, positive_int, positive_ints
+from rlmorning.agents.nets.conv_blocks import large_frames
 from rlmorning.agents.nets.encoders import ENCODERS, Encoder
+from rlmorning.agents.nets.options import check_image_shape, positive_int, positive_ints
 from rlmorning.errors import RlmError
 
 BACKENDS = ("auto", "torchvision", "gather")

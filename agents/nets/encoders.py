@@ -7,11 +7,13 @@ Atari-sized frames, ``minatar`` for small frames and ``mlp`` for vectors.
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable, Sequence
 
 import torch
 from torch import nn
 
+from rlmorning.agents.nets.options import check_image_shape, positive_int, positive_ints
 from rlmorning.errors import RlmError
 from rlmorning.registry import Registry
 
@@ -75,8 +77,10 @@ class NatureEncoder(Encoder):
     def __init__(self, obs_shape: Sequence[int], input_scale: float = 1.0, hidden: int = 512,
                  padding: str = "valid") -> None:
         super().__init__(input_scale)
-        if obs_shape[1] < 36 or obs_shape[2] < 36:
+        _, h, w = check_image_shape("nature", obs_shape)
+        if h < 36 or w < 36:
             raise RlmError(f"encoder 'nature' needs frames of at least 36x36, got {tuple(obs_shape)}")
+        hidden = positive_int("nature", "hidden", hidden)
         self.conv = nature_conv_stack(obs_shape[0], (obs_shape[1], obs_shape[2]), padding)
         self.fc = nn.Sequential(nn.Linear(_flat_dim(self.conv, obs_shape), hidden), nn.ReLU())
         self.out_dim = hidden
@@ -92,6 +96,8 @@ class MinAtarEncoder(Encoder):
     def __init__(self, obs_shape: Sequence[int], input_scale: float = 1.0, hidden: int = 128,
                  channels: int = 16) -> None:
         super().__init__(input_scale)
+        check_image_shape("minatar", obs_shape)
+        hidden, channels = positive_int("minatar", "hidden", hidden), positive_int("minatar", "channels", channels)
         self.conv = nn.Sequential(nn.Conv2d(obs_shape[0], channels, 3, stride=1), nn.ReLU(), nn.Flatten())
         self.fc = nn.Sequential(nn.Linear(_flat_dim(self.conv, obs_shape), hidden), nn.ReLU())
         self.out_dim = hidden
@@ -107,6 +113,7 @@ class MLPEncoder(Encoder):
     def __init__(self, obs_shape: Sequence[int], input_scale: float = 1.0,
                  hidden: Sequence[int] = (120, 84)) -> None:
         super().__init__(input_scale)
+        hidden = positive_ints("mlp", "hidden", hidden) if hidden != [] else []  # [] : a linear Q-function
         layers: list[nn.Module] = [nn.Flatten()]
         size = 1
         for d in obs_shape:
@@ -133,6 +140,14 @@ def make_encoder(name: str, obs_shape: Sequence[int], input_scale: float = 1.0, 
     if name == "auto":
         name = auto_encoder_name(obs_shape)
     factory = ENCODERS.get(name)
+    params = inspect.signature(factory).parameters
+    options = [k for k, p in params.items() if k not in ("self", "obs_shape", "input_scale")
+               and p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)]
+    open_ended = any(p.kind == p.VAR_KEYWORD for p in params.values())
+    unknown = [] if open_ended else sorted(set(kwargs) - set(options))
+    if unknown:
+        raise RlmError(f"encoder '{name}' has no option {', '.join(map(repr, unknown))}; its encoder_kwargs: "
+                       f"{', '.join(options) or 'none'}")
     try:
         return factory(obs_shape, input_scale=input_scale, **kwargs)
     except (TypeError, ValueError) as exc:
