@@ -318,7 +318,7 @@ def test_encoders_command_small_frames_and_verbose(capsys: pytest.CaptureFixture
 def test_encoders_command_on_vectors_marks_the_conv_encoders(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["encoders", "--obs", "4", "--batch", "2", "--iters", "1"]) == 0
     out = capsys.readouterr().out
-    assert out.count("n/a for this shape") >= 2  # nature and minatar among them, no traceback
+    assert out.count("n/a") >= 2 and "minatar" in out  # nature and minatar among the n/a rows, no traceback
 
 
 @pytest.mark.parametrize("obs", ["4x84", "axbxc", "4x0x84", ""])
