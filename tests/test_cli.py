@@ -288,6 +288,22 @@ def test_cartpole_train_eval_resume(capsys, tmp_path):
     assert latest["agent"]["env_steps"] == 900
 
 
+def test_a_runs_config_yaml_trains_again_on_its_env(capsys, tmp_path):
+    first = tmp_path / "first"
+    train_dqn(capsys, first, "CartPole-v1", 150, learning_starts=50, eval_every=0, heldout_states=0, batch_size=17)
+    rc, out, err = cli(capsys, "train", "dqn", "--config", first / "config.yaml", "--run-dir", tmp_path / "again",
+                       "--no-progress")
+    assert rc == 0, err
+    again = yaml.safe_load((tmp_path / "again" / "config.yaml").read_text())
+    assert again["env"] == "CartPole-v1" and again["batch_size"] == 17 and again["steps"] == 150
+    rc, out, err = cli(capsys, "train", "dqn", "--config", first / "config.yaml", "--env", "Acrobot-v1",
+                       "--run-dir", tmp_path / "other", "--steps", "60", "--no-progress")
+    assert rc == 0, err
+    assert "note: --env Acrobot-v1 replaces the config's env 'CartPole-v1'" in err
+    rc, _, err = cli(capsys, "train", "dqn", "--config", "dqn_classic")  # a preset names no env
+    assert rc == 2 and "train needs --env" in err
+
+
 def test_final_step_is_logged(capsys, tmp_path):
     run = tmp_path / "short"
     train_dqn(capsys, run, "CartPole-v1", 150, learning_starts=50, train_freq=4, gradient_steps=1, eval_every=0,

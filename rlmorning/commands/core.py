@@ -28,12 +28,14 @@ def register(sub: argparse._SubParsersAction) -> dict[str, Handler]:
                         formatter_class=argparse.RawDescriptionHelpFormatter)
     tr.add_argument("agent", help="agent name ('rlmorning agents' lists them), e.g. dqn")
     tr.add_argument("--env", help="Breakout, ALE/Breakout-v5, BreakoutNoFrameskip-v4, MinAtar/Breakout, "
-                    "or any Gymnasium id such as CartPole-v1")
+                    "or a Gymnasium id such as CartPole-v1 ('rlmorning envs' lists them); default: the env "
+                    "of a --config file that names one (a run's config.yaml)")
     tr.add_argument("--steps", type=int, help="environment steps to train for, summed over parallel envs "
-                    "(Atari: 1 step = 4 frames); default from the preset")
+                    "(Atari: 1 step = 4 frames; a run stops at the first whole vector step at or past it); "
+                    "default from the preset. With --resume: the run's new total, not steps added")
     tr.add_argument("--seed", type=int, help="seed of envs, networks and sampling (default 0)")
-    tr.add_argument("--config", help="preset name (dqn_atari, atari100k, dqn_classic, dqn_minatar) or a "
-                    "YAML path; default: the agent's preset for the env family")
+    tr.add_argument("--config", help="preset name (dqn_atari, atari100k, ...: 'rlmorning configs' lists them) or "
+                    "a YAML path (a run's config.yaml too); default: the agent's preset for the env family")
     tr.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                     help="override a config key (repeatable; typed and validated), e.g. --set lr=3e-4 "
                     "--set encoder_kwargs.hidden=[64,64]; --set encoder=NAME drops the preset's encoder_kwargs "
@@ -43,16 +45,18 @@ def register(sub: argparse._SubParsersAction) -> dict[str, Handler]:
     tr.add_argument("--overwrite", action="store_true", help="with --run-dir: delete the run already there (only "
                     "what training writes: config.yaml, checkpoints/, metrics.csv, tb/, ...) and start again")
     tr.add_argument("--device", choices=None, help="auto | cpu | cuda | cuda:N (default auto)")
-    tr.add_argument("--num-envs", type=int, help="parallel training envs (default 1)")
+    tr.add_argument("--num-envs", type=int, help="parallel training envs (default: the preset's; 1 unless it "
+                    "says otherwise)")
     tr.add_argument("--no-progress", action="store_true", help="print nothing while training (no bar, no log lines)")
 
-    ev = sub.add_parser("eval", help="evaluate a run's checkpoint greedily, print mean ± std")
+    ev = sub.add_parser("eval", help="evaluate a run's checkpoint (epsilon-greedy at the run's eval_epsilon), "
+                        "print mean ± std")
     ev.add_argument("run", help="run directory")
     ev.add_argument("--episodes", type=int, default=10, help="episodes (default 10)")
     ev.add_argument("--checkpoint", default="best", help="best | latest | PATH (default best, else latest)")
     ev.add_argument("--epsilon", type=float, help="random-action probability (default: the run's eval_epsilon)")
     ev.add_argument("--sticky-actions", type=float, help="sticky-action probability (Atari; default: the run's)")
-    ev.add_argument("--seed", type=int, default=12_345, help="seed of the evaluation envs")
+    ev.add_argument("--seed", type=int, default=12_345, help="seed of the evaluation envs (default 12345)")
     ev.add_argument("--device", default="cpu", help="cpu | cuda (default cpu)")
 
     en = sub.add_parser("envs", help="list env names")
@@ -83,8 +87,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
             raise RlmError(f"run '{args.resume}' was trained on '{saved['env']}', not '{args.env}'")
         summary = api.resume(args.resume, steps=args.steps, device=args.device, progress=progress)
     else:
-        if not args.env:
-            raise RlmError("train needs --env (e.g. --env Breakout) or --resume RUN_DIR")
+        args.env = _env_of_config(args.env, args.config)
         summary = api.train(
             args.agent, args.env, config=args.config, overrides=args.overrides, run_dir=args.run_dir,
             overwrite=args.overwrite, steps=args.steps, seed=args.seed, num_envs=args.num_envs, device=args.device,
@@ -96,6 +99,24 @@ def _cmd_train(args: argparse.Namespace) -> int:
     print(f"steps: {summary['steps']}  episodes: {summary['episodes']}  best eval return: {best_s}")
     print(f"eval protocol: {summary['eval_protocol']}")
     return 0
+
+
+def _env_of_config(env: str | None, config: str | None) -> str:
+    """``--env``, else the ``env:`` of a ``--config`` file (a run's config.yaml names its env). A file's env that
+    ``--env`` replaces is said on stderr."""
+    import sys
+
+    from rlmorning.config import load_preset
+    from rlmorning.envs import resolve
+
+    saved = load_preset(config).get("env") if config else None
+    if env is None:
+        if not isinstance(saved, str):
+            raise RlmError("train needs --env (e.g. --env Breakout) or --resume RUN_DIR")
+        return saved
+    if isinstance(saved, str) and resolve(saved) != resolve(env):
+        print(f"note: --env {env} replaces the config's env '{saved}'", file=sys.stderr)
+    return env
 
 
 def _cmd_eval(args: argparse.Namespace) -> int:
