@@ -94,6 +94,14 @@ class SkillsConfig:
     def __post_init__(self) -> None:
         validate(self)
 
+    def check_new_run(self) -> None:
+        """Before a new run's folder is made: ``init_from`` names a skills run whose networks this config builds
+        (checked again, with the spaces, when the networks load at the first step)."""
+        if self.init_from:
+            from rlmorning.agents.skills_init import check_init_run
+
+            check_init_run(self, self.init_from)
+
 
 def validate(c: SkillsConfig) -> None:
     """One-line RlmError for the first bad value."""

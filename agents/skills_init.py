@@ -49,13 +49,9 @@ def evaluate_skills(agent: Any, env: str, episodes: int, seed: int, env_kwargs: 
     return means
 
 
-def choose_skill(config: Any, run: str | Path, observation_space: gym.Space, num_actions: int, *, seed: int,
-                 device: torch.device) -> SkillChoice:
-    """Load skills run ``run`` (its latest checkpoint), check that ``config`` builds the same networks for the
-    same spaces, evaluate every skill greedily for ``config.init_episodes`` episodes and pick the best
-    (ties: the lowest index)."""
-    from rlmorning.api import load_policy
-    from rlmorning.run import read_config
+def check_init_run(config: Any, run: str | Path) -> None:
+    """One-line RlmError unless ``run`` is a skills run with a checkpoint whose networks ``config`` builds."""
+    from rlmorning.run import CHECKPOINTS, read_config
 
     flat = read_config(Path(run))
     if flat["agent"] != "skills":
@@ -64,6 +60,18 @@ def choose_skill(config: Any, run: str | Path, observation_space: gym.Space, num
     if differ:
         shown = ", ".join(f"{k}={flat[k]!r}" for k in differ)
         raise RlmError(f"init_from: '{run}' was trained with {shown}; set the same values for fine-tuning")
+    if not (Path(run) / CHECKPOINTS / "latest.pt").is_file():
+        raise RlmError(f"init_from: '{run}' has no checkpoints/latest.pt to fine-tune from")
+
+
+def choose_skill(config: Any, run: str | Path, observation_space: gym.Space, num_actions: int, *, seed: int,
+                 device: torch.device) -> SkillChoice:
+    """Load skills run ``run`` (its latest checkpoint), check that ``config`` builds the same networks for the
+    same spaces, evaluate every skill greedily for ``config.init_episodes`` episodes and pick the best
+    (ties: the lowest index)."""
+    from rlmorning.api import load_policy
+
+    check_init_run(config, run)
     agent, cfg = load_policy(run, "latest", str(device))
     if tuple(observation_space.shape) != tuple(agent.observation_space.shape) or num_actions != agent.num_actions:
         raise RlmError(f"init_from: '{run}' was trained on {cfg.env}, whose observations or actions differ from "

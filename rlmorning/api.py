@@ -81,6 +81,9 @@ def train(
     anything else is refused). The run directory is locked while it trains (:func:`rlmorning.run.run_lock`).
     """
     cfg = resolve_run_config(agent, env, config, overrides, **flags)
+    check_new_run = getattr(cfg.agent_config, "check_new_run", None)
+    if check_new_run is not None:  # an agent's checks of what lies outside its config, before any folder is made
+        check_new_run()
     if run_dir is None:
         if overwrite:
             raise RlmError("--overwrite needs --run-dir (without it every run gets a new folder)")

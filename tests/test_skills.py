@@ -301,6 +301,14 @@ def test_init_from_fine_tunes_the_skill_with_the_best_return(toy_run: Path, tmp_
     with pytest.raises(RlmError, match="was trained with num_skills=2; set the same values"):
         api.train("skills", TOY, config="skills_classic", run_dir=tmp_path / "bad", steps=50, seed=0,
                   device="cpu", overrides=wrong)
+    assert not (tmp_path / "bad").exists()  # refused before any folder is made: the corrected command just works
+    with pytest.raises(RlmError, match="has no checkpoints/latest.pt"):
+        no_ckpt = tmp_path / "no-ckpt"
+        no_ckpt.mkdir()
+        (no_ckpt / "config.yaml").write_text((toy_run / "config.yaml").read_text())
+        api.train("skills", TOY, config="skills_classic", run_dir=tmp_path / "bad2", steps=50, seed=0,
+                  device="cpu", overrides=TOY_SETTINGS + [f"init_from={no_ckpt}"])
+    assert not (tmp_path / "bad2").exists()
 
 
 # -------------------------------------------------------------------------------- plot-skills, record
