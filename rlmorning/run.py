@@ -32,6 +32,8 @@ CHECKPOINTS = "checkpoints"
 LOCK = ".lock"
 RUN_FILES = ("config.yaml", CHECKPOINTS, "metrics.csv", "tb", "versions.json", "heldout_states.npz", LOCK)
 """What a training run writes into its directory: all that ``train --overwrite`` deletes."""
+VIEW_OUTPUTS = ("videos", "plots")
+"""What the viewing commands (record; plot, plot-q, dream, ...) write into a run: never deleted by ``--overwrite``."""
 
 
 def new_run_dir(root: str | Path, env_name: str, agent: str, seed: int) -> Path:
@@ -96,8 +98,10 @@ def check_overwritable(path: Path) -> None:
     other = sorted(p.name + ("/" if p.is_dir() else "") for p in path.iterdir() if not _is_run_file(p))
     if other:
         shown = ", ".join(other[:5]) + (f" and {len(other) - 5} more" if len(other) > 5 else "")
-        raise RlmError(f"--overwrite deletes only what training writes, but '{path}' also holds {shown}; "
-                       "choose another --run-dir or remove them yourself")
+        ours = [name for name in other if name.rstrip("/") in VIEW_OUTPUTS]
+        kept = (f" ({', '.join(ours)}: what record/plot commands wrote, kept in case you want them)" if ours else "")
+        raise RlmError(f"--overwrite deletes only what training writes, but '{path}' also holds {shown}{kept}; "
+                       "choose another --run-dir or move them out yourself")
 
 
 def clear_run_dir(path: Path) -> None:

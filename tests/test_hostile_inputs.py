@@ -486,6 +486,12 @@ def test_overwrite_deletes_only_what_training_writes(capsys, trained, tmp_path):
     line = one_line_error(*cli(capsys, "train", "dqn", "--resume", run, "--overwrite", "--no-progress"))
     assert "--overwrite cannot be combined with --resume" in line
     (run / "notes.txt").unlink()
+    (run / "videos").mkdir()  # what `rlmorning record` writes: kept, and the message says why
+    (run / "videos" / "best-s0.mp4").write_bytes(b"mp4")
+    line = one_line_error(*cli(capsys, "train", "dqn", "--env", "CartPole-v1", "--run-dir", run, "--overwrite",
+                               *FAST))
+    assert "videos/: what record/plot commands wrote, kept in case you want them" in line
+    shutil.rmtree(run / "videos")
     rc, _, err = cli(capsys, "train", "dqn", "--env", "CartPole-v1", "--steps", "100", "--run-dir", run,
                      "--overwrite", *FAST)
     assert rc == 0, err

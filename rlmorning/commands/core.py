@@ -43,7 +43,8 @@ def register(sub: argparse._SubParsersAction) -> dict[str, Handler]:
     tr.add_argument("--run-dir", help="write the run here (default: runs/<env>-<agent>-<seed>-<time>)")
     tr.add_argument("--resume", metavar="RUN_DIR", help="continue a run from its checkpoints/latest.pt")
     tr.add_argument("--overwrite", action="store_true", help="with --run-dir: delete the run already there (only "
-                    "what training writes: config.yaml, checkpoints/, metrics.csv, tb/, ...) and start again")
+                    "what training writes: config.yaml, checkpoints/, metrics.csv, tb/, ...) and start again; a folder "
+                    "that also holds other files, videos/ and plots/ included, is refused")
     tr.add_argument("--device", choices=None, help="auto | cpu | cuda | cuda:N (default auto)")
     tr.add_argument("--num-envs", type=int, help="parallel training envs (default: the preset's; 1 unless it "
                     "says otherwise)")
