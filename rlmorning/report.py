@@ -123,6 +123,18 @@ def find_runs(items: list[str]) -> list[Path]:
     return unique
 
 
+def _metric_columns(paths: list[Path]) -> set[str]:
+    """The columns of the runs' metrics.csv files, but ``step`` and text columns such as ``eval_protocol``."""
+    from rlmorning.run import MetricsCSV
+
+    columns: set[str] = set()
+    for p in paths:
+        if (p / "metrics.csv").is_file():
+            for row in MetricsCSV.read(p / "metrics.csv"):
+                columns.update(k for k, v in row.items() if k and v not in (None, ""))
+    return columns - {"step", "eval_protocol"}
+
+
 def load_run(path: Path, metric: str = "eval_return_mean") -> RunScore | str:
     """The run's final evaluation, or a string saying why it has none."""
     from rlmorning import envs as envs_mod
@@ -438,6 +450,10 @@ def build_report(items: list[str], *, baseline: str | None = None, metric: str =
         else:
             runs.append(r)
     if not runs:
+        columns = _metric_columns(paths)
+        if metric not in columns:
+            raise RlmError(f"no run's metrics.csv has a column '{metric}'; --metric can be one of: "
+                           f"{', '.join(sorted(columns)) or 'none (no metrics.csv yet)'}")
         raise RlmError(f"none of the {len(paths)} run(s) has an evaluation yet ('{metric}' in metrics.csv)")
     groups = group_runs(runs)
     build_matrices(groups, baseline, reference)

@@ -194,6 +194,9 @@ def test_report_cli_and_errors(atari_runs, tmp_path, capsys):
     assert "no run matches" in capsys.readouterr().err
     assert main(["report", str(runs), "--reference", "nope"]) == 2
     assert "unknown reference table 'nope'" in capsys.readouterr().err
+    assert main(["report", str(runs), "--metric", "nosuch"]) == 2
+    err = capsys.readouterr().err
+    assert "no run's metrics.csv has a column 'nosuch'" in err and "eval_return_mean" in err and err.count("\n") == 1
 
 
 def test_missing_rliable_is_one_line(atari_runs, hide_package, capsys):

@@ -223,6 +223,16 @@ def test_plot_atari_has_frames_axis_and_unknown_metric_fails(breakout_run: Path,
     rc, out, err = cli(capsys, "plot", breakout_run, "--metric", "nope")
     assert rc == 2 and out == ""
     assert len(err.strip().splitlines()) == 1 and "unknown metric 'nope'" in err and "heldout_q" in err
+    rc, _, err = cli(capsys, "plot", breakout_run, "--metric", "kstep_error")  # a DQN run: no world model
+    assert rc == 2 and "logged no k-step errors (kstep_err_K) yet" in err and "kstep_every model updates" in err
+
+
+def test_plot_of_a_run_without_evaluations_says_so(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    run = tmp_path / "no-eval"
+    api.train("dqn", "CartPole-v1", run_dir=run, steps=60, progress=False,
+              overrides=["eval_every=0", "final_eval_episodes=0", "learning_starts=30", "heldout_states=0"])
+    rc, _, err = cli(capsys, "plot", run)
+    assert rc == 2 and "logged no evaluation yet" in err and "train_return" in err and err.count("\n") == 1
 
 
 def test_clear_one_line_errors(cartpole_runs: list[Path], capsys: pytest.CaptureFixture, tmp_path: Path) -> None:

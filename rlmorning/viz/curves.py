@@ -122,6 +122,14 @@ def plot_curves(runs: Sequence[str | Path], metric: str = "eval_return",
     special = {"kstep_error"} if any(c.startswith("kstep_err_") for c in available) else set()
     if column not in available | special:
         names = sorted(available | special | {a for a, c in ALIASES.items() if c in available})
+        runs_shown = f"run '{data[0].path}'" if len(data) == 1 else f"the {len(data)} runs"
+        if metric == "kstep_error":
+            from rlmorning.viz.kstep import no_kstep_message
+
+            raise RlmError(no_kstep_message(runs_shown))
+        if column == ALIASES["eval_return"]:
+            raise RlmError(f"{runs_shown} logged no evaluation yet (eval_every: 0, or not reached); "
+                           f"--metric can plot: {', '.join(names)}")
         raise RlmError(f"unknown metric '{metric}'. Available: {', '.join(names)}")
     needed = "kstep_err_1" if column in special else column
     missing = [str(d.path) for d in data if needed not in d.numeric_columns()]

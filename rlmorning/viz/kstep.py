@@ -32,8 +32,14 @@ def last_kstep(run: RunData) -> tuple[int, np.ndarray, np.ndarray, np.ndarray]:
             model = np.array([float(row[f"kstep_err_{k}"]) for k in ks])
             copy = np.array([float(row.get(f"copy_err_{k}") or "nan") for k in ks])
             return int(float(row["step"])), np.array(ks), model, copy
-    raise RlmError(f"run '{run.path}' logged no k-step errors (kstep_err_K): train a world model "
-                   "(train worldmodel, or dqn with world_model=...) with kstep_every > 0")
+    raise RlmError(no_kstep_message(f"run '{run.path}'"))
+
+
+def no_kstep_message(where: str) -> str:
+    """Why a run has no k-step errors to plot, and what logs them."""
+    return (f"{where} logged no k-step errors (kstep_err_K) yet: they come from world-model training (train "
+            "worldmodel, or dqn with a model: section, e.g. --config dyna_minatar) every kstep_every model updates "
+            "(not env steps; 0: never)")
 
 
 def plot_kstep_error(groups: dict[str, list[RunData]], differing: list[str], png: Path,
