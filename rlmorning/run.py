@@ -160,6 +160,16 @@ def write_yaml(path: Path, data: dict[str, Any]) -> None:
     atomic_write_bytes(path, yaml.safe_dump(data, sort_keys=False).encode())
 
 
+def check_run_dir(path: str | Path) -> Path:
+    """``path`` as a Path when it is a folder; a one-line RlmError saying what it is otherwise."""
+    p = Path(path)
+    if p.is_dir():
+        return p
+    if p.exists():
+        raise RlmError(f"'{path}' is not a run directory (it is a file)")
+    raise RlmError(f"run directory '{path}' does not exist")
+
+
 def read_config(run: Path) -> dict[str, Any]:
     """The resolved config of a run directory (``safe_load``)."""
     path = Path(run) / "config.yaml"

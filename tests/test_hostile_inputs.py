@@ -528,3 +528,12 @@ def test_sweep_without_a_cluster_or_with_a_bad_grid_value_is_one_line_before_ray
     wrapped = RuntimeError("ray::ImplicitFunc.train() (pid=1, ip=127.0.0.1)\n  File \"x.py\", line 1\n"
                            "rlmorning.errors.RlmError: config key 'lr' must be > 0, got -1.0")
     assert error_line(wrapped) == "config key 'lr' must be > 0, got -1.0"
+
+
+@pytest.mark.parametrize("command", ["record", "plot-q", "plot", "html", "eval"])
+def test_a_file_given_as_run_directory_is_named_a_file(command, capsys, tmp_path):
+    afile = tmp_path / "afile"
+    afile.write_text("not a run")
+    extra = ["--out", str(tmp_path / "p.html")] if command == "html" else []
+    line = one_line_error(*cli(capsys, command, afile, *extra))
+    assert f"'{afile}' is not a run directory" in line

@@ -22,7 +22,7 @@ import numpy as np
 
 from rlmorning import envs as envs_mod
 from rlmorning.errors import RlmError
-from rlmorning.run import MetricsCSV, read_config
+from rlmorning.run import MetricsCSV, check_run_dir, read_config
 from rlmorning.viz.figure import grouped_figure, save_figure
 from rlmorning.viz.kstep import plot_kstep_error
 from rlmorning.viz.media import png_out
@@ -75,9 +75,7 @@ def _is_float(s: Any) -> bool:
 
 def load_run(path: str | Path) -> RunData:
     """A run's config and metrics rows; one-line errors for missing dirs or metrics."""
-    p = Path(path)
-    if not p.is_dir():
-        raise RlmError(f"run directory '{path}' does not exist")
+    p = check_run_dir(path)
     config = read_config(p)
     csv_path = p / "metrics.csv"
     if not csv_path.is_file():

@@ -12,7 +12,6 @@ import hashlib
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import cv2
@@ -41,11 +40,9 @@ def load_source(source: str, checkpoint: str = "best", env: str | None = None, d
 
         return load_sb3(source[4:], env, device=device, epsilon=epsilon)
     from rlmorning.api import load_policy
-    from rlmorning.run import checkpoint_step, find_checkpoint, read_config
+    from rlmorning.run import check_run_dir, checkpoint_step, find_checkpoint, read_config
 
-    run = Path(source)
-    if not run.is_dir():
-        raise RlmError(f"run directory '{source}' does not exist")
+    run = check_run_dir(source)
     if env is not None:
         raise RlmError("--env is only for sb3: models (a run directory knows its env)")
     read_config(run)
