@@ -56,15 +56,15 @@ class Logger:
         self._last.update({k: v for k, v in values.items() if k in _SHOWN})
         if self._progress is not None and self._task is not None:
             self._progress.update(self._task, info=self._info())
-        if self._plain:
-            print(f"step {step}: {self._info()}", file=sys.stderr, flush=True)
+        if self._plain:  # a line per row, with this row's values only (an evaluation row: its own line)
+            shown = self._info({k: v for k, v in values.items() if k in _SHOWN})
+            if shown:
+                print(f"step {step}: {shown}", file=sys.stderr, flush=True)
 
-    def _info(self) -> str:
-        parts = []
-        for key, label in _SHOWN.items():
-            if key in self._last:
-                parts.append(f"{label} {self._last[key]:.3g}")
-        return "  ".join(parts)
+    def _info(self, values: dict[str, Any] | None = None) -> str:
+        """``sps 25  ret 3.2  eval 4 ...`` of ``values`` (default: the latest of each, for the progress bar)."""
+        values = self._last if values is None else values
+        return "  ".join(f"{label} {values[key]:.3g}" for key, label in _SHOWN.items() if key in values)
 
     def start_progress(self, total: int, completed: int, enabled: bool = True) -> None:
         if not enabled:

@@ -127,7 +127,8 @@ def _cmd_eval(args: argparse.Namespace) -> int:
         raise RlmError("--episodes must be >= 1")
     res = api.evaluate_run(args.run, episodes=args.episodes, checkpoint=args.checkpoint, epsilon=args.epsilon,
                            sticky_actions=args.sticky_actions, seed=args.seed, device=args.device)
-    print(f"eval return: {res['mean']:.2f} ± {res['std']:.2f} over {res['episodes']} episodes")
+    n = res["episodes"]
+    print(f"eval return: {res['mean']:.2f} ± {res['std']:.2f} over {n} episode{'' if n == 1 else 's'}")
     print(f"eval protocol: {res['protocol']}")
     return 0
 
