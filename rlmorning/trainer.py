@@ -197,12 +197,7 @@ class Trainer:
                 self._evaluate(final=True)
                 self.save("latest")
             return self.summary()
-        c = getattr(self.agent, "config", None)
-        if c is not None and getattr(c, "learning_starts", 0) >= t.steps:
-            self.logger.warn(
-                f"learning_starts ({c.learning_starts}) >= steps ({t.steps}): no gradient step will be "
-                "taken; lower it with --set learning_starts=N"
-            )
+        self._warn_if_nothing_learns()
         next_log = _next_multiple(self.state.step, t.log_every)
         next_eval = _next_multiple(self.state.step, t.eval_every)
         next_ckpt = _next_multiple(self.state.step, t.checkpoint_every)
@@ -250,6 +245,18 @@ class Trainer:
         finally:
             self.logger.stop_progress()
         return self.summary()
+
+    def _warn_if_nothing_learns(self) -> None:
+        """Say so when the run ends before its first gradient step (learning_starts, then train_freq steps)."""
+        c, steps = getattr(self.agent, "config", None), self.config.trainer.steps
+        starts, freq = getattr(c, "learning_starts", 0), getattr(c, "train_freq", 1)
+        if starts >= steps:
+            self.logger.warn(f"learning_starts ({starts}) >= steps ({steps}): no gradient step will be taken; "
+                             "lower it with --set learning_starts=N")
+        elif isinstance(freq, int) and freq > 1 and starts + freq - 1 > steps:  # a round's credit: freq new steps
+            self.logger.warn(f"with learning_starts {starts} and train_freq {freq} the first gradient steps come at "
+                             f"step {starts + freq - 1}, after the run's {steps}; lower them with --set "
+                             "learning_starts=N --set train_freq=N")
 
     def _vector_step(self) -> tuple[int, dict[str, float]]:
         obs = self.obs

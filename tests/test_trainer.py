@@ -224,3 +224,15 @@ def test_more_threads_than_cores_is_said(tmp_path: Path, monkeypatch: pytest.Mon
     monkeypatch.setattr(rlmorning.trainer, "available_cores", lambda: 2)
     api.resume(run, steps=400, progress=False)
     assert "torch_threads" not in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("steps", "warned", "learned"), [(354, True, False), (355, False, True)])
+def test_a_run_that_ends_before_its_first_update_round_says_so(steps: int, warned: bool, learned: bool,
+                                                               tmp_path: Path,
+                                                               capsys: pytest.CaptureFixture[str]) -> None:
+    """dqn_classic trains in rounds of 256 steps: with learning_starts 100 the first round is due at step 355."""
+    api.train("dqn", "CartPole-v1", run_dir=tmp_path / "r", steps=steps, progress=False,
+              overrides=["learning_starts=100", "log_every=1000", "eval_every=0", "heldout_states=0"])
+    err = capsys.readouterr().err
+    assert ("the first gradient steps come at step 355, after the run's" in err) == warned
+    assert any(r.get("loss") for r in MetricsCSV.read(tmp_path / "r" / "metrics.csv")) == learned
