@@ -55,10 +55,11 @@ __all__ += ["A2CAgent", "A2CConfig", "NTMAgent", "NTMConfig"]
 
 from rlmorning.agents.world_model import WorldModelAgent, WorldModelConfig  # noqa: E402
 
-AGENTS.register("worldmodel", "generative world model (codec ae|vae + GRU dynamics) trained on random-policy data")(
+AGENTS.register("worldmodel", "generative world model (codec + recurrent dynamics) trained on real transitions")(
     AgentSpec(WorldModelConfig, WorldModelAgent, {"minatar": "worldmodel_minatar"},
-              "generative world model: frame codec (ae|vae) + latent dynamics (gru) with reward and termination "
-              "heads, trained on real transitions of a uniformly random policy; logs k-step prediction accuracy")
+              "generative world model: frame codec (ae|vae|vqvae|grid-ae) + dynamics (gru|mdn-gru|conv-gru) with "
+              "reward and termination heads, trained on real transitions of a uniformly random policy or of a run's "
+              "replay (from_run=RUN); logs k-step prediction accuracy")
 )
 __all__ += ["WorldModelAgent", "WorldModelConfig"]
 

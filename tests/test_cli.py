@@ -142,9 +142,14 @@ def test_agents_listing(capsys):
     assert "lr =" not in out
     rc, out, _ = cli(capsys, "agents", "-v")
     assert rc == 0
+    keys = {line.split("  # ")[0] for line in out.splitlines()}  # without each key's doc
     for line in ("    lr = 0.0001", "    batch_size = 32", "    double = False", "trainer keys (all agents):",
                  "    steps = 50000", "    eval_max_frames = 108000"):
-        assert line in out.splitlines(), line
+        assert line in keys, line
+    # each key's docstring, first sentence: the meaning and units a user needs
+    assert "    train_freq = 4  # Env steps per update round" in out
+    assert "  # ae | vae | vqvae | grid-ae" in out  # a key of the world model's section
+    assert any(line.startswith("    kstep_every = ") and "model updates" in line.lower() for line in out.splitlines())
 
 
 def test_configs_listing(capsys):

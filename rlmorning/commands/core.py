@@ -149,20 +149,24 @@ def _cmd_agents(args: argparse.Namespace) -> int:
 
     from rlmorning.agents import AGENTS
     from rlmorning.config import TrainerConfig
+    from rlmorning.field_docs import field_docs
+
+    def keys(cls: type) -> None:
+        docs = field_docs(cls)
+        for f in dataclasses.fields(cls):
+            default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+            doc = f"  # {docs[f.name]}" if f.name in docs else ""
+            print(f"    {f.name} = {default!r}{doc}")
 
     for name in AGENTS.names():
         spec = AGENTS.get(name)
         presets = ", ".join(f"{fam}: {p}" for fam, p in spec.presets.items())
         print(f"{name}: {spec.description}  (presets {presets})")
         if args.verbose:
-            for f in dataclasses.fields(spec.config_cls):
-                default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
-                print(f"    {f.name} = {default!r}")
+            keys(spec.config_cls)
     if args.verbose:
         print("trainer keys (all agents):")
-        for f in dataclasses.fields(TrainerConfig):
-            default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
-            print(f"    {f.name} = {default!r}")
+        keys(TrainerConfig)
     return 0
 
 
