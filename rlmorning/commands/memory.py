@@ -21,7 +21,7 @@ def register(sub: argparse._SubParsersAction) -> dict[str, Handler]:
     p.add_argument("--checkpoint", default="latest", help="latest | best | PATH (default latest)")
     p.add_argument("--length", type=int, help="sequence length of the episode (NTM tasks; for the algorithmic "
                    "envs the curriculum level); default: drawn as in training")
-    p.add_argument("--out", help="PNG path (default RUN/plots/memory-<checkpoint>-L<length>-s<seed>.png)")
+    p.add_argument("--out", help="PNG path (default RUN/plots/memory-<checkpoint>[-L<length>]-s<seed>.png)")
     p.add_argument("--seed", type=int, default=0, help="seed of the episode (default 0)")
     p.add_argument("--device", default="cpu", help="cpu | cuda (default cpu)")
     return {"plot-memory": _cmd_plot_memory}

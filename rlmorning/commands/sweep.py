@@ -56,7 +56,7 @@ def register(sub: argparse._SubParsersAction) -> dict[str, Handler]:
     sw.add_argument("--metric", default="eval_return",
                     help="reported metric that search and scheduler optimise (default eval_return: the mean "
                     "return of each evaluation)")
-    sw.add_argument("--mode", choices=["max", "min"], default="max", help="maximise or minimise --metric")
+    sw.add_argument("--mode", choices=["max", "min"], default="max", help="maximise or minimise --metric (default max)")
     sw.add_argument("--cpus-per-trial", type=float, default=1.0,
                     help="CPUs Ray reserves per trial; also its torch threads (default 1)")
     sw.add_argument("--gpus-per-trial", type=float, default=0.0,
@@ -80,7 +80,8 @@ def register(sub: argparse._SubParsersAction) -> dict[str, Handler]:
                     "nature2015")
     rp.add_argument("--metric", default="eval_return_mean", help="metrics.csv column scored (default "
                     "eval_return_mean)")
-    rp.add_argument("--out", default="report.md", help="Markdown file; PNG plots are written beside it")
+    rp.add_argument("--out", default="report.md", help="Markdown file (default report.md in the current folder); "
+                    "PNG plots are written beside it")
     rp.add_argument("--reps", type=int, default=10_000,
                     help="bootstrap resamples of the confidence intervals (default 10000; Agarwal et al. used 50000)")
     rp.add_argument("--seed", type=int, default=0, help="seed of the bootstrap (default 0)")

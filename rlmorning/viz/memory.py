@@ -134,7 +134,7 @@ def plot_memory(run: str | Path, checkpoint: str = "latest", length: int | None 
     steps = rec["inputs"].shape[0]
     tag = Path(checkpoint).stem if checkpoint not in ("best", "latest") else checkpoint
     path = Path(out) if out is not None else (
-        Path(run) / "plots" / f"memory-{tag}-L{length if length is not None else 'any'}-s{seed}.png")
+        Path(run) / "plots" / f"memory-{tag}{f'-L{length}' if length is not None else ''}-s{seed}.png")
     if path.suffix.lower() != ".png":
         raise RlmError(f"--out must end in .png, got '{path}'")
     errors = f", bit errors {rec['bit_errors']}" if rec["bit_errors"] is not None else ""

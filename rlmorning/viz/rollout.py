@@ -234,7 +234,9 @@ class FrameSource:
                 self.use_render = True
                 return frame
             if self.use_render is None:
-                print(f"rlmorning: note: {self.info.display_name} cannot render RGB frames here; drawing the "
+                hint = (" (classic-control envs draw with pygame: pip install 'gymnasium[classic-control]')"
+                        if self.info.family == "gym" else "")
+                print(f"rlmorning: note: {self.info.display_name} cannot render RGB frames here{hint}; drawing the "
                       "observation instead", file=sys.stderr)
             self.use_render = False
         return draw_observation(np.asarray(obs), self.info.id)
