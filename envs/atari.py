@@ -32,6 +32,7 @@ from rlmorning.envs.stack import FrameStack
 from rlmorning.errors import RlmError
 
 gym.register_envs(ale_py)
+ale_py.ALEInterface.setLoggerMode(ale_py.LoggerMode.Error)  # no banner per emulator; errors still show
 
 FRAME_STACK = 4
 

@@ -567,3 +567,14 @@ def test_eval_protocol_text():
     assert "p=0.25" in atari and "epsilon=0.05" in atari and "108000" in atari
     gym_p = envs.eval_protocol(resolve("CartPole-v1"), sticky_actions=0.0, epsilon=0.0, max_frames=1)
     assert gym_p == "undiscounted episode return, epsilon=0.0"
+
+
+def test_atari_envs_print_no_ale_banner(capfd: pytest.CaptureFixture[str]) -> None:
+    """ALE prints a banner per emulator unless its logger is set to errors (eval and record make several)."""
+    from rlmorning.envs import make_eval
+
+    env = make_eval(resolve("Breakout"), seed=0)
+    env.reset(seed=0)
+    env.close()
+    out, err = capfd.readouterr()
+    assert "Arcade Learning Environment" not in out + err
