@@ -12,6 +12,7 @@ import contextlib
 import dataclasses
 import math
 import signal
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -198,6 +199,9 @@ class Trainer:
                 self.save("latest")
             return self.summary()
         self._warn_if_nothing_learns()
+        if t.progress and t.eval_every > 0 and t.final_eval_episodes > max(t.eval_episodes, 10):
+            print(f"note: the run ends with {t.final_eval_episodes} evaluation episodes (final_eval_episodes; "
+                  "--set final_eval_episodes=0 plays eval_episodes instead)", file=sys.stderr)
         next_log = _next_multiple(self.state.step, t.log_every)
         next_eval = _next_multiple(self.state.step, t.eval_every)
         next_ckpt = _next_multiple(self.state.step, t.checkpoint_every)
@@ -301,6 +305,8 @@ class Trainer:
         t = self.config.trainer
         self._last_eval_step = self.state.step
         episodes = t.final_eval_episodes if final and t.final_eval_episodes > 0 else t.eval_episodes
+        if final and t.progress and episodes > max(t.eval_episodes, 10):
+            print(f"final evaluation: {episodes} episodes at epsilon {t.eval_epsilon} ...", file=sys.stderr, flush=True)
         returns = evaluate(self.agent, self._make_eval_env, episodes, t.eval_epsilon,
                            seed=t.seed + 100_000 + 1_000 * self.state.evals)
         self.state.evals += 1

@@ -236,3 +236,13 @@ def test_a_run_that_ends_before_its_first_update_round_says_so(steps: int, warne
     err = capsys.readouterr().err
     assert ("the first gradient steps come at step 355, after the run's" in err) == warned
     assert any(r.get("loss") for r in MetricsCSV.read(tmp_path / "r" / "metrics.csv")) == learned
+
+
+def test_a_long_final_evaluation_is_announced(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    api.train("dqn", "CartPole-v1", run_dir=tmp_path / "r", steps=120, progress=True,
+              overrides=["learning_starts=50", "eval_every=1000", "eval_episodes=2", "final_eval_episodes=12",
+                         "heldout_states=0", "log_every=1000"])
+    err = capsys.readouterr().err
+    assert "the run ends with 12 evaluation episodes (final_eval_episodes;" in err
+    assert "final evaluation: 12 episodes at epsilon 0.0" in err
+    assert MetricsCSV.read(tmp_path / "r" / "metrics.csv")[-1]["eval_episodes"] == "12"
