@@ -213,6 +213,9 @@ def test_plot_groups_seeds_into_a_band(cartpole_runs: list[Path], capsys: pytest
     # the default output goes into the first run's plots/
     rc, out, _ = cli(capsys, "plot", cartpole_runs[1], "--metric", "loss")
     assert rc == 0 and (cartpole_runs[1] / "plots" / "loss.png").is_file()
+    # several runs: their own file, so the first run's one-run plot is not replaced
+    rc, out, _ = cli(capsys, "plot", cartpole_runs[1], *cartpole_runs[:1], "--metric", "loss")
+    assert rc == 0 and (cartpole_runs[1] / "plots" / "loss-2-runs.png").is_file()
 
 
 def test_plot_atari_has_frames_axis_and_unknown_metric_fails(breakout_run: Path, capsys: pytest.CaptureFixture,

@@ -69,7 +69,8 @@ def register(sub: argparse._SubParsersAction) -> dict[str, Handler]:
     pl.add_argument("--metric", default="eval_return", help="eval_return (default), heldout_q, loss, sps, "
                     "train_return, epsilon, ... (any metrics.csv column); kstep_error: a world model's open-loop error "
                     "against the horizon k, beside copy-last-frame")
-    pl.add_argument("--out", help="PNG path (default RUN/plots/<metric>.png); data in the same path with .json")
+    pl.add_argument("--out", help="PNG path (default FIRST_RUN/plots/<metric>.png, <metric>-<N>-runs.png for N runs); "
+                    "data in the same path with .json")
     return {"record": _cmd_record, "plot-q": _cmd_plot_q, "plot": _cmd_plot}
 
 

@@ -92,7 +92,7 @@ def group_label(config: dict[str, Any], differing: list[str]) -> str:
     label = f"{envs_mod.resolve(str(config['env'])).display_name} {config['agent']}"
     if differing:
         label += " (" + ", ".join(f"{k}={config.get(k)}" for k in differing) + ")"
-    return label
+    return "\n".join(textwrap.wrap(label, 60))  # long labels wrap inside the figure
 
 
 def frames_per_step(config: dict[str, Any]) -> int | None:
@@ -133,7 +133,8 @@ def plot_curves(runs: Sequence[str | Path], metric: str = "eval_return",
     missing = [str(d.path) for d in data if needed not in d.numeric_columns()]
     if missing:
         raise RlmError(f"metric '{column}' is not in the metrics.csv of: {', '.join(missing)}")
-    png = Path(out) if out is not None else data[0].path / "plots" / f"{metric}.png"
+    name = f"{metric}.png" if len(data) == 1 else f"{metric}-{len(data)}-runs.png"  # never the one-run plot's file
+    png = Path(out) if out is not None else data[0].path / "plots" / name
     png_out(png)
 
     groups: dict[str, list[RunData]] = {}
