@@ -221,13 +221,22 @@ def apply_overrides(config: dict[str, Any], items: list[str]) -> dict[str, Any]:
             continue
         sibling = (*heads, f"{last}_kwargs")
         _set_path(out, list(sibling), {}, ".".join(sibling))
-        if not any(p[:len(sibling)] == sibling for p in final):
+        if not any(p[:len(sibling)] == sibling for p in final) and _known_component(last, value):
             name = ".".join(sibling)
             _note(f"{'.'.join(parts)}={value} replaces '{node[last]}': its {name} {dict(stale)} are dropped "
                   f"(set {name}.NAME=VALUE for the new one)")
     for key, value, parts in parsed:
         _set_path(out, parts, value, key)
     return out
+
+
+def _known_component(key: str, value: object) -> bool:
+    """False for an encoder name that does not exist (its one-line error comes later; no note before it)."""
+    if key != "encoder":
+        return True
+    from rlmorning.agents.nets.encoders import ENCODERS
+
+    return value == "auto" or value in ENCODERS.names()
 
 
 def _note(message: str) -> None:

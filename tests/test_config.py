@@ -135,6 +135,8 @@ def test_switching_a_component_drops_the_kwargs_of_the_old_one(capsys: pytest.Ca
     assert "encoder_kwargs {'padding': 'same'} are dropped" in capsys.readouterr().err
     apply_overrides(base, ["encoder=impala"])
     assert capsys.readouterr().err == ""  # the same note once per process (a sweep resolves many trials)
+    apply_overrides(base, ["encoder=nosuch"])  # no note about a name whose one-line error comes next
+    assert capsys.readouterr().err == ""
     # kwargs for the new encoder apply whatever their order, and then there is nothing to note
     config_module._NOTES_SHOWN.clear()
     for items in (["encoder_kwargs.channels=[8]", "encoder=impala"], ["encoder=impala", "encoder_kwargs.channels=[8]"]):
