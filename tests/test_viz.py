@@ -234,6 +234,7 @@ def test_plot_of_a_run_without_evaluations_says_so(tmp_path: Path, capsys: pytes
     run = tmp_path / "no-eval"
     api.train("dqn", "CartPole-v1", run_dir=run, steps=60, progress=False,
               overrides=["eval_every=0", "final_eval_episodes=0", "learning_starts=30", "heldout_states=0"])
+    capsys.readouterr()  # what training printed
     rc, _, err = cli(capsys, "plot", run)
     assert rc == 2 and "logged no evaluation yet" in err and "train_return" in err and err.count("\n") == 1
 
