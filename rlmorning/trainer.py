@@ -199,7 +199,7 @@ class Trainer:
                 self.save("latest")
             return self.summary()
         self._warn_if_nothing_learns()
-        if t.progress and t.eval_every > 0 and t.final_eval_episodes > max(t.eval_episodes, 10):
+        if t.progress and t.eval_every > 0 and self._long_final_evaluation():
             print(f"note: the run ends with {t.final_eval_episodes} evaluation episodes (final_eval_episodes; "
                   "--set final_eval_episodes=0 plays eval_episodes instead)", file=sys.stderr)
         next_log = _next_multiple(self.state.step, t.log_every)
@@ -249,6 +249,11 @@ class Trainer:
         finally:
             self.logger.stop_progress()
         return self.summary()
+
+    def _long_final_evaluation(self) -> bool:
+        """Whether the final evaluation plays many more episodes than the periodic ones (announced on stderr)."""
+        t = self.config.trainer
+        return t.final_eval_episodes > max(t.eval_episodes, 10)
 
     def _warn_if_nothing_learns(self) -> None:
         """Say so when the run ends before its first gradient step (learning_starts, then train_freq steps)."""
@@ -305,7 +310,7 @@ class Trainer:
         t = self.config.trainer
         self._last_eval_step = self.state.step
         episodes = t.final_eval_episodes if final and t.final_eval_episodes > 0 else t.eval_episodes
-        if final and t.progress and episodes > max(t.eval_episodes, 10):
+        if final and t.progress and self._long_final_evaluation():
             print(f"final evaluation: {episodes} episodes at epsilon {t.eval_epsilon} ...", file=sys.stderr, flush=True)
         returns = evaluate(self.agent, self._make_eval_env, episodes, t.eval_epsilon,
                            seed=t.seed + 100_000 + 1_000 * self.state.evals)
