@@ -26,8 +26,10 @@ import datetime
 import json
 import os
 import platform
+import signal
 import subprocess
 import sys
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -35,6 +37,43 @@ from pathlib import Path
 import numpy as np
 
 DEFAULT_GAMES = ["Breakout", "Pong", "Boxing", "Freeway", "MsPacman"]
+
+
+class _Children:
+    """The training processes running now. SIGTERM or Ctrl-C to this script reaches them (each writes its
+    checkpoint and exits, so the runs resume exactly); no new run starts after it."""
+
+    def __init__(self) -> None:
+        self.procs: set[subprocess.Popen] = set()
+        self.stopping = False
+        self.lock = threading.Lock()
+
+    def start(self, cmd: list[str], **kwargs: object) -> subprocess.Popen | None:
+        with self.lock:
+            if self.stopping:
+                return None
+            proc = subprocess.Popen(cmd, **kwargs)
+            self.procs.add(proc)
+            return proc
+
+    def wait(self, proc: subprocess.Popen) -> int:
+        code = proc.wait()
+        with self.lock:
+            self.procs.discard(proc)
+        return code
+
+    def stop(self, signum: int, frame: object) -> None:
+        with self.lock:
+            if not self.stopping:
+                print(f"\n{signal.Signals(signum).name}: stopping the running training(s); they write their "
+                      "checkpoints and resume from them next time", flush=True)
+            self.stopping = True
+            for proc in self.procs:
+                if proc.poll() is None:
+                    proc.send_signal(signal.SIGTERM)
+
+
+CHILDREN = _Children()
 
 
 def run_dir(root: Path, game: str, seed: int) -> Path:
@@ -69,6 +108,8 @@ def train_one(game: str, seed: int, args: argparse.Namespace, cores: list[int] |
     run = run_dir(args.root, game, seed)
     if final_eval(run) is not None:
         return f"{game} seed {seed}: done already"
+    if CHILDREN.stopping:
+        return f"{game} seed {seed}: not started (stopped)"
     resume = (run / "checkpoints" / "latest.pt").is_file()
     cmd = [sys.executable, "-m", "rlmorning.cli", "train", "dqn", "--no-progress"]
     cmd += ["--resume", str(run)] if resume else [
@@ -83,16 +124,21 @@ def train_one(game: str, seed: int, args: argparse.Namespace, cores: list[int] |
     with open(args.root / f"{game}-seed{seed}.log", "a") as log:
         log.write(f"\n# {datetime.datetime.now().isoformat(timespec='seconds')} {' '.join(cmd)}\n")
         log.flush()
-        proc = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT,
+        # its own session: a Ctrl-C at the terminal reaches it once, through CHILDREN.stop, not twice
+        proc = CHILDREN.start(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
                               preexec_fn=(lambda: os.sched_setaffinity(0, cores)) if cores else None)
+        if proc is None:
+            return f"{game} seed {seed}: not started (stopped)"
+        returncode = CHILDREN.wait(proc)
     wall = recorded_wall(run) + time.perf_counter() - t0
     if run.is_dir():
         _wall_file(run).write_text(json.dumps({"wall_s": round(wall, 1)}))
-    status = "finished" if final_eval(run) is not None else f"stopped (exit {proc.returncode}; run again to resume)"
+    status = "finished" if final_eval(run) is not None else f"stopped (exit {returncode}; run again to resume)"
     return f"{game} seed {seed}: {status}, {wall / 60:.1f} min so far"
 
 
-def train_all(args: argparse.Namespace) -> None:
+def train_all(args: argparse.Namespace) -> bool:
+    """Train the games x seeds; False when a signal stopped the batch early."""
     jobs = [(g, s) for g in args.games for s in args.seeds]
     ncores = len(os.sched_getaffinity(0))
     per = max(1, ncores // args.parallel)
@@ -108,9 +154,15 @@ def train_all(args: argparse.Namespace) -> None:
         finally:
             free.append(slot)
 
-    with ThreadPoolExecutor(max_workers=args.parallel) as pool:
-        for line in pool.map(work, jobs):
-            print(line, flush=True)
+    previous = {sig: signal.signal(sig, CHILDREN.stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        with ThreadPoolExecutor(max_workers=args.parallel) as pool:
+            for line in pool.map(work, jobs):
+                print(line, flush=True)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    return not CHILDREN.stopping
 
 
 def summarize(args: argparse.Namespace) -> None:

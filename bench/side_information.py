@@ -60,7 +60,8 @@ def train(args: argparse.Namespace) -> None:
                                 set=VARIANTS[variant] + args.set)
         ns.root.mkdir(parents=True, exist_ok=True)
         print(f"== {variant} ({' '.join(ns.set) or 'atari100k preset'}) -> {ns.root}", flush=True)
-        runner.train_all(ns)
+        if not runner.train_all(ns):
+            break
 
 
 # ------------------------------------------------------------------------------------------- head quality

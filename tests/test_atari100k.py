@@ -61,17 +61,46 @@ def test_preset_resumes_to_the_end(full_run: Path, tmp_path: Path) -> None:
     assert [(r["step"], r["eval_episodes"]) for r in before if r.get("eval_return_mean")][-1] == ("240", "2")
 
 
+def _bench_module() -> object:
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("bench_a100k", Path(__file__).parents[1] / "bench" / "atari100k.py")
+    bench = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
+    spec.loader.exec_module(bench)  # type: ignore[union-attr]
+    return bench
+
+
+def test_bench_stop_signal_reaches_the_training_child(tmp_path: Path) -> None:
+    """SIGTERM to bench/atari100k.py is passed on to the training it runs (which then saves and exits) and no
+    further run starts; before, the child kept training, orphaned."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    bench = _bench_module()
+    children = bench._Children()
+    marker = tmp_path / "saved"
+    child = ("import signal, sys, time, pathlib\n"
+             f"def save(*_):\n    pathlib.Path({str(marker)!r}).write_text('ok'); sys.exit(143)\n"
+             "signal.signal(signal.SIGTERM, save)\nprint('ready', flush=True)\ntime.sleep(60)\n")
+    proc = children.start([sys.executable, "-c", child], stdout=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().strip() == "ready"
+    t0 = time.perf_counter()
+    children.stop(signal.SIGTERM, None)
+    assert children.wait(proc) == 143 and time.perf_counter() - t0 < 30
+    assert marker.read_text() == "ok" and not children.procs
+    assert children.start([sys.executable, "-c", "pass"]) is None  # no new run after a stop
+
+
 def test_bench_summary_counts_finished_runs_only(full_run: Path, tmp_path: Path,
                                                  capsys: pytest.CaptureFixture[str]) -> None:
     """bench/atari100k.py --summarize: a finished run gets a row and enters the report and the published agents'
     IQM; a run still training (no final evaluation yet) enters none of them."""
     import argparse
-    import importlib.util
     import shutil
 
-    spec = importlib.util.spec_from_file_location("bench_a100k", Path(__file__).parents[1] / "bench" / "atari100k.py")
-    bench = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
-    spec.loader.exec_module(bench)  # type: ignore[union-attr]
+    bench = _bench_module()
     root = tmp_path / "root"
     shutil.copytree(full_run, root / "Breakout" / "seed0", ignore=shutil.ignore_patterns("checkpoints"))
     unfinished = root / "Pong" / "seed0"
