@@ -14,6 +14,8 @@ true episode return.
 from __future__ import annotations
 
 import difflib
+import functools
+import importlib
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -27,7 +29,8 @@ from rlmorning.envs.stack import FrameStack
 from rlmorning.errors import RlmError, unknown_name
 from rlmorning.gym_ids import register_gym_ids
 
-__all__ = ["EnvInfo", "FrameStack", "resolve", "make_vector", "make_eval", "env_names"]
+__all__ = ["EnvInfo", "FrameStack", "resolve", "check_installed", "make_vector", "make_eval", "env_names",
+           "unavailable_gym_ids"]
 
 
 @dataclass(frozen=True)
@@ -84,6 +87,30 @@ def resolve(name: str) -> EnvInfo:
         f"MinAtar/<{'|'.join(minatar.MINATAR_GAMES)}>, or a registered Gymnasium id; "
         "'rlmorning envs' lists them all"
     )
+
+
+@functools.cache
+def missing_dependency(env_id: str) -> str | None:
+    """Why the registered Gymnasium id ``env_id`` cannot be made here (Gymnasium's own one-line reason: a
+    package that is not installed, an env family moved elsewhere), or None when it can be."""
+    entry = gym.registry[env_id].entry_point
+    try:
+        if callable(entry):
+            if getattr(entry, "__name__", "").startswith("_raise"):  # Gymnasium's stand-in for a removed env
+                entry()
+            return None
+        importlib.import_module(str(entry).split(":")[0])
+    except (ImportError, gym.error.DependencyNotInstalled) as exc:
+        return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return None
+
+
+def check_installed(info: EnvInfo) -> None:
+    """Raise a one-line RlmError when the env needs a package this Python does not have."""
+    if info.family == "gym" and info.id in gym.registry:
+        reason = missing_dependency(info.id)
+        if reason is not None:
+            raise RlmError(f"env '{info.id}' cannot be made here: {reason}")
 
 
 def _autoreset(mode: str) -> AutoresetMode:
@@ -161,17 +188,30 @@ def eval_protocol(info: EnvInfo, *, sticky_actions: float, epsilon: float, max_f
     return f"undiscounted episode return, epsilon={epsilon}"
 
 
+def _other_gym_ids() -> list[str]:
+    return sorted(k for k in gym.registry if "/" not in k and atari.parse_atari_name(k) is None)
+
+
 def env_names() -> dict[str, list[str]]:
-    """Known env names by family (for ``rlmorning envs``)."""
+    """Env names that can be trained on here, by family (for ``rlmorning envs``); Gymnasium ids whose
+    packages are missing are in :func:`unavailable_gym_ids` instead."""
     _register_extra_ids()
     return {
         "atari": [atari.game_title(g) for g in atari.atari_games()],
         "minatar": [f"MinAtar/{g}" for g in minatar.MINATAR_GAMES],
         "rlmorning": sorted(k for k in gym.registry if k.startswith("rlmorning/")),
-        "gymnasium": sorted(
-            k for k in gym.registry if "/" not in k and atari.parse_atari_name(k) is None
-        ),
+        "gymnasium": [k for k in _other_gym_ids() if missing_dependency(k) is None],
     }
+
+
+def unavailable_gym_ids() -> dict[str, list[str]]:
+    """Registered Gymnasium ids that cannot be made here, grouped by Gymnasium's reason (what to install)."""
+    out: dict[str, list[str]] = {}
+    for k in _other_gym_ids():
+        reason = missing_dependency(k)
+        if reason is not None:
+            out.setdefault(reason, []).append(k)
+    return out
 
 
 def real_next_obs(next_obs: np.ndarray, info: dict, done: np.ndarray) -> np.ndarray:

@@ -44,6 +44,7 @@ def resolve_run_config(
     """
     spec = AGENTS.get(agent)
     info = envs_mod.resolve(env)
+    envs_mod.check_installed(info)
     preset_name = config or spec.presets.get(info.family)
     flat: dict[str, Any] = load_preset(preset_name) if preset_name else {}
     if "agent" in flat and flat["agent"] != agent:

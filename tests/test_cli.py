@@ -131,7 +131,22 @@ def test_envs_listing(capsys):
     rc, out, _ = cli(capsys, "envs", "--family", "minatar")
     assert rc == 0
     assert out.splitlines()[0] == "minatar (5):"
-    assert "CartPole-v1" not in out and "atari (" not in out
+    assert "CartPole-v1" not in out and "atari (" not in out and "not available here" not in out
+
+
+def test_envs_listing_names_what_is_missing(capsys):
+    """Ids registered with Gymnasium that cannot be made here are listed apart, each group with its reason."""
+    import gymnasium as gym
+
+    gym.register("NeedsMissingPackage-v0", entry_point="rlmorning_no_such_package.envs:Env")
+    try:
+        rc, out, _ = cli(capsys, "envs", "--family", "gymnasium")
+    finally:
+        del gym.registry["NeedsMissingPackage-v0"]
+    assert rc == 0
+    available, missing = out.split("gymnasium, not available here")
+    assert "CartPole-v1" in available and "NeedsMissingPackage-v0" not in available
+    assert re.search(r"NeedsMissingPackage-v0.*\n +\(.*rlmorning_no_such_package", missing)
 
 
 def test_agents_listing(capsys):

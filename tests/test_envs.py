@@ -578,3 +578,37 @@ def test_atari_envs_print_no_ale_banner(capfd: pytest.CaptureFixture[str]) -> No
     env.close()
     out, err = capfd.readouterr()
     assert "Arcade Learning Environment" not in out + err
+
+
+@pytest.fixture
+def unmakeable_ids():
+    """Two registered ids that cannot be made: one whose module needs a package that is not installed, one
+    that Gymnasium keeps only to raise an ImportError with a hint (as it does for MuJoCo v2/v3)."""
+    import gymnasium as gym
+
+    def _raise_test_error(**kwargs):
+        raise ImportError("these envs moved to another package\nsecond line")
+
+    gym.register("NeedsMissingPackage-v0", entry_point="rlmorning_no_such_package.envs:Env")
+    gym.register("MovedAway-v0", entry_point=_raise_test_error)
+    yield ["NeedsMissingPackage-v0", "MovedAway-v0"]
+    for k in ("NeedsMissingPackage-v0", "MovedAway-v0"):
+        del gym.registry[k]
+
+
+def test_envs_that_cannot_be_made_are_named_not_listed(unmakeable_ids, tmp_path):
+    """`rlmorning envs` lists only ids that can be made; the others come grouped by why, and training on one
+    stops at once with Gymnasium's one-line reason, before a run folder is made."""
+    from rlmorning import api
+    from rlmorning.envs import unavailable_gym_ids
+
+    names = env_names()["gymnasium"]
+    assert "CartPole-v1" in names and not set(unmakeable_ids) & set(names)
+    missing = unavailable_gym_ids()
+    assert missing["these envs moved to another package"] == ["MovedAway-v0"]
+    assert any("NeedsMissingPackage-v0" in ids and "rlmorning_no_such_package" in why for why, ids in missing.items())
+    for env_id in unmakeable_ids:
+        with pytest.raises(RlmError, match=f"env '{env_id}' cannot be made here: ") as exc:
+            api.train("dqn", env_id, run_dir=tmp_path / env_id, steps=10)
+        assert "\n" not in str(exc.value)
+        assert not (tmp_path / env_id).exists()

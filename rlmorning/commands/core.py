@@ -134,13 +134,19 @@ def _cmd_eval(args: argparse.Namespace) -> int:
 
 
 def _cmd_envs(args: argparse.Namespace) -> int:
-    from rlmorning.envs import env_names
+    from rlmorning.envs import env_names, unavailable_gym_ids
 
     for family, names in env_names().items():
         if args.family and family != args.family:
             continue
         print(f"{family} ({len(names)}):")
         print("  " + ", ".join(names))
+    if args.family in (None, "gymnasium"):
+        missing = unavailable_gym_ids()
+        if missing:
+            print(f"gymnasium, not available here ({sum(map(len, missing.values()))}):")
+            for reason, names in missing.items():
+                print(f"  {', '.join(names)}\n    ({reason})")
     return 0
 
 
