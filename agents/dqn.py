@@ -83,7 +83,8 @@ class DQNConfig:
     regressing its features (Hoffman et al. 2016); objects: a YOLOv2 head predicting the game's objects,
     labelled from RAM (Redmon & Farhadi 2017). Replay then stores each frame's 128 RAM bytes."""
     aux_weight: float = 1.0
-    """Weight of the hallucination loss (the teacher's own TD loss has weight 1) or of the YOLO loss."""
+    """Weight of the hallucination loss (the teacher's own TD loss has weight 1) or of the YOLO loss. The
+    logged ``aux_grad_ratio`` shows how hard the weighted loss pulls on the shared convs beside the TD loss."""
     aux_game: str = "auto"
     """The Atari game whose RAM object table labels ``aux: objects``; auto = the run's env."""
     aux_ram_input: str = "bits"
@@ -403,6 +404,8 @@ class DQNAgent(ReplayRatioMixin, Checkpointed, FeedForwardAgent):
         out = {"loss": float(loss.detach()), "q_mean": float(q.detach().mean())}
         aux_loss, aux_metrics = self.aux.loss(fmap.float(), b, actions, returns, discounts, shift, self.shared_target)
         out.update(aux_metrics)
+        if self.updates % AUX_GRAD_RATIO_EVERY == 0:
+            out["aux_grad_ratio"] = aux_grad_ratio(loss, aux_loss, list(self.online.encoder.parameters()))
         (loss + aux_loss).backward()
         return out
 
@@ -417,6 +420,25 @@ class DQNAgent(ReplayRatioMixin, Checkpointed, FeedForwardAgent):
         if self.shared_target:  # the target copy was skipped while it equalled the online net
             self._sync_target()
         return super().state_dict(include_buffers)
+
+
+AUX_GRAD_RATIO_EVERY = 250
+"""Gradient steps between two ``aux_grad_ratio`` measurements (each costs two extra partial backward passes)."""
+
+
+def aux_grad_ratio(td_loss: torch.Tensor, aux_loss: torch.Tensor, shared: list[nn.Parameter]) -> float:
+    """How hard the auxiliary loss pulls on the encoder beside the TD loss: the gradient norm of ``aux_loss``
+    (already weighted) over that of ``td_loss``, on the encoder parameters the auxiliary loss reaches (the
+    convs under the feature map). Leaves ``.grad`` untouched, so training is the same with or without it."""
+    g_aux = torch.autograd.grad(aux_loss, shared, retain_graph=True, allow_unused=True)
+    reached = [i for i, g in enumerate(g_aux) if g is not None]
+    if not reached:
+        return 0.0
+    g_td = torch.autograd.grad(td_loss, [shared[i] for i in reached], retain_graph=True, allow_unused=True)
+    aux_norm = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g_aux[i]) for i in reached]))
+    td_norm = torch.linalg.vector_norm(torch.stack(
+        [torch.linalg.vector_norm(g) if g is not None else torch.zeros(()) for g in g_td]))
+    return float(aux_norm / td_norm.clamp_min(1e-12))
 
 
 def xavier_init(net: nn.Module) -> None:

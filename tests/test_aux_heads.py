@@ -105,6 +105,29 @@ def test_hallucination_branch_follows_the_moving_teacher() -> None:
     assert float(trained) < 0.5 * float(untrained), (float(trained), float(untrained))
 
 
+@pytest.mark.parametrize("aux", ["hallucination", "objects"])
+def test_aux_grad_ratio_is_measured_without_changing_training(aux: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``aux_grad_ratio`` (the weighted auxiliary loss's gradient norm on the shared convs over the TD loss's)
+    comes every AUX_GRAD_RATIO_EVERY updates, scales with aux_weight, and leaves the weights as they would be."""
+    import rlmorning.agents.dqn as dqn_module
+
+    runs = {}
+    for every, weight in ((3, 1.0), (10**9, 1.0), (3, 4.0)):
+        monkeypatch.setattr(dqn_module, "AUX_GRAD_RATIO_EVERY", every)
+        agent = make_agent(aux, aux_weight=weight)
+        play(agent, 80)
+        runs[(every, weight)] = (agent, [agent._gradient_step().get("aux_grad_ratio") for _ in range(7)])
+    agent, ratios = runs[(3, 1.0)]
+    assert [r is not None for r in ratios] == [True, False, False, True, False, False, True]
+    assert all(np.isfinite(r) and r > 0 for r in ratios if r is not None)
+    plain, plain_ratios = runs[(10**9, 1.0)]
+    assert plain_ratios[1:] == [None] * 6
+    for (name, a), b in zip(agent.online.state_dict().items(), plain.online.state_dict().values(), strict=True):
+        assert torch.equal(a, b), name
+    # the first update is measured before any weight moved: weight 4 pulls four times as hard
+    assert runs[(3, 4.0)][1][0] == pytest.approx(4 * ratios[0], rel=1e-4)
+
+
 def test_object_boxes_move_with_the_random_shift() -> None:
     agent = make_agent("objects")
     heads = agent.aux
