@@ -111,7 +111,7 @@ def train_one(game: str, seed: int, args: argparse.Namespace, cores: list[int] |
     if CHILDREN.stopping:
         return f"{game} seed {seed}: not started (stopped)"
     resume = (run / "checkpoints" / "latest.pt").is_file()
-    cmd = [sys.executable, "-m", "rlmorning.cli", "train", "dqn", "--no-progress"]
+    cmd = [sys.executable, "-m", "rlmorning.cli", "train", "dqn"]  # into a file: one plain line per metrics row
     cmd += ["--resume", str(run)] if resume else [
         "--env", game, "--config", "atari100k", "--seed", str(seed), "--run-dir", str(run),
         "--steps", str(args.steps), "--set", f"torch_threads={args.threads}", "--device", "cpu"]
@@ -120,8 +120,11 @@ def train_one(game: str, seed: int, args: argparse.Namespace, cores: list[int] |
     run.parent.mkdir(parents=True, exist_ok=True)
     if not resume and run.exists() and not any(run.iterdir()):
         run.rmdir()
+    log_path = args.root / f"{game}-seed{seed}.log"
+    print(f"{game} seed {seed}: {'resuming' if resume else 'training'} in {run} (progress lines in {log_path})",
+          flush=True)
     t0 = time.perf_counter()
-    with open(args.root / f"{game}-seed{seed}.log", "a") as log:
+    with open(log_path, "a") as log:
         log.write(f"\n# {datetime.datetime.now().isoformat(timespec='seconds')} {' '.join(cmd)}\n")
         log.flush()
         # its own session: a Ctrl-C at the terminal reaches it once, through CHILDREN.stop, not twice
@@ -241,8 +244,8 @@ def add_run_arguments(p: argparse.ArgumentParser, games: list[str], root: Path) 
                    help="runs side by side (default 1: one run on all cores; 2: one core and thread each)")
     p.add_argument("--threads", type=int, default=0, help="torch threads per run (default: its share of the cores)")
     p.add_argument("--root", type=Path, default=root)
-    p.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE",
-                   help="config overrides for new runs (a variant of the preset: give it its own --root)")
+    p.add_argument("--set", nargs="+", action="extend", default=[], metavar="KEY=VALUE",
+                   help="config overrides for new runs, repeatable (a variant of the preset: give it its own --root)")
     p.add_argument("--summarize", action="store_true", help="print the table and write the report; train nothing")
     p.add_argument("--reps", type=int, default=2000, help="bootstrap resamples of the report's CIs")
 

@@ -146,8 +146,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--eval-episodes", type=int, default=20)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--simple", action="store_true", help="also run the SimPLe-style mode")
-    p.add_argument("--dyna-set", nargs="+", default=[], metavar="KEY=VALUE",
-                   help="extra DQN config overrides for the model-based agents only (e.g. model.imagined_reward=mean)")
+    p.add_argument("--dyna-set", nargs="+", action="extend", default=[], metavar="KEY=VALUE",
+                   help="extra DQN config overrides for the model-based agents only, repeatable "
+                        "(e.g. model.imagined_reward=mean)")
     p.add_argument("--name", help="report the dyna agent under this name (a variant beside plain 'dyna' in "
                                   "--summarize tables); default: dyna")
     p.add_argument("--summarize", nargs="+", metavar="LOG",

@@ -70,6 +70,17 @@ def _bench_module() -> object:
     return bench
 
 
+def test_bench_set_is_repeatable() -> None:
+    """``--set A --set B`` keeps both (it kept only the last), as does ``--set A B``."""
+    import argparse
+
+    bench = _bench_module()
+    p = argparse.ArgumentParser()
+    bench.add_run_arguments(p, ["Breakout"], Path("runs/x"))
+    assert p.parse_args(["--set", "a=1", "--set", "b=2", "c=3"]).set == ["a=1", "b=2", "c=3"]
+    assert p.parse_args([]).set == []
+
+
 def test_bench_stop_signal_reaches_the_training_child(tmp_path: Path) -> None:
     """SIGTERM to bench/atari100k.py is passed on to the training it runs (which then saves and exits) and no
     further run starts; before, the child kept training, orphaned."""
