@@ -7,8 +7,9 @@ the evaluation env gives no RAM, and the agent acts on pixels only). Runs are re
 ``ROOT/VARIANT/GAME/seedS``; the plain DrQ(eps) runs are shared with ``bench/atari100k.py`` (``--drq-root``).
 
 ``--summarize`` prints, per game and variant, the mean final score over seeds and the wall time per run; hands
-all runs to ``rlmorning report`` (human-normalised IQM with bootstrap CIs per variant); and measures the heads
-on held-out frames (a seeded random policy in the RAM env, seeds never used in training):
+all runs to ``rlmorning report`` (human-normalised IQM with bootstrap CIs per variant); and gives the heads'
+quality on held-out frames (a seeded random policy in the RAM env, seeds never used in training), measured
+as soon as each run finishes and kept in its folder (``head_quality.json``):
 
 * object head: per class, the hit rate (objects on screen with a predicted box of the right class at IoU
   >= 0.5) and the mean IoU of the best such box (0 when none);
@@ -26,7 +27,9 @@ import rlmorning  # noqa: F401  (first: it sets OpenMP's waiting before torch lo
 # isort: split
 import argparse
 import datetime
+import functools
 import importlib.util
+import json
 import os
 import platform
 import sys
@@ -62,6 +65,14 @@ def train(args: argparse.Namespace) -> None:
         print(f"== {variant} ({' '.join(ns.set) or 'atari100k preset'}) -> {ns.root}", flush=True)
         if not runner.train_all(ns):
             break
+        if variant != "drq":  # measured now: a session may end before --summarize, and the folder with it
+            for game in args.games:
+                for seed in args.seeds:
+                    run = runner.run_dir(ns.root, game, seed)
+                    if runner.final_eval(run) is not None:
+                        quality = cached_head_quality(run, variant, game, args.heldout)
+                        print(f"{game} seed {seed} ({variant}): heads on {args.heldout} held-out frames: {quality}",
+                              flush=True)
 
 
 # ------------------------------------------------------------------------------------------- head quality
@@ -147,6 +158,29 @@ def head_quality(run: Path, variant: str, game: str, frames: tuple[np.ndarray, n
     return f"cosine {fit['cosine']:.3f}, R^2 {fit['r2']:.3f}"
 
 
+QUALITY_FILE = "head_quality.json"
+
+
+@functools.cache
+def _heldout(game: str, count: int) -> tuple[np.ndarray, np.ndarray]:
+    return heldout_frames(game, count)
+
+
+def cached_head_quality(run: Path, variant: str, game: str, heldout: int) -> str:
+    """:func:`head_quality` of a finished run, measured once and kept in ``run/head_quality.json`` (measured
+    again when the number of held-out frames differs)."""
+    from rlmorning.run import atomic_write_bytes
+
+    path = run / QUALITY_FILE
+    if path.is_file():
+        saved = json.loads(path.read_text())
+        if saved.get("heldout") == heldout and saved.get("variant") == variant:
+            return str(saved["text"])
+    text = head_quality(run, variant, game, _heldout(game, heldout))
+    atomic_write_bytes(path, json.dumps({"variant": variant, "heldout": heldout, "text": text}).encode())
+    return text
+
+
 # ---------------------------------------------------------------------------------------------- summary
 def summarize(args: argparse.Namespace) -> None:
     runner = _atari100k()
@@ -158,7 +192,6 @@ def summarize(args: argparse.Namespace) -> None:
     print("|---|---|---:|---:|---|---:|---|")
     finished: list[str] = []
     for game in args.games:
-        frames = None
         for variant in args.variants:
             runs = [runner.run_dir(variant_root(args, variant), game, s) for s in args.seeds]
             done = [(r, runner.final_eval(r)) for r in runs]
@@ -171,8 +204,8 @@ def summarize(args: argparse.Namespace) -> None:
             walls = [runner.recorded_wall(r) / 60 for r, _ in done]
             quality = "-"
             if variant != "drq":
-                frames = frames if frames is not None else heldout_frames(game, args.heldout)
-                quality = head_quality(done[-1][0], variant, game, frames) + f" (seed {done[-1][0].name[4:]})"
+                quality = " / ".join(f"seed {r.name[4:]}: {cached_head_quality(r, variant, game, args.heldout)}"
+                                     for r, _ in done)
             print(f"| {game} | {variant} | {len(done)} | {scores.mean():.2f} | "
                   f"{', '.join(f'{s:.1f}' for s in scores)} | {np.mean(walls):.0f} | {quality} |", flush=True)
     if finished:

@@ -311,3 +311,28 @@ class _Head(torch.nn.Module):
 
     def forward(self, fmap: torch.Tensor) -> torch.Tensor:
         return next(self.outputs)
+
+
+def test_bench_head_quality_is_kept_in_the_run_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """bench/side_information.py measures a finished run's heads once and keeps the result in the run folder
+    (a session may end before --summarize); another held-out size or variant measures again."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("bench_side_cache", Path(__file__).parents[1] / "bench" /
+                                                  "side_information.py")
+    bench = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
+    spec.loader.exec_module(bench)  # type: ignore[union-attr]
+    calls = []
+
+    def measured(run: Path, variant: str, game: str, frames: object) -> str:
+        calls.append((variant, frames))
+        return f"{variant} quality #{len(calls)}"
+
+    monkeypatch.setattr(bench, "head_quality", measured)
+    monkeypatch.setattr(bench, "_heldout", lambda game, count: count)
+    assert bench.cached_head_quality(tmp_path, "objects", "Breakout", 1000) == "objects quality #1"
+    assert bench.cached_head_quality(tmp_path, "objects", "Breakout", 1000) == "objects quality #1"
+    assert json.loads((tmp_path / bench.QUALITY_FILE).read_text())["heldout"] == 1000
+    assert bench.cached_head_quality(tmp_path, "objects", "Breakout", 500) == "objects quality #2"
+    assert bench.cached_head_quality(tmp_path, "hallucination", "Breakout", 500) == "hallucination quality #3"
+    assert calls == [("objects", 1000), ("objects", 500), ("hallucination", 500)]
