@@ -100,8 +100,9 @@ def missing_dependency(env_id: str) -> str | None:
                 entry()
             return None
         importlib.import_module(str(entry).split(":")[0])
-    except (ImportError, gym.error.DependencyNotInstalled) as exc:
-        return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    except Exception as exc:  # ImportError, gymnasium's DependencyNotInstalled, or a module failing to import
+        text = str(exc).strip()
+        return text.splitlines()[0] if text else type(exc).__name__
     return None
 
 
