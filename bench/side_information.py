@@ -168,7 +168,7 @@ def _heldout(game: str, count: int) -> tuple[np.ndarray, np.ndarray]:
 
 def cached_head_quality(run: Path, variant: str, game: str, heldout: int) -> str:
     """:func:`head_quality` of a finished run, measured once and kept in ``run/head_quality.json`` (measured
-    again when the number of held-out frames differs)."""
+    again for another variant or number of held-out frames)."""
     from rlmorning.run import atomic_write_bytes
 
     path = run / QUALITY_FILE

@@ -7,6 +7,7 @@ import dataclasses
 import json
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import gymnasium as gym
 import numpy as np
@@ -264,18 +265,25 @@ def test_train_with_aux_writes_the_game_and_resumes(tmp_path: Path) -> None:
         object_overlay(dataclasses.replace(src, info=resolve("MinAtar/Breakout")), (4, 10, 10))
 
 
-def test_bench_detection_quality_of_a_perfect_and_a_blind_head() -> None:
-    """bench/side_information.py's held-out measure: a head predicting the RAM boxes exactly hits every object
-    (IoU 1); a head that sees nothing hits none."""
+def _bench_side_information() -> Any:
+    """bench/side_information.py as a module (a fresh copy per call: its caches start empty)."""
     import importlib.util
-    from types import SimpleNamespace
-
-    from rlmorning.agents.nets.yolo import build_yolo_targets, game_anchors
 
     spec = importlib.util.spec_from_file_location("bench_side", Path(__file__).parents[1] / "bench" /
                                                   "side_information.py")
     bench = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
     spec.loader.exec_module(bench)  # type: ignore[union-attr]
+    return bench
+
+
+def test_bench_detection_quality_of_a_perfect_and_a_blind_head() -> None:
+    """bench/side_information.py's held-out measure: a head predicting the RAM boxes exactly hits every object
+    (IoU 1); a head that sees nothing hits none."""
+    from types import SimpleNamespace
+
+    from rlmorning.agents.nets.yolo import build_yolo_targets, game_anchors
+
+    bench = _bench_side_information()
     obs, ram = bench.heldout_frames("Breakout", steps=60)
     assert obs.shape == (60, 4, 84, 84) and ram.shape == (60, 128)
     boxes, classes, valid = ram_boxes("breakout", ram)
@@ -316,12 +324,7 @@ class _Head(torch.nn.Module):
 def test_bench_head_quality_is_kept_in_the_run_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """bench/side_information.py measures a finished run's heads once and keeps the result in the run folder
     (a session may end before --summarize); another held-out size or variant measures again."""
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("bench_side_cache", Path(__file__).parents[1] / "bench" /
-                                                  "side_information.py")
-    bench = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
-    spec.loader.exec_module(bench)  # type: ignore[union-attr]
+    bench = _bench_side_information()
     calls = []
 
     def measured(run: Path, variant: str, game: str, frames: object) -> str:
