@@ -85,6 +85,11 @@ class DQNConfig:
     aux_weight: float = 1.0
     """Weight of the hallucination loss (the teacher's own TD loss has weight 1) or of the YOLO loss. The
     logged ``aux_grad_ratio`` shows how hard the weighted loss pulls on the shared convs beside the TD loss."""
+    aux_warmup: int = 0
+    """Gradient steps over which the auxiliary loss's weight ramps linearly from 0 to ``aux_weight`` (0: full
+    weight from the first update). The heads' early losses dwarf DrQ's small TD loss (``aux_grad_ratio`` ~60 on
+    the object head's first updates); a ramp lets the TD signal shape the convs first. The RAM teacher's own TD
+    loss is not ramped (it does not reach the pixel convs)."""
     aux_game: str = "auto"
     """The Atari game whose RAM object table labels ``aux: objects``; auto = the run's env."""
     aux_ram_input: str = "bits"
@@ -396,6 +401,7 @@ class DQNAgent(ReplayRatioMixin, Checkpointed, FeedForwardAgent):
                             returns: torch.Tensor, discounts: torch.Tensor, shift: torch.Tensor) -> dict[str, float]:
         """TD loss + the side-information head's loss, one pass through the convs feeding both; backward."""
         assert self.aux is not None
+        self.aux.weight = aux_weight_at(self.updates, self.config.aux_weight, self.config.aux_warmup)
         with self._precision():
             y = self._td_target(returns, discounts, next_obs)
             z, fmap = encode_with_map(self.online.encoder, obs)
@@ -404,6 +410,8 @@ class DQNAgent(ReplayRatioMixin, Checkpointed, FeedForwardAgent):
         out = {"loss": float(loss.detach()), "q_mean": float(q.detach().mean())}
         aux_loss, aux_metrics = self.aux.loss(fmap.float(), b, actions, returns, discounts, shift, self.shared_target)
         out.update(aux_metrics)
+        if self.config.aux_warmup > 0:
+            out["aux_weight"] = self.aux.weight
         if self.updates % AUX_GRAD_RATIO_EVERY == 0:
             out["aux_grad_ratio"] = aux_grad_ratio(loss, aux_loss, list(self.online.encoder.parameters()))
         (loss + aux_loss).backward()
@@ -424,6 +432,14 @@ class DQNAgent(ReplayRatioMixin, Checkpointed, FeedForwardAgent):
 
 AUX_GRAD_RATIO_EVERY = 250
 """Gradient steps between two ``aux_grad_ratio`` measurements (each costs two extra partial backward passes)."""
+
+
+def aux_weight_at(updates: int, weight: float, warmup: int) -> float:
+    """The auxiliary loss's weight at gradient step ``updates`` (0-based): ``weight`` ramped linearly over
+    ``warmup`` steps, starting above 0 (step 0 of a 4-step ramp has weight/4)."""
+    if warmup <= 0:
+        return float(weight)
+    return float(weight) * min(1.0, (updates + 1) / warmup)
 
 
 def aux_grad_ratio(td_loss: torch.Tensor, aux_loss: torch.Tensor, shared: list[nn.Parameter]) -> float:
@@ -481,6 +497,10 @@ def target_is_online(c: DQNConfig, num_envs: int, online: nn.Module) -> bool:
 def _validate(c: DQNConfig) -> None:
     check_augment(c.augment, c.augment_pad, c.augment_intensity)
     check_aux(c.aux, c.aux_weight, c.aux_ram_input, c.aux_game)
+    if c.aux_warmup < 0:
+        raise RlmError(f"config key 'aux_warmup' must be >= 0 gradient steps, got {c.aux_warmup}")
+    if c.aux_warmup > 0 and c.aux == "none":
+        raise RlmError("config key 'aux_warmup' ramps an auxiliary head's loss: set aux=hallucination or aux=objects")
     if c.compile and c.aux != "none":
         raise RlmError(f"config key 'compile' does not support aux: {c.aux} (set compile=false or aux=none)")
     choices = {"optimizer": ("adam", "rmsprop"), "loss": ("huber", "mse"), "precision": ("fp32", "bf16"),

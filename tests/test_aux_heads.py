@@ -129,6 +129,36 @@ def test_aux_grad_ratio_is_measured_without_changing_training(aux: str, monkeypa
     assert runs[(3, 4.0)][1][0] == pytest.approx(4 * ratios[0], rel=1e-4)
 
 
+@pytest.mark.parametrize("aux", ["hallucination", "objects"])
+def test_aux_warmup_ramps_the_weight(aux: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``aux_warmup`` ramps the auxiliary weight linearly over that many gradient steps (logged as
+    ``aux_weight``); its first update pulls on the convs with weight/warmup; warmup 1 trains as no warmup."""
+    import rlmorning.agents.dqn as dqn_module
+
+    monkeypatch.setattr(dqn_module, "AUX_GRAD_RATIO_EVERY", 1)
+    ramped = make_agent(aux, aux_weight=2.0, aux_warmup=4)
+    play(ramped, 80)
+    steps = [ramped._gradient_step() for _ in range(6)]
+    assert [m["aux_weight"] for m in steps] == [0.5, 1.0, 1.5, 2.0, 2.0, 2.0]
+    full = make_agent(aux, aux_weight=2.0)
+    play(full, 80)
+    first = full._gradient_step()
+    assert "aux_weight" not in first
+    assert steps[0]["aux_grad_ratio"] == pytest.approx(first["aux_grad_ratio"] / 4, rel=1e-4)
+    one = make_agent(aux, aux_weight=2.0, aux_warmup=1)
+    play(one, 80)
+    for _ in range(3):
+        one._gradient_step()
+    for _ in range(2):
+        full._gradient_step()
+    for (name, a), b in zip(one.online.state_dict().items(), full.online.state_dict().values(), strict=True):
+        assert torch.equal(a, b), name
+    with pytest.raises(RlmError, match="config key 'aux_warmup' must be >= 0"):
+        make_agent(aux, aux_warmup=-5)
+    with pytest.raises(RlmError, match="'aux_warmup' ramps an auxiliary head's loss: set aux="):
+        make_agent("none", aux_warmup=100)
+
+
 def test_object_boxes_move_with_the_random_shift() -> None:
     agent = make_agent("objects")
     heads = agent.aux
