@@ -103,9 +103,34 @@ def recorded_wall(run: Path) -> float:
     return float(json.loads(path.read_text())["wall_s"]) if path.is_file() else 0.0
 
 
+SETTINGS_IGNORED = ("device", "progress", "torch_threads")
+"""Config keys a batch may change without making an earlier run of the same folder another experiment."""
+
+
+def settings_mismatch(run: Path, game: str, seed: int, args: argparse.Namespace) -> list[str]:
+    """``key: run's value, asked value`` for each config key in which the run already in ``run`` differs from
+    what this batch would train (keys the run predates count at their defaults); empty for a new run."""
+    from rlmorning.api import resolve_run_config
+    from rlmorning.report import completed_config
+    from rlmorning.run import read_config
+
+    if not (run / "config.yaml").is_file():
+        return []
+    have = completed_config(read_config(run))
+    want = resolve_run_config("dqn", game, config="atari100k", overrides=list(args.set), steps=args.steps,
+                              seed=seed, device="cpu").to_flat()
+    keys = sorted((set(have) | set(want)) - set(SETTINGS_IGNORED))
+    return [f"{k}: {have.get(k)!r} there, {want.get(k)!r} asked" for k in keys if have.get(k) != want.get(k)]
+
+
 def train_one(game: str, seed: int, args: argparse.Namespace, cores: list[int] | None) -> str:
-    """Train (or resume) one run to its end; returns a one-line status."""
+    """Train (or resume) one run to its end; returns a one-line status. A folder holding a run of other
+    settings (``--set``, ``--steps``) is left alone and named, never resumed or counted as this batch's."""
     run = run_dir(args.root, game, seed)
+    differing = settings_mismatch(run, game, seed, args)
+    if differing:
+        return (f"{game} seed {seed}: skipped: {run} holds a run with other settings ({'; '.join(differing)}); "
+                "use another --root or remove that folder")
     if final_eval(run) is not None:
         return f"{game} seed {seed}: done already"
     if CHILDREN.stopping:

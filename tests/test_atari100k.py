@@ -123,3 +123,22 @@ def test_bench_summary_counts_finished_runs_only(full_run: Path, tmp_path: Path,
     assert "| Breakout | 1 |" in out and "| Pong |" not in out
     assert "DrQ(eps): IQM" in out and "over 1 game(s)" in out and "over 2 game(s)" not in out
     assert (root / "report.md").is_file()
+
+
+def test_bench_leaves_a_run_of_other_settings_alone(full_run: Path, tmp_path: Path) -> None:
+    """A folder holding a run of other settings is named and skipped (never resumed, nor counted as this batch's
+    finished run); the same settings (threads aside) match."""
+    import argparse
+    import shutil
+
+    bench = _bench_module()
+    root = tmp_path / "root"
+    shutil.copytree(full_run, root / "Breakout" / "seed0", ignore=shutil.ignore_patterns("checkpoints"))
+    same = argparse.Namespace(root=root, set=[*SHORT[:-1], "torch_threads=2"], steps=240)
+    assert bench.settings_mismatch(root / "Breakout" / "seed0", "Breakout", 0, same) == []
+    assert bench.train_one("Breakout", 0, same, None) == "Breakout seed 0: done already"
+    other = argparse.Namespace(root=root, set=[*SHORT, "augment=none"], steps=300)
+    status = bench.train_one("Breakout", 0, other, None)
+    assert status.startswith("Breakout seed 0: skipped: ") and "use another --root" in status
+    assert "augment: 'shift+intensity' there, 'none' asked" in status and "steps: 240 there, 300 asked" in status
+    assert not (root / "Breakout-seed0.log").exists()  # nothing was started
