@@ -30,7 +30,8 @@ class SkillsToy(gym.Env):
     the action alone decides which state is visited. Reward 1 for action 1. Episodes end (truncated) after
     ``length`` steps. Its state can be checkpointed, so ``--resume`` continues the open episodes."""
 
-    metadata = {"render_modes": ["rgb_array"], "render_fps": 30}  # render() returns None: the recorder draws the observation
+    # render() returns None: the recorder draws the observation
+    metadata = {"render_modes": ["rgb_array"], "render_fps": 30}
 
     def __init__(self, length: int = 5, render_mode: str | None = None) -> None:
         self.observation_space = gym.spaces.Box(0.0, 1.0, (2,), np.float32)
