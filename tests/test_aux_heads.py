@@ -159,6 +159,34 @@ def test_aux_warmup_ramps_the_weight(aux: str, monkeypatch: pytest.MonkeyPatch) 
         make_agent("none", aux_warmup=100)
 
 
+@pytest.mark.parametrize("aux", ["hallucination", "objects"])
+def test_zero_weight_leaves_the_q_gradients_of_plain_drq(aux: str) -> None:
+    """With ``aux_weight: 0`` the Q-network's gradients equal a plain DrQ(eps) agent's on the same batch and
+    augmentation, bit for bit: the auxiliary path (one pass through the convs for both heads) changes nothing else."""
+    drq = dict(augment="shift+intensity", encoder_kwargs={"padding": "same"}, init="xavier")
+    agent = make_agent(aux, aux_weight=0.0, **drq)
+    plain = make_agent("none", **drq)
+    plain.online.load_state_dict(agent.online.state_dict())
+    play(agent, 120)
+    b = agent.replay.sample(8)
+    inputs = []
+    for a in (agent, plain):
+        a._aug_generator.manual_seed(7)
+        obs, shift = a._train_obs(b["obs"])
+        inputs.append((obs, a._train_obs(b["next_obs"])[0], shift))
+        a._set_mode(True)
+        a._learner()[1].zero_grad(set_to_none=True)
+    batch = (torch.as_tensor(b["actions"].astype(np.int64)), torch.as_tensor(b["returns"]),
+             torch.as_tensor(b["discounts"]))
+    (obs, nxt, shift), (p_obs, p_nxt, _) = inputs
+    assert torch.equal(obs, p_obs) and torch.equal(nxt, p_nxt)
+    out = agent._aux_loss_and_grads(b, obs, nxt, *batch, shift)
+    loss, _ = plain._loss_and_grads(p_obs, p_nxt, *batch)
+    assert out["loss"] == float(loss.detach())
+    for (name, p), q in zip(agent.online.named_parameters(), plain.online.parameters(), strict=True):
+        assert torch.equal(p.grad, q.grad), name
+
+
 def test_object_boxes_move_with_the_random_shift() -> None:
     agent = make_agent("objects")
     heads = agent.aux
