@@ -88,8 +88,9 @@ class DQNConfig:
     aux_warmup: int = 0
     """Gradient steps over which the auxiliary loss's weight ramps linearly from 0 to ``aux_weight`` (0: full
     weight from the first update). The heads' early losses dwarf DrQ's small TD loss (``aux_grad_ratio`` ~60 on
-    the object head's first updates); a ramp lets the TD signal shape the convs first. The RAM teacher's own TD
-    loss is not ramped (it does not reach the pixel convs)."""
+    the object head's first updates); a ramp lets the TD signal shape the convs first (measured on Breakout: it
+    did not rescue the object head, BENCHMARKS.md). The RAM teacher's own TD loss is not ramped (it does not
+    reach the pixel convs)."""
     aux_game: str = "auto"
     """The Atari game whose RAM object table labels ``aux: objects``; auto = the run's env."""
     aux_ram_input: str = "bits"
