@@ -26,6 +26,7 @@ from rlmorning.agents.nets.side_information import RAM_BYTES, encode_with_map
 from rlmorning.agents.side_info_heads import SideInformationHeads, check_aux
 from rlmorning.checkpointed import Checkpointed
 from rlmorning.compiled import CompiledOrEager
+from rlmorning.config import check_probability
 from rlmorning.errors import RlmError
 from rlmorning.replay import ReplayBuffer, smallest_int_dtype
 
@@ -509,8 +510,11 @@ def _validate(c: DQNConfig) -> None:
     for key, valid in choices.items():
         if getattr(c, key) not in valid:
             raise RlmError(f"config key '{key}' must be one of {', '.join(valid)}, got '{getattr(c, key)}'")
-    if c.eps_decay_start < 0:
-        raise RlmError(f"config key 'eps_decay_start' must be >= 0, got {c.eps_decay_start}")
+    for key in ("eps_start", "eps_end", "eps_fraction"):
+        check_probability(f"config key '{key}'", getattr(c, key))
+    for key in ("eps_decay_start", "eps_decay_steps"):
+        if getattr(c, key) < 0:
+            raise RlmError(f"config key '{key}' must be >= 0, got {getattr(c, key)}")
     positive = ("buffer_size", "batch_size", "n_step", "train_freq", "gradient_steps", "target_update_period")
     for key in positive:
         if getattr(c, key) < 1:

@@ -60,6 +60,11 @@ def resolve_run_config(
     for key in ("eval_episodes", "final_eval_episodes", "torch_threads"):
         if getattr(trainer_cfg, key) < 0:
             raise RlmError(f"config key '{key}' must be >= 0, got {getattr(trainer_cfg, key)}")
+    if trainer_cfg.eval_every > 0 and trainer_cfg.eval_episodes < 1:
+        raise RlmError(f"config key 'eval_episodes' must be >= 1 while eval_every > 0, got "
+                       f"{trainer_cfg.eval_episodes} (set eval_every=0 to train without periodic evaluation)")
+    for key in ("eval_epsilon", "eval_sticky_actions"):
+        check_probability(f"config key '{key}'", getattr(trainer_cfg, key))
     return RunConfig(agent=agent, env=env, trainer=trainer_cfg, agent_config=agent_cfg)
 
 
@@ -244,15 +249,19 @@ def evaluate_run(
     seed: int = 12_345,
     device: str = "cpu",
 ) -> dict[str, Any]:
-    """Greedy evaluation of a run's checkpoint on fresh envs; returns returns, mean, std, protocol."""
+    """Greedy evaluation of a run's checkpoint on fresh envs; returns returns, mean, std, the checkpoint file
+    evaluated (``best`` falls back to ``latest`` until a best exists) and the protocol."""
     check_probability("--epsilon", epsilon)
     check_probability("--sticky-actions", sticky_actions)
     check_seed("--seed", seed)
     agent, cfg = load_policy(run_dir, checkpoint, device)
+    used = find_checkpoint(Path(run_dir), checkpoint)
     t = cfg.trainer
     eps = t.eval_epsilon if epsilon is None else epsilon
     sticky = t.eval_sticky_actions if sticky_actions is None else sticky_actions
     info = envs_mod.resolve(cfg.env)
+    if sticky_actions and info.family != "atari":
+        raise RlmError(f"--sticky-actions is for Atari envs; '{cfg.env}' has none")
 
     def make(i: int) -> Any:
         return envs_mod.make_eval(info, seed + i, sticky_actions=sticky, max_frames=t.eval_max_frames,
@@ -264,6 +273,7 @@ def evaluate_run(
         "mean": float(np.mean(returns)),
         "std": float(np.std(returns)),
         "episodes": episodes,
+        "checkpoint": str(used),
         "protocol": envs_mod.eval_protocol(info, sticky_actions=sticky, epsilon=eps,
                                            max_frames=t.eval_max_frames),
     }

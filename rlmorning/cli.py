@@ -35,10 +35,12 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict]:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``rlmorning`` console script."""
     parser, handlers = build_parser()
-    args = parser.parse_args(argv)
+    args, unknown = parser.parse_known_args(argv)
     if args.command is None:
         parser.print_help()
         return 2
+    if unknown:  # the subcommand's usage, which shows the options it does take
+        _subparser(parser, args.command).error(f"unrecognized arguments: {' '.join(unknown)}")
     try:
         return handlers[args.command](args)
     except RlmError as exc:
@@ -53,6 +55,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     except MemoryError:
         print("rlmorning: error: out of memory (lower buffer_size or batch_size)", file=sys.stderr)
         return 2
+    except OSError as exc:
+        if exc.filename is None:  # not about a file the user named: a bug, keep the traceback
+            raise
+        print(f"rlmorning: error: '{exc.filename}': {exc.strerror or exc}", file=sys.stderr)
+        return 2
+
+
+def _subparser(parser: argparse.ArgumentParser, command: str) -> argparse.ArgumentParser:
+    """The parser of ``command`` (the top-level parser if there is none)."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction) and command in action.choices:
+            return action.choices[command]
+    return parser
 
 
 if __name__ == "__main__":

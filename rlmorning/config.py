@@ -290,6 +290,9 @@ def load_preset(name_or_path: str) -> dict[str, Any]:
     """Load a preset by name (``atari100k``, ``dqn_atari``) or by path to a YAML file (``safe_load``)."""
     path = Path(name_or_path)
     if name_or_path.endswith((".yaml", ".yml")) or path.exists():
+        if path.is_dir():
+            hint = f"; did you mean '{path / 'config.yaml'}'?" if (path / "config.yaml").is_file() else ""
+            raise RlmError(f"config '{name_or_path}' is a folder, not a YAML file{hint}")
         if not path.is_file():
             raise RlmError(f"config file '{name_or_path}' does not exist")
         text = read_text_file(path)

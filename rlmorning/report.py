@@ -29,7 +29,9 @@ from typing import Any
 
 import numpy as np
 
+from rlmorning.config import check_seed
 from rlmorning.errors import RlmError, check_writable_file
+from rlmorning.outputs import writable_folder
 
 RLIABLE_MISSING = "report needs rliable: pip install 'rlmorning[report]'"
 IGNORED_KEYS = ("seed", "env", "device", "progress", "torch_threads")
@@ -440,6 +442,10 @@ def build_report(items: list[str], *, baseline: str | None = None, metric: str =
 
     if reps < 1:
         raise RlmError(f"--reps must be >= 1, got {reps}")
+    check_seed("--seed", seed)
+    from rlmorning.run import METRIC_ALIASES  # not at import: it brings torch
+
+    metric = METRIC_ALIASES.get(metric, metric)
     paths = find_runs(items)
     runs: list[RunScore] = []
     skipped: list[tuple[Path, str]] = []
@@ -477,6 +483,7 @@ def write_report(items: list[str], *, out: str | Path = "report.md", baseline: s
                  ) -> Report:
     """Aggregate the runs named by ``items`` and write ``out`` (Markdown) and PNG plots beside it."""
     check_writable_file(Path(out))  # before the bootstrap, which takes a while
+    writable_folder(Path(out).parent)
     rep, n_runs, (taus, profiles, profile_cis) = build_report(items, baseline=baseline, metric=metric, reps=reps,
                                                               seed=seed, reference=reference, out=out)
     try:

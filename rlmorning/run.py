@@ -197,10 +197,30 @@ def write_versions(run: Path, extra: dict[str, Any]) -> None:
     atomic_write_bytes(Path(run) / "versions.json", json.dumps(info, indent=2).encode())
 
 
+def _read_umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+_FILE_MODE = 0o666 & ~_read_umask()
+"""The mode ``open()`` would give a new file under the process's umask (read once, at import: changing the
+umask is process-wide, so it is not done while other threads may create files)."""
+
+
+def _temp_beside(path: Path) -> tuple[int, str]:
+    """A temp file in ``path``'s folder, with the mode a plain ``open()`` would give it (``mkstemp`` makes
+    files 0600, which would leave run files unreadable to the user's group, e.g. a shared TensorBoard)."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    with contextlib.suppress(OSError):  # a file system without modes (some mounts): keep mkstemp's
+        os.fchmod(fd, _FILE_MODE)
+    return fd, tmp
+
+
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     """Write ``data`` to ``path`` via a temp file in the same folder and an atomic rename."""
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    fd, tmp = _temp_beside(path)
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
@@ -218,7 +238,7 @@ def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
     path = Path(path)
     tmp: str | None = None
     try:
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        fd, tmp = _temp_beside(path)
         with os.fdopen(fd, "wb") as fh:  # a file object: torch passes the OSError of a failed write through
             torch.save(state, fh)
             fh.flush()
@@ -286,6 +306,10 @@ def find_checkpoint(run: Path, which: str = "latest") -> Path:
     if other.is_file():
         return other
     raise RlmError(f"run '{run}' has no checkpoints yet (looked for {path})")
+
+
+METRIC_ALIASES = {"eval_return": "eval_return_mean", "return": "train_return"}
+"""Short metric names the plotting, report and sweep commands accept for metrics.csv columns."""
 
 
 class MetricsCSV:

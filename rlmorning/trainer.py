@@ -197,6 +197,9 @@ class Trainer:
             if t.eval_every > 0 and not self._evaluated_at(self.state.step):  # Ctrl-C during the final evaluation
                 self._evaluate(final=True)
                 self.save("latest")
+            else:  # shown even with progress off: the command did nothing, and says why
+                print(f"note: nothing to train: the run is complete ({self.state.step} of {t.steps} steps); "
+                      f"resume with --steps N > {t.steps} to train it further", file=sys.stderr)
             return self.summary()
         self._warn_if_nothing_learns()
         if t.progress and t.eval_every > 0 and self._long_final_evaluation():

@@ -130,6 +130,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     n = res["episodes"]
     print(f"eval return: {res['mean']:.2f} ± {res['std']:.2f} over {n} episode{'' if n == 1 else 's'}")
     print(f"eval protocol: {res['protocol']}")
+    print(f"checkpoint: {res['checkpoint']}")
     return 0
 
 

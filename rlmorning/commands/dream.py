@@ -34,7 +34,8 @@ def register(sub: argparse._SubParsersAction) -> dict[str, Handler]:
     p.add_argument("--upsample", choices=("nearest", "bicubic", "srcnn"),
                    help="grey (ALE) frames: how to render at --display-size (default bicubic); srcnn fits a "
                    "3-layer SRCNN (Dong et al. 2014) on this game's real screens first and prints its PSNR")
-    p.add_argument("--display-size", type=int, default=256, help="grey frames: display pixels (default 256)")
+    p.add_argument("--display-size", type=int, help="display pixels: grey (ALE) frames are upsampled to it "
+                   "(default 256); MinAtar planes get cells of DISPLAY_SIZE // 10 pixels (default 16)")
     p.add_argument("--srcnn-steps", type=int, default=400, help="SRCNN training steps (default 400)")
     return {"dream": _cmd_dream}
 

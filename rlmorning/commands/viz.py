@@ -52,7 +52,7 @@ def register(sub: argparse._SubParsersAction) -> dict[str, Handler]:
     rec.add_argument("--scale", type=int, help="integer upscale of the screen (default: 3 for Atari)")
     rec.add_argument("--objects", action="store_true", help="Atari: draw the game's objects read from the console "
                      "RAM (green) and, for runs trained with aux=objects, the object head's predicted boxes "
-                     "(magenta); Breakout, Pong, Boxing")
+                     "(magenta); Breakout, Pong, Boxing, MsPacman")
     rec.add_argument("--skill", type=int, help="skills runs: play skill K in every episode (videos in "
                      "RUN/videos/skill<K>/)")
 

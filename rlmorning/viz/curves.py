@@ -22,12 +22,12 @@ import numpy as np
 
 from rlmorning import envs as envs_mod
 from rlmorning.errors import RlmError
-from rlmorning.run import MetricsCSV, check_run_dir, read_config
+from rlmorning.run import METRIC_ALIASES, MetricsCSV, check_run_dir, read_config
 from rlmorning.viz.figure import grouped_figure, save_figure
 from rlmorning.viz.kstep import plot_kstep_error
 from rlmorning.viz.media import png_out
 
-ALIASES = {"eval_return": "eval_return_mean", "return": "train_return"}
+ALIASES = METRIC_ALIASES
 EVAL_METRICS = {"eval_return_mean", "eval_return_std", "eval_episodes", "heldout_q"}
 NOT_GROUPING = {"seed", "device", "progress", "torch_threads"}
 """Config keys that do not separate groups (runs differing only in these are seeds of one setting)."""
@@ -114,7 +114,10 @@ def plot_curves(runs: Sequence[str | Path], metric: str = "eval_return",
     """
     if not runs:
         raise RlmError("plot needs at least one run directory")
-    data = [load_run(r) for r in runs]
+    unique: dict[Path, str | Path] = {}
+    for r in runs:  # a run named twice (overlapping globs) counts once
+        unique.setdefault(Path(r).resolve(), r)
+    data = [load_run(r) for r in unique.values()]
     column = ALIASES.get(metric, metric)
     available = set.union(*(d.numeric_columns() for d in data))
     special = {"kstep_error"} if any(c.startswith("kstep_err_") for c in available) else set()

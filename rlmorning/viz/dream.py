@@ -20,7 +20,9 @@ import torch
 
 from rlmorning import envs as envs_mod
 from rlmorning.agents.capabilities import HasWorldModel
+from rlmorning.config import check_seed
 from rlmorning.errors import RlmError
+from rlmorning.outputs import output_file
 from rlmorning.viz.rollout import _PALETTE
 from rlmorning.viz.video import VideoWriter
 
@@ -99,6 +101,8 @@ def real_rollout(env: Any, horizon: int, num_actions: int, seed: int) -> tuple[n
 
 
 UPSAMPLERS = ("nearest", "bicubic", "srcnn")
+DISPLAY_SIZE = 256
+"""Default display pixels of grey (ALE) frames."""
 
 
 def world_model_of(agent: Any) -> Any:
@@ -152,14 +156,15 @@ def fit_upsampler(info: Any, env_kwargs: dict, frame_hw: tuple[int, int], size: 
 
 def dream(run: str | Path, *, horizon: int = 50, out: str | Path | None = None, seed: int = 0,
           checkpoint: str = "latest", fps: int = 8, device: str = "cpu", scale: int = 16,
-          upsample: str | None = None, display_size: int = 256, srcnn_steps: int = 400) -> dict[str, Any]:
+          upsample: str | None = None, display_size: int | None = None, srcnn_steps: int = 400) -> dict[str, Any]:
     """Write the dream video of a world-model run (``worldmodel`` or Dyna-DQN); returns ``{"video": path,
     "frames": n, "steps": T}`` (plus ``psnr_srcnn`` / ``psnr_bicubic`` with the SRCNN upsampler).
 
     The real episode may end before ``horizon``: the video then has ``T + 1 < horizon + 1`` frames.
-    Grey (ALE) frames show the newest frame of the stack at ``display_size`` pixels, upsampled with
+    Grey (ALE) frames show the newest frame of the stack at ``display_size`` pixels (default 256), upsampled with
     ``upsample`` (``bicubic`` by default; ``srcnn`` fits an SRCNN on this game's screens first, seeded).
-    MinAtar planes are drawn as coloured cells (``nearest`` only).
+    MinAtar planes are drawn as coloured cells (``nearest`` only) of ``scale`` pixels, or sized so the planes span
+    about ``display_size`` pixels when it is given.
     """
     from rlmorning.api import load_policy
 
@@ -167,6 +172,11 @@ def dream(run: str | Path, *, horizon: int = 50, out: str | Path | None = None, 
         raise RlmError(f"--horizon must be >= 1, got {horizon}")
     if fps < 1:
         raise RlmError(f"--fps must be >= 1, got {fps}")
+    if display_size is not None and display_size < 8:
+        raise RlmError(f"--display-size must be >= 8 pixels, got {display_size}")
+    check_seed("--seed", seed)
+    if out is not None:
+        output_file(out, (".mp4",), "dream.mp4")
     run = Path(run)
     if upsample is not None and upsample not in UPSAMPLERS:
         raise RlmError(f"unknown upsampler '{upsample}'. Valid: {', '.join(UPSAMPLERS)}")
@@ -178,6 +188,9 @@ def dream(run: str | Path, *, horizon: int = 50, out: str | Path | None = None, 
     grey = model.input_scale != 1.0
     if not grey and upsample not in (None, "nearest"):
         raise RlmError(f"--upsample {upsample} is for grey (ALE) frames; MinAtar planes are drawn as cells")
+    if not grey and display_size is not None:  # MinAtar: cells sized so the planes span about display_size
+        scale = max(1, display_size // max(model.obs_shape[-2:]))
+    display_size = display_size or DISPLAY_SIZE
     info = envs_mod.resolve(cfg.env)
     env = envs_mod.make_eval(info, seed, **dict(cfg.trainer.env_kwargs))
     try:
@@ -193,14 +206,8 @@ def dream(run: str | Path, *, horizon: int = 50, out: str | Path | None = None, 
         acts = torch.as_tensor(actions[:, None])
         imagined = model.imagine(frames[:context, None], acts[context - 1:], past_actions=acts[:context - 1])
         pred = np.concatenate([pred, imagined["frames"][:, 0].cpu().numpy()])
-    if out is None:
-        out_path = run / "videos" / f"dream-{checkpoint}-seed{seed}-h{horizon}.mp4"
-    else:
-        out_path = Path(out)
-    try:
-        out_path.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise RlmError(f"cannot write '{out_path.parent}': {exc.strerror or exc}") from None
+    default_out = run / "videos" / f"dream-{checkpoint}-seed{seed}-h{horizon}.mp4"
+    out_path = output_file(out if out is not None else default_out, (".mp4",), "dream.mp4")
     extra: dict[str, Any] = {}
     if grey:
         size = (display_size, display_size)

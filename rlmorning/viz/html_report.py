@@ -61,7 +61,8 @@ from typing import Any
 
 import numpy as np
 
-from rlmorning.errors import RlmError, check_writable_file, unreadable
+from rlmorning.errors import RlmError, unreadable
+from rlmorning.outputs import output_file
 from rlmorning.viz.curves import RunData, differing_keys, group_key, group_label, group_series, load_run
 from rlmorning.viz.rollout import DEFAULT_SEED
 
@@ -119,9 +120,11 @@ def build_report(
         raise RlmError("--video and --no-video exclude each other")
     if sidecar is not None and video is None:
         raise RlmError("--sidecar needs --video")
-    if (saliency or video_panel) and (video is not None or not episode):
-        flag = "--saliency" if saliency else "--video-panel"
+    if (saliency or video_panel or max_steps is not None) and (video is not None or not episode):
+        flag = "--saliency" if saliency else "--video-panel" if video_panel else "--max-steps"
         raise RlmError(f"{flag} is for the recorded episode: it excludes --video and --no-video")
+    if not embed_video and not episode:
+        raise RlmError("--video-file is for the episode player: it excludes --no-video")
     out = check_out(out)
     data = [_load(r) for r in runs]
     with tempfile.TemporaryDirectory(prefix="rlmorning-html-") as tmp:
@@ -140,15 +143,7 @@ def build_report(
 
 def check_out(out: str | Path) -> Path:
     """``out`` as a writable ``.html`` path (folders created); one-line errors otherwise."""
-    path = Path(out)
-    if path.suffix.lower() not in (".html", ".htm"):
-        raise RlmError(f"--out must be an .html file, got '{out}'")
-    check_writable_file(path, "report.html", shown=out)
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise RlmError(f"cannot write '{path.parent}': {exc.strerror or exc}") from None
-    return path
+    return output_file(out, (".html", ".htm"), "report.html")
 
 
 def _load(run: str | Path) -> RunData:

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from rlmorning.errors import RlmError
+from rlmorning.outputs import output_file
 from rlmorning.viz.panel import pad_even
 from rlmorning.viz.source import PolicySource
 
@@ -45,24 +46,25 @@ class VideoWriter:
             self._gen.send(None)
         elif (w, h) != self.size:
             raise ValueError(f"frame size changed from {self.size} to {(w, h)}")
-        self._gen.send(np.ascontiguousarray(frame, dtype=np.uint8))
+        try:
+            self._gen.send(np.ascontiguousarray(frame, dtype=np.uint8))
+        except OSError as exc:  # ffmpeg exited (it could not open or write the file)
+            self._gen = None
+            raise RlmError(f"ffmpeg could not write '{self.path}': {exc.strerror or exc}") from None
         self.frames += 1
 
     def close(self) -> None:
         if self._gen is not None:
-            self._gen.close()
-            self._gen = None
+            gen, self._gen = self._gen, None
+            try:
+                gen.close()
+            except (OSError, RuntimeError) as exc:  # imageio-ffmpeg raises RuntimeError when ffmpeg failed
+                raise RlmError(f"ffmpeg could not write '{self.path}': {exc}") from None
 
 
 def png_out(png: Path) -> Path:
-    """``png`` checked to be a .png path, with its folder created (one-line RlmError otherwise)."""
-    if png.suffix.lower() != ".png":
-        raise RlmError(f"--out must be a .png file, got '{png}'")
-    try:
-        png.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise RlmError(f"cannot write '{png.parent}': {exc.strerror or exc}") from None
-    return png
+    """``png`` checked to be a .png path in a writable folder, created if needed (one-line RlmError otherwise)."""
+    return output_file(png, (".png",), "plot.png")
 
 
 def mp4_to_gif(mp4: Path, gif: Path, fps: int = 15, width: int | None = None) -> Path:

@@ -10,7 +10,9 @@ import gymnasium as gym
 import numpy as np
 
 from rlmorning.agents.capabilities import HasMemory
+from rlmorning.config import check_seed
 from rlmorning.errors import RlmError
+from rlmorning.viz.media import png_out
 
 
 def _as_row(x: Any, space: gym.Space) -> np.ndarray:
@@ -120,6 +122,9 @@ def plot_memory(run: str | Path, checkpoint: str = "latest", length: int | None 
     from rlmorning import api
     from rlmorning import envs as envs_mod
 
+    check_seed("--seed", seed)
+    if out is not None:
+        png_out(Path(out))
     agent, cfg = api.load_policy(run, checkpoint, device)
     if not (isinstance(agent, HasMemory) and agent.has_memory):
         what = f"agent '{cfg.agent}'" + (f" with core={agent.core_name}" if isinstance(agent, HasMemory) else "")
@@ -135,8 +140,7 @@ def plot_memory(run: str | Path, checkpoint: str = "latest", length: int | None 
     tag = Path(checkpoint).stem if checkpoint not in ("best", "latest") else checkpoint
     path = Path(out) if out is not None else (
         Path(run) / "plots" / f"memory-{tag}{f'-L{length}' if length is not None else ''}-s{seed}.png")
-    if path.suffix.lower() != ".png":
-        raise RlmError(f"--out must end in .png, got '{path}'")
+    png_out(path)
     errors = f", bit errors {rec['bit_errors']}" if rec["bit_errors"] is not None else ""
     title = f"{cfg.env} ({cfg.agent}, {tag}): {steps} steps, return {rec['return']:.1f}{errors}"
     try:

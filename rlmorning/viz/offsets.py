@@ -18,6 +18,7 @@ import torch
 
 from rlmorning.agents.capabilities import HasEncoder
 from rlmorning.errors import RlmError
+from rlmorning.viz.media import png_out
 
 
 def _interp(field: np.ndarray, y: np.ndarray, x: np.ndarray) -> np.ndarray:
@@ -117,6 +118,8 @@ def plot_offsets(run_dir: str | Path, checkpoint: str = "best", out: str | Path 
     from rlmorning.run import find_checkpoint, read_config
 
     run = Path(run_dir)
+    if out is not None:
+        png_out(Path(out))
     flat = read_config(run)
     name = flat.get("encoder", "auto")
     if name != "deformable":
@@ -164,9 +167,8 @@ def plot_offsets(run_dir: str | Path, checkpoint: str = "best", out: str | Path 
             if r == 0 and c == 0:
                 fig.legend(loc="lower center", ncol=4, fontsize=7, frameon=False)
     fig.tight_layout(rect=(0, 0.04, 1, 0.97))
-    path = Path(out) if out else run / "plots" / f"offsets-{where}.png"
+    path = png_out(Path(out) if out else run / "plots" / f"offsets-{where}.png")
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
         fig.savefig(path)
     except OSError as exc:
         raise RlmError(f"cannot write '{path}': {exc.strerror or exc}") from None

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from rlmorning.errors import RlmError
+from rlmorning.outputs import writable_folder
 from rlmorning.viz import ansi
 from rlmorning.viz.media import VideoWriter, mp4_to_gif, progress_bar, video_stem
 from rlmorning.viz.panel import QRange, auto_scale, draw_panel, fmt_score, upscale
@@ -210,10 +211,9 @@ def record(
             raise RlmError("--objects is for videos (a text log has no frames)")
         boxes = object_overlay(src, _obs_shape(src))
     out_dir = Path(out) if out is not None else src.out_dir / "videos" / ("" if skill is None else f"skill{skill}")
-    try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise RlmError(f"cannot write '{out_dir}': {exc.strerror or exc}") from None
+    if out is not None and out_dir.suffix.lower() in (".mp4", ".gif", ".json", ".txt"):
+        raise RlmError(f"--out is the folder the videos go into (record names each file), got '{out}'")
+    writable_folder(out_dir)
     bound = max_steps
     if bound is None and src.info.family == "atari":
         bound = src.max_frames // src.frame_skip
