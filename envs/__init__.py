@@ -120,6 +120,22 @@ def _autoreset(mode: str) -> AutoresetMode:
     return AutoresetMode.SAME_STEP if mode == "same_step" else AutoresetMode.NEXT_STEP
 
 
+def one_hot_observations(env: gym.Env) -> gym.Env:
+    """``env`` with Discrete observations (or a tuple of them: Blackjack) as uint8 one-hot vectors, as SB3
+    feeds them to its networks (Gymnasium's ``FlattenObservation``); other envs are returned unchanged."""
+    space = env.observation_space
+    parts = space.spaces if isinstance(space, gym.spaces.Tuple) else (space,)
+    if not all(isinstance(p, gym.spaces.Discrete) for p in parts):
+        return env
+    return gym.wrappers.DtypeObservation(gym.wrappers.FlattenObservation(env), np.uint8)
+
+
+def _gym_wrappers(info: EnvInfo) -> list[Any]:
+    """Wrappers of every env of a Gymnasium id: one-hot discrete observations (Gymnasium's toy-text envs);
+    rlmorning's own ids (algorithmic tasks) keep their symbols, which their agents embed themselves."""
+    return [] if info.id.startswith("rlmorning/") else [one_hot_observations]
+
+
 def make_vector(info: EnvInfo, num_envs: int, seed: int, *, ram: bool = False, **kwargs: Any) -> VectorEnv:
     """The training vector env for ``info``, reset with ``seed``. ``kwargs`` are family options.
 
@@ -137,7 +153,7 @@ def make_vector(info: EnvInfo, num_envs: int, seed: int, *, ram: bool = False, *
         else:
             env = gym.make_vec(
                 info.id, num_envs=num_envs, vectorization_mode="sync",
-                vector_kwargs={"autoreset_mode": mode}, **kwargs
+                vector_kwargs={"autoreset_mode": mode}, wrappers=_gym_wrappers(info), **kwargs
             )
     except TypeError as exc:
         raise RlmError(f"bad env_kwargs for {info.display_name}: {exc}") from None
@@ -169,6 +185,8 @@ def make_eval(
         if info.family == "minatar":
             return minatar.make_minatar(info.id, seed, **kwargs)
         env = gym.make(info.id, render_mode="rgb_array" if render_rgb else None, **kwargs)
+        for wrap in _gym_wrappers(info):
+            env = wrap(env)
     except TypeError as exc:
         raise RlmError(f"bad env_kwargs for {info.display_name}: {exc}") from None
     env.reset(seed=seed)

@@ -612,3 +612,34 @@ def test_envs_that_cannot_be_made_are_named_not_listed(unmakeable_ids, tmp_path)
             api.train("dqn", env_id, run_dir=tmp_path / env_id, steps=10)
         assert "\n" not in str(exc.value)
         assert not (tmp_path / env_id).exists()
+
+
+@pytest.mark.parametrize(("env_id", "size", "ones"), [("FrozenLake-v1", 16, 1), ("CliffWalking-v1", 48, 1),
+                                                      ("Blackjack-v1", 32 + 11 + 2, 3)])
+def test_discrete_observations_arrive_one_hot(env_id: str, size: int, ones: int) -> None:
+    info = resolve(env_id)
+    vec = make_vector(info, 2, seed=0)
+    obs, *_ = vec.step(vec.action_space.sample())
+    assert vec.single_observation_space == spaces.Box(0, 1, (size,), np.uint8)
+    assert obs.shape == (2, size) and obs.dtype == np.uint8 and (obs.sum(1) == ones).all()
+    vec.close()
+    ev = make_eval(info, seed=0)
+    first, _ = ev.reset(seed=0)
+    assert first.shape == (size,) and first.dtype == np.uint8 and first.sum() == ones
+    ev.close()
+
+
+def test_own_algorithmic_ids_and_box_envs_keep_their_observations() -> None:
+    assert isinstance(make_eval(resolve("rlmorning/Copy-v0"), seed=0).observation_space, spaces.Discrete)
+    assert make_eval(resolve("CartPole-v1"), seed=0).observation_space.dtype == np.float32
+
+
+def test_dqn_trains_and_evaluates_on_frozenlake(tmp_path) -> None:
+    from rlmorning import api
+
+    res = api.train("dqn", "FrozenLake-v1", run_dir=tmp_path / "fl",
+                    overrides=["steps=400", "learning_starts=100", "eval_every=400", "eval_episodes=2",
+                               "heldout_states=0", "progress=false"])
+    assert res["steps"] == 400
+    ev = api.evaluate_run(tmp_path / "fl", episodes=2)
+    assert ev["episodes"] == 2 and 0.0 <= ev["mean"] <= 1.0
