@@ -248,32 +248,31 @@ def evaluate_run(
     sticky_actions: float | None = None,
     seed: int = 12_345,
     device: str = "cpu",
+    env: str | None = None,
 ) -> dict[str, Any]:
-    """Greedy evaluation of a run's checkpoint on fresh envs; returns returns, mean, std, the checkpoint file
-    evaluated (``best`` falls back to ``latest`` until a best exists) and the protocol."""
-    check_probability("--epsilon", epsilon)
+    """Evaluate a run's checkpoint (or ``sb3:MODEL.zip`` on ``env``) on fresh envs; returns the returns, mean,
+    std, the file evaluated (``best`` falls back to ``latest`` until a best exists), its step and the protocol."""
+    from rlmorning.viz.rollout import load_source
+
     check_probability("--sticky-actions", sticky_actions)
     check_seed("--seed", seed)
-    agent, cfg = load_policy(run_dir, checkpoint, device)
-    used = find_checkpoint(Path(run_dir), checkpoint)
-    t = cfg.trainer
-    eps = t.eval_epsilon if epsilon is None else epsilon
-    sticky = t.eval_sticky_actions if sticky_actions is None else sticky_actions
-    info = envs_mod.resolve(cfg.env)
-    if sticky_actions and info.family != "atari":
-        raise RlmError(f"--sticky-actions is for Atari envs; '{cfg.env}' has none")
+    src = load_source(str(run_dir), checkpoint, env=env, device=device, epsilon=epsilon)
+    sticky = src.sticky_actions if sticky_actions is None else sticky_actions
+    if sticky_actions and src.info.family != "atari":
+        raise RlmError(f"--sticky-actions is for Atari envs; '{src.info.display_name}' has none")
 
     def make(i: int) -> Any:
-        return envs_mod.make_eval(info, seed + i, sticky_actions=sticky, max_frames=t.eval_max_frames,
-                                  **dict(t.env_kwargs))
+        return envs_mod.make_eval(src.info, seed + i, sticky_actions=sticky, max_frames=src.max_frames,
+                                  **src.env_kwargs)
 
-    returns = evaluate(agent, make, episodes, eps, seed)
+    returns = evaluate(src.agent, make, episodes, src.epsilon, seed)
     return {
         "returns": returns.tolist(),
         "mean": float(np.mean(returns)),
         "std": float(np.std(returns)),
         "episodes": episodes,
-        "checkpoint": str(used),
-        "protocol": envs_mod.eval_protocol(info, sticky_actions=sticky, epsilon=eps,
-                                           max_frames=t.eval_max_frames),
+        "checkpoint": src.checkpoint,
+        "checkpoint_step": src.checkpoint_step,
+        "protocol": envs_mod.eval_protocol(src.info, sticky_actions=sticky, epsilon=src.epsilon,
+                                           max_frames=src.max_frames),
     }

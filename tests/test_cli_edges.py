@@ -207,3 +207,36 @@ def test_config_yaml_of_a_run_still_loads_as_config(cartpole_run: Path) -> None:
     flat = yaml.safe_load((cartpole_run / "config.yaml").read_text())
     cfg = api.resolve_run_config("dqn", "CartPole-v1", config=str(cartpole_run / "config.yaml"))
     assert cfg.trainer.steps == flat["steps"] == 300
+
+
+def test_eval_takes_an_sb3_model_and_scores_what_sb3_plays(capsys, tmp_path: Path) -> None:
+    import gymnasium as gym
+    import numpy as np
+    from stable_baselines3 import DQN
+    from stable_baselines3.common.logger import configure
+
+    from rlmorning import envs as envs_mod
+
+    model = DQN("MlpPolicy", gym.make("CartPole-v1"), policy_kwargs={"net_arch": [16]}, buffer_size=200,
+                learning_starts=50, seed=0, device="cpu")
+    model.set_logger(configure(str(tmp_path / "sb3-log"), []))
+    model.learn(120)
+    model.save(tmp_path / "cartpole.zip")
+    rc, out, _ = cli(capsys, "eval", f"sb3:{tmp_path / 'cartpole.zip'}", "--env", "CartPole-v1", "--episodes", 2,
+                     "--epsilon", 0, "--seed", 7)
+    assert rc == 0
+    shown = float(out.split("eval return: ")[1].split(" ")[0])
+    assert f"checkpoint: {tmp_path / 'cartpole.zip'}" in out
+    returns = []
+    for i in range(2):  # SB3's own greedy play on the same eval envs and seeds
+        env = envs_mod.make_eval(envs_mod.resolve("CartPole-v1"), 7 + i)
+        obs, _ = env.reset(seed=7 + i)
+        total, done = 0.0, False
+        while not done:
+            action, _ = model.predict(obs, deterministic=True)
+            obs, reward, terminated, truncated, _ = env.step(int(action))
+            total, done = total + float(reward), terminated or truncated
+        returns.append(total)
+    assert shown == pytest.approx(float(np.mean(returns)), abs=0.005)
+    assert "--env" in one_line_error(capsys, "eval", f"sb3:{tmp_path / 'cartpole.zip'}")
+    assert "--env is only for sb3: models" in one_line_error(capsys, "eval", tmp_path, "--env", "CartPole-v1")

@@ -52,7 +52,8 @@ def register(sub: argparse._SubParsersAction) -> dict[str, Handler]:
 
     ev = sub.add_parser("eval", help="evaluate a run's checkpoint (epsilon-greedy at the run's eval_epsilon), "
                         "print mean ± std")
-    ev.add_argument("run", help="run directory")
+    ev.add_argument("run", help="run directory, or sb3:MODEL.zip (a Stable-Baselines3 DQN model; needs --env)")
+    ev.add_argument("--env", help="env of an sb3: model, e.g. Breakout")
     ev.add_argument("--episodes", type=int, default=10, help="episodes (default 10)")
     ev.add_argument("--checkpoint", default="best", help="best | latest | PATH (default best, else latest)")
     ev.add_argument("--epsilon", type=float, help="random-action probability (default: the run's eval_epsilon)")
@@ -126,11 +127,12 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     if args.episodes < 1:
         raise RlmError("--episodes must be >= 1")
     res = api.evaluate_run(args.run, episodes=args.episodes, checkpoint=args.checkpoint, epsilon=args.epsilon,
-                           sticky_actions=args.sticky_actions, seed=args.seed, device=args.device)
+                           sticky_actions=args.sticky_actions, seed=args.seed, device=args.device, env=args.env)
     n = res["episodes"]
     print(f"eval return: {res['mean']:.2f} ± {res['std']:.2f} over {n} episode{'' if n == 1 else 's'}")
     print(f"eval protocol: {res['protocol']}")
-    print(f"checkpoint: {res['checkpoint']}")
+    step = res["checkpoint_step"]
+    print(f"checkpoint: {res['checkpoint']}" + (f" (step {step})" if step is not None else ""))
     return 0
 
 
