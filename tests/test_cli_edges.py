@@ -240,3 +240,11 @@ def test_eval_takes_an_sb3_model_and_scores_what_sb3_plays(capsys, tmp_path: Pat
     assert shown == pytest.approx(float(np.mean(returns)), abs=0.005)
     assert "--env" in one_line_error(capsys, "eval", f"sb3:{tmp_path / 'cartpole.zip'}")
     assert "--env is only for sb3: models" in one_line_error(capsys, "eval", tmp_path, "--env", "CartPole-v1")
+
+
+def test_sb3_models_refuse_a_checkpoint_path(capsys, tmp_path: Path) -> None:
+    fake = tmp_path / "m.zip"
+    fake.write_bytes(b"PK")
+    for command in ("eval", "record", "plot-q"):
+        line = one_line_error(capsys, command, f"sb3:{fake}", "--env", "CartPole-v1", "--checkpoint", tmp_path / "x.pt")
+        assert "is for run directories; an sb3: model is one file" in line

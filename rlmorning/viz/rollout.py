@@ -38,6 +38,9 @@ def load_source(source: str, checkpoint: str = "best", env: str | None = None, d
     if source.startswith("sb3:"):
         from rlmorning.viz.sb3 import load_sb3
 
+        if checkpoint not in ("best", "latest"):
+            raise RlmError(f"--checkpoint '{checkpoint}' is for run directories; an sb3: model is one file")
+
         return load_sb3(source[4:], env, device=device, epsilon=epsilon)
     from rlmorning.api import load_policy
     from rlmorning.run import check_run_dir, checkpoint_step, find_checkpoint, read_config
