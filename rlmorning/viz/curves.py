@@ -27,7 +27,6 @@ from rlmorning.viz.figure import grouped_figure, save_figure
 from rlmorning.viz.kstep import plot_kstep_error
 from rlmorning.viz.media import png_out
 
-ALIASES = METRIC_ALIASES
 EVAL_METRICS = {"eval_return_mean", "eval_return_std", "eval_episodes", "heldout_q"}
 NOT_GROUPING = {"seed", "device", "progress", "torch_threads"}
 """Config keys that do not separate groups (runs differing only in these are seeds of one setting)."""
@@ -118,17 +117,17 @@ def plot_curves(runs: Sequence[str | Path], metric: str = "eval_return",
     for r in runs:  # a run named twice (overlapping globs) counts once
         unique.setdefault(Path(r).resolve(), r)
     data = [load_run(r) for r in unique.values()]
-    column = ALIASES.get(metric, metric)
+    column = METRIC_ALIASES.get(metric, metric)
     available = set.union(*(d.numeric_columns() for d in data))
     special = {"kstep_error"} if any(c.startswith("kstep_err_") for c in available) else set()
     if column not in available | special:
-        names = sorted(available | special | {a for a, c in ALIASES.items() if c in available})
+        names = sorted(available | special | {a for a, c in METRIC_ALIASES.items() if c in available})
         runs_shown = f"run '{data[0].path}'" if len(data) == 1 else f"the {len(data)} runs"
         if metric == "kstep_error":
             from rlmorning.viz.kstep import no_kstep_message
 
             raise RlmError(no_kstep_message(runs_shown))
-        if column == ALIASES["eval_return"]:
+        if column == METRIC_ALIASES["eval_return"]:
             raise RlmError(f"{runs_shown} logged no evaluation yet (eval_every: 0, or not reached); "
                            f"--metric can plot: {', '.join(names)}")
         raise RlmError(f"unknown metric '{metric}'. Available: {', '.join(names)}")

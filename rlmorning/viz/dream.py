@@ -175,8 +175,7 @@ def dream(run: str | Path, *, horizon: int = 50, out: str | Path | None = None, 
     if display_size is not None and display_size < 8:
         raise RlmError(f"--display-size must be >= 8 pixels, got {display_size}")
     check_seed("--seed", seed)
-    if out is not None:
-        output_file(out, (".mp4",), "dream.mp4")
+    out_path = output_file(out, (".mp4",), "dream.mp4") if out is not None else None  # before the rollout
     run = Path(run)
     if upsample is not None and upsample not in UPSAMPLERS:
         raise RlmError(f"unknown upsampler '{upsample}'. Valid: {', '.join(UPSAMPLERS)}")
@@ -206,8 +205,9 @@ def dream(run: str | Path, *, horizon: int = 50, out: str | Path | None = None, 
         acts = torch.as_tensor(actions[:, None])
         imagined = model.imagine(frames[:context, None], acts[context - 1:], past_actions=acts[:context - 1])
         pred = np.concatenate([pred, imagined["frames"][:, 0].cpu().numpy()])
-    default_out = run / "videos" / f"dream-{checkpoint}-seed{seed}-h{horizon}.mp4"
-    out_path = output_file(out if out is not None else default_out, (".mp4",), "dream.mp4")
+    if out_path is None:
+        out_path = output_file(run / "videos" / f"dream-{checkpoint}-seed{seed}-h{horizon}.mp4", (".mp4",),
+                               "dream.mp4")
     extra: dict[str, Any] = {}
     if grey:
         size = (display_size, display_size)

@@ -125,7 +125,7 @@ def build_report(
         raise RlmError(f"{flag} is for the recorded episode: it excludes --video and --no-video")
     if not embed_video and not episode:
         raise RlmError("--video-file is for the episode player: it excludes --no-video")
-    out = check_out(out)
+    out = output_file(out, (".html", ".htm"), "report.html")
     data = [_load(r) for r in runs]
     with tempfile.TemporaryDirectory(prefix="rlmorning-html-") as tmp:
         ep: dict[str, Any] | None = None
@@ -139,11 +139,6 @@ def build_report(
         extras = [_card_extras(d.path, Path(tmp) / f"extras-{i}", checkpoint=checkpoint if i == 0 else
                                _run_checkpoint(checkpoint), seed=seed, device=device) for i, d in enumerate(data)]
         return _write(out, data, ep, embed_video, extras)
-
-
-def check_out(out: str | Path) -> Path:
-    """``out`` as a writable ``.html`` path (folders created); one-line errors otherwise."""
-    return output_file(out, (".html", ".htm"), "report.html")
 
 
 def _load(run: str | Path) -> RunData:

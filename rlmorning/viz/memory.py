@@ -123,8 +123,7 @@ def plot_memory(run: str | Path, checkpoint: str = "latest", length: int | None 
     from rlmorning import envs as envs_mod
 
     check_seed("--seed", seed)
-    if out is not None:
-        png_out(Path(out))
+    path = png_out(Path(out)) if out is not None else None  # before the episode is played
     agent, cfg = api.load_policy(run, checkpoint, device)
     if not (isinstance(agent, HasMemory) and agent.has_memory):
         what = f"agent '{cfg.agent}'" + (f" with core={agent.core_name}" if isinstance(agent, HasMemory) else "")
@@ -138,9 +137,8 @@ def plot_memory(run: str | Path, checkpoint: str = "latest", length: int | None 
         env.close()
     steps = rec["inputs"].shape[0]
     tag = Path(checkpoint).stem if checkpoint not in ("best", "latest") else checkpoint
-    path = Path(out) if out is not None else (
-        Path(run) / "plots" / f"memory-{tag}{f'-L{length}' if length is not None else ''}-s{seed}.png")
-    png_out(path)
+    if path is None:
+        path = png_out(Path(run) / "plots" / f"memory-{tag}{f'-L{length}' if length is not None else ''}-s{seed}.png")
     errors = f", bit errors {rec['bit_errors']}" if rec["bit_errors"] is not None else ""
     title = f"{cfg.env} ({cfg.agent}, {tag}): {steps} steps, return {rec['return']:.1f}{errors}"
     try:

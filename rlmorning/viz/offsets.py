@@ -118,8 +118,7 @@ def plot_offsets(run_dir: str | Path, checkpoint: str = "best", out: str | Path 
     from rlmorning.run import find_checkpoint, read_config
 
     run = Path(run_dir)
-    if out is not None:
-        png_out(Path(out))
+    path = png_out(Path(out)) if out is not None else None  # before the drawing
     flat = read_config(run)
     name = flat.get("encoder", "auto")
     if name != "deformable":
@@ -167,7 +166,8 @@ def plot_offsets(run_dir: str | Path, checkpoint: str = "best", out: str | Path 
             if r == 0 and c == 0:
                 fig.legend(loc="lower center", ncol=4, fontsize=7, frameon=False)
     fig.tight_layout(rect=(0, 0.04, 1, 0.97))
-    path = png_out(Path(out) if out else run / "plots" / f"offsets-{where}.png")
+    if path is None:
+        path = png_out(run / "plots" / f"offsets-{where}.png")
     try:
         fig.savefig(path)
     except OSError as exc:

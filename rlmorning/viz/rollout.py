@@ -40,7 +40,6 @@ def load_source(source: str, checkpoint: str = "best", env: str | None = None, d
 
         if checkpoint not in ("best", "latest"):
             raise RlmError(f"--checkpoint '{checkpoint}' is for run directories; an sb3: model is one file")
-
         return load_sb3(source[4:], env, device=device, epsilon=epsilon)
     from rlmorning.api import load_policy
     from rlmorning.run import check_run_dir, checkpoint_step, find_checkpoint, read_config
