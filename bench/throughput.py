@@ -6,7 +6,12 @@ window of ``--measure`` env steps runs with learning on. Prints env steps/s of e
 per-phase breakdown of rlmorning's step (env, act, observe/replay write, update incl. sampling).
 
     python bench/throughput.py                     # defaults: 2000 warm-up + 3000 timed steps
+    python bench/throughput.py --num-envs 4 --rounds 5   # 5 pairs, order alternating; medians at the end
     python bench/throughput.py --num-envs 4 --precision bf16
+
+This host's speed drifts by tens of percent within minutes, and the two libraries run one after the other:
+with ``--rounds`` each round times both (the order alternates, so a drift does not favour one side) and the
+summary gives the median of the per-round ratios.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ import rlmorning  # noqa: F401  (first: it sets OpenMP's waiting before torch lo
 # isort: split
 import argparse
 import platform
+import statistics
 import time
 
 import numpy as np
@@ -116,22 +122,46 @@ def main() -> None:
     p.add_argument("--sb3-threads", type=int, default=0, help="SB3 torch threads (0 = torch default)")
     p.add_argument("--sb3-envs", type=int, default=1)
     p.add_argument("--skip-sb3", action="store_true")
+    p.add_argument("--rounds", type=int, default=1,
+                   help="timed pairs (rlmorning and SB3; the order alternates); the median ratio is reported")
     args = p.parse_args()
+    if args.rounds < 1:
+        p.error("--rounds must be >= 1")
     default_threads = torch.get_num_threads()
     print(f"machine: {platform.processor() or platform.machine()}, torch {torch.__version__}, "
           f"{torch.get_num_threads()} default threads")
+    ratios: list[float] = []
+    for r in range(args.rounds):
+        if args.rounds > 1:
+            print(f"\n== round {r + 1} of {args.rounds}" + (" (SB3 first)" if r % 2 else ""))
+        sb3 = None
+        if r % 2 and not args.skip_sb3:
+            sb3 = run_sb3(args, default_threads)
+        rlm = run_rlmorning(args)
+        if args.skip_sb3:
+            continue
+        sb3 = sb3 or run_sb3(args, default_threads)
+        ratios.append(rlm["sps"] / sb3["sps"])
+        print(f"ratio rlmorning/sb3: {ratios[-1]:.2f}x")
+    if len(ratios) > 1:
+        print(f"\nratio over {len(ratios)} rounds: median {statistics.median(ratios):.2f}x "
+              f"(min {min(ratios):.2f}x, max {max(ratios):.2f}x)")
+
+
+def run_rlmorning(args: argparse.Namespace) -> dict[str, float]:
     rlm = bench_rlmorning(args)
     print(f"rlmorning: {rlm['sps']:.1f} env steps/s (num_envs={args.num_envs}, precision={args.precision}, "
           f"threads={torch.get_num_threads()}, updates={rlm['updates']})")
     print("  per vector step (ms): " + ", ".join(
         f"{k.removeprefix('ms_per_step_')} {v:.2f}" for k, v in rlm.items() if k.startswith("ms_per_step")))
-    if args.skip_sb3:
-        return
+    return rlm
+
+
+def run_sb3(args: argparse.Namespace, default_threads: int) -> dict[str, float]:
     torch.set_num_threads(args.sb3_threads or default_threads)
     sb3 = bench_sb3(args)
     print(f"sb3:       {sb3['sps']:.1f} env steps/s (n_envs={args.sb3_envs}, threads={torch.get_num_threads()})")
-    print(f"ratio rlmorning/sb3: {rlm['sps'] / sb3['sps']:.2f}x")
-
+    return sb3
 
 if __name__ == "__main__":
     main()
