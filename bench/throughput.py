@@ -163,5 +163,6 @@ def run_sb3(args: argparse.Namespace, default_threads: int) -> dict[str, float]:
     print(f"sb3:       {sb3['sps']:.1f} env steps/s (n_envs={args.sb3_envs}, threads={torch.get_num_threads()})")
     return sb3
 
+
 if __name__ == "__main__":
     main()
