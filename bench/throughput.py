@@ -132,11 +132,10 @@ def main() -> None:
           f"{torch.get_num_threads()} default threads")
     ratios: list[float] = []
     for r in range(args.rounds):
+        sb3_first = r % 2 == 1 and not args.skip_sb3
         if args.rounds > 1:
-            print(f"\n== round {r + 1} of {args.rounds}" + (" (SB3 first)" if r % 2 else ""))
-        sb3 = None
-        if r % 2 and not args.skip_sb3:
-            sb3 = run_sb3(args, default_threads)
+            print(f"\n== round {r + 1} of {args.rounds}" + (" (SB3 first)" if sb3_first else ""))
+        sb3 = run_sb3(args, default_threads) if sb3_first else None
         rlm = run_rlmorning(args)
         if args.skip_sb3:
             continue
