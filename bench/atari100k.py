@@ -9,8 +9,9 @@ the same rate (one run alone at 23-25 agent steps/s with 2 threads, a pair at 11
 gives each result in half the time. Wall time per run (all its pieces, including
 the final evaluation) is kept in ``ROOT/GAME/seedS/bench_wall.json``.
 
-``--summarize`` prints per-game means beside the published DrQ(eps), SPR, DER and random scores, and hands
-the runs to ``rlmorning report`` (human-normalised IQM / median / mean with bootstrap CIs, performance
+``--summarize`` prints per-game means beside the published DrQ(eps), SPR, DER and random scores, a row per run
+(the final score's std over episodes, the evaluation by half the run, the training return at each quarter),
+and hands the runs to ``rlmorning report`` (human-normalised IQM / median / mean with bootstrap CIs, performance
 profile) written to ``ROOT/report.md``.
 
     python bench/atari100k.py --games Breakout --seeds 0                 # one run (about 1 h 20 min here)
@@ -33,6 +34,7 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -193,6 +195,68 @@ def train_all(args: argparse.Namespace) -> bool:
     return not CHILDREN.stopping
 
 
+AUX_TRACED = ("aux_grad_ratio", "hallucination_cos", "teacher_loss")
+"""Auxiliary metrics whose spread over a run the per-run table gives (median and 5-95% range)."""
+
+
+def _number(value: str | None) -> float | None:
+    return None if value in (None, "") else float(value)
+
+
+def run_trace(run: Path, steps: int | None = None) -> dict[str, Any]:
+    """What a finished run's ``metrics.csv`` says beside its final score (``steps``: the run's length, by default
+    its ``config.yaml``'s).
+
+    ``final``: (mean, std over episodes, episodes) of the final evaluation; ``mid_eval``: the same for the
+    last evaluation logged at or before half the run (None when there was none); ``train_return``: the
+    training return (clipped, recent games) last logged at or before each quarter of ``steps`` (None before
+    the first); per metric of :data:`AUX_TRACED` that the run logged, (median, 5th, 95th percentile).
+    """
+    from rlmorning.run import MetricsCSV, read_config
+
+    steps = int(read_config(run)["steps"]) if steps is None else steps
+    rows = MetricsCSV.read(run / "metrics.csv")
+
+    def last(key: str, upto: float) -> dict[str, str] | None:
+        logged = [r for r in rows if _number(r.get(key)) is not None and float(r["step"]) <= upto]
+        return logged[-1] if logged else None
+
+    def evaluation(row: dict[str, str] | None) -> tuple[float, float, int] | None:
+        if row is None:
+            return None
+        return (float(row["eval_return_mean"]), _number(row.get("eval_return_std")) or 0.0,
+                int(_number(row.get("eval_episodes")) or 0))
+
+    out: dict[str, Any] = {
+        "final": evaluation(last("eval_return_mean", steps)),
+        "mid_eval": evaluation(last("eval_return_mean", steps / 2)),
+        "train_return": [None if (r := last("train_return", steps * q / 4)) is None else float(r["train_return"])
+                         for q in (1, 2, 3, 4)],
+    }
+    for key in AUX_TRACED:
+        values = np.array([v for r in rows if (v := _number(r.get(key))) is not None])
+        if values.size:
+            out[key] = (float(np.median(values)), float(np.percentile(values, 5)), float(np.percentile(values, 95)))
+    return out
+
+
+def trace_cells(trace: dict[str, Any]) -> list[str]:
+    """The per-run table's cells for :func:`run_trace`'s result."""
+    def ev(e: tuple[float, float, int] | None) -> str:
+        return "-" if e is None else f"{e[0]:.2f} ± {e[1]:.2f} ({e[2]} ep.)"
+
+    aux = [f"{key} {m:.3g} [{lo:.3g}, {hi:.3g}]" for key in AUX_TRACED if key in trace
+           for m, lo, hi in [trace[key]]]
+    returns = " / ".join("-" if r is None else f"{r:.2f}" for r in trace["train_return"])
+    return [ev(trace["final"]), ev(trace["mid_eval"]), returns, "; ".join(aux) or "-"]
+
+
+PER_RUN_LEGEND = ("Per run: final score ± std over episodes; the last evaluation by half the run; training return "
+                  "(clipped, recent games) at each quarter; auxiliary metrics, median [5%, 95%] over the run")
+PER_RUN_HEADER = "final score | eval by half-run | training return at 1/4, 1/2, 3/4, end | auxiliary metrics"
+PER_RUN_RULE = "---:|---:|---|---|"
+
+
 def summarize(args: argparse.Namespace) -> None:
     from rlmorning.envs.atari import parse_atari_name
     from rlmorning.published_scores import PUBLISHED_ATARI100K, PUBLISHED_SOURCES
@@ -204,6 +268,7 @@ def summarize(args: argparse.Namespace) -> None:
     lines = [header, "|" + "---|" * (5 + len(PUBLISHED_ATARI100K))]
     finished: list[str] = []
     finished_games: list[str] = []
+    per_run: list[str] = []
     protocol = ""
     for game in games:
         runs = sorted((args.root / game).glob("seed*"))
@@ -223,10 +288,17 @@ def summarize(args: argparse.Namespace) -> None:
                      f"{', '.join(f'{s:.1f}' for s in scores)} | {np.mean(walls):.0f} | {published} |")
         if episodes != {100}:
             lines[-1] += f" (evaluated over {sorted(episodes)} episodes)"
+        per_run += [f"| {game} | {r.name[4:]} | " + " | ".join(trace_cells(run_trace(r))) + " |"
+                    for r, _ in done]
     print(f"Atari 100k, `atari100k` preset, {datetime.date.today()}, {platform.processor() or platform.machine()}, "
           f"{len(os.sched_getaffinity(0))} cores")
     print(f"protocol: {protocol}")
     print("\n".join(lines))
+    if per_run:
+        print("\n" + PER_RUN_LEGEND)
+        print("| game | seed | " + PER_RUN_HEADER + " |")
+        print("|---|---:|" + PER_RUN_RULE)
+        print("\n".join(per_run))
     print("\npublished scores:")
     for name, source in PUBLISHED_SOURCES.items():
         print(f"  {name}: {source}")

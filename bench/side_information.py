@@ -184,60 +184,6 @@ def cached_head_quality(run: Path, variant: str, game: str, heldout: int) -> str
 
 
 # ---------------------------------------------------------------------------------------------- summary
-AUX_TRACED = ("aux_grad_ratio", "hallucination_cos", "teacher_loss")
-"""Auxiliary metrics whose spread over a run the per-run table gives (median and 5-95% range)."""
-
-
-def _number(value: str | None) -> float | None:
-    return None if value in (None, "") else float(value)
-
-
-def run_trace(run: Path, steps: int) -> dict[str, Any]:
-    """What a finished run's ``metrics.csv`` says beside its final score.
-
-    ``final``: (mean, std over episodes, episodes) of the final evaluation; ``mid_eval``: the same for the
-    last evaluation logged at or before half the run (None when there was none); ``train_return``: the
-    training return (clipped, recent games) last logged at or before each quarter of ``steps`` (None before
-    the first); per metric of :data:`AUX_TRACED` that the run logged, (median, 5th, 95th percentile).
-    """
-    from rlmorning.run import MetricsCSV
-
-    rows = MetricsCSV.read(run / "metrics.csv")
-
-    def last(key: str, upto: float) -> dict[str, str] | None:
-        logged = [r for r in rows if _number(r.get(key)) is not None and float(r["step"]) <= upto]
-        return logged[-1] if logged else None
-
-    def evaluation(row: dict[str, str] | None) -> tuple[float, float, int] | None:
-        if row is None:
-            return None
-        return (float(row["eval_return_mean"]), _number(row.get("eval_return_std")) or 0.0,
-                int(_number(row.get("eval_episodes")) or 0))
-
-    out: dict[str, Any] = {
-        "final": evaluation(last("eval_return_mean", steps)),
-        "mid_eval": evaluation(last("eval_return_mean", steps / 2)),
-        "train_return": [None if (r := last("train_return", steps * q / 4)) is None else float(r["train_return"])
-                         for q in (1, 2, 3, 4)],
-    }
-    for key in AUX_TRACED:
-        values = np.array([v for r in rows if (v := _number(r.get(key))) is not None])
-        if values.size:
-            out[key] = (float(np.median(values)), float(np.percentile(values, 5)), float(np.percentile(values, 95)))
-    return out
-
-
-def trace_cells(trace: dict[str, Any]) -> list[str]:
-    """The per-run table's cells for :func:`run_trace`'s result."""
-    def ev(e: tuple[float, float, int] | None) -> str:
-        return "-" if e is None else f"{e[0]:.2f} ± {e[1]:.2f} ({e[2]} ep.)"
-
-    aux = [f"{key} {m:.3g} [{lo:.3g}, {hi:.3g}]" for key in AUX_TRACED if key in trace
-           for m, lo, hi in [trace[key]]]
-    returns = " / ".join("-" if r is None else f"{r:.2f}" for r in trace["train_return"])
-    return [ev(trace["final"]), ev(trace["mid_eval"]), returns, "; ".join(aux) or "-"]
-
-
 def summarize(args: argparse.Namespace) -> None:
     runner = _atari100k()
     from rlmorning.report import write_report
@@ -265,14 +211,12 @@ def summarize(args: argparse.Namespace) -> None:
                                      for r, _ in done)
             print(f"| {game} | {variant} | {len(done)} | {scores.mean():.2f} | "
                   f"{', '.join(f'{s:.1f}' for s in scores)} | {np.mean(walls):.0f} | {quality} |", flush=True)
-            per_run += [f"| {game} | {variant} | {r.name[4:]} | " + " | ".join(trace_cells(run_trace(r, args.steps)))
-                        + " |" for r, _ in done]
+            per_run += [f"| {game} | {variant} | {r.name[4:]} | "
+                        + " | ".join(runner.trace_cells(runner.run_trace(r))) + " |" for r, _ in done]
     if per_run:
-        print("\nPer run: final score ± std over episodes; the last evaluation by half the run; training return "
-              "(clipped, recent games) at each quarter; auxiliary metrics, median [5%, 95%] over the run")
-        print("| game | variant | seed | final score | eval by half-run | training return at 1/4, 1/2, 3/4, end "
-              "| auxiliary metrics |")
-        print("|---|---|---:|---:|---:|---|---|")
+        print("\n" + runner.PER_RUN_LEGEND)
+        print("| game | variant | seed | " + runner.PER_RUN_HEADER + " |")
+        print("|---|---|---:|" + runner.PER_RUN_RULE)
         print("\n".join(per_run), flush=True)
     if finished:
         rep = write_report(finished, out=args.root / "report.md", baseline="human", reps=args.reps)

@@ -121,6 +121,7 @@ def test_bench_summary_counts_finished_runs_only(full_run: Path, tmp_path: Path,
     bench.summarize(argparse.Namespace(root=root, reps=20))
     out = capsys.readouterr().out
     assert "| Breakout | 1 |" in out and "| Pong |" not in out
+    assert "| Breakout | 0 | " in out and "(2 ep.) |" in out  # its per-run row (the short preset evaluates twice)
     assert "DrQ(eps): IQM" in out and "over 1 game(s)" in out and "over 2 game(s)" not in out
     assert (root / "report.md").is_file()
 
@@ -142,3 +143,33 @@ def test_bench_leaves_a_run_of_other_settings_alone(full_run: Path, tmp_path: Pa
     assert status.startswith("Breakout seed 0: skipped: ") and "use another --root" in status
     assert "augment: 'shift+intensity' there, 'none' asked" in status and "steps: 240 there, 300 asked" in status
     assert not (root / "Breakout-seed0.log").exists()  # nothing was started
+
+
+def test_bench_run_trace_reads_a_runs_metrics(tmp_path: Path) -> None:
+    """The per-run row of bench/atari100k.py's and bench/side_information.py's summaries: the final and the
+    half-run evaluation, the training return at each quarter (the last logged at or before it), and the spread
+    of the auxiliary metrics the run logged."""
+    bench = _bench_module()
+    metrics = MetricsCSV(tmp_path / "metrics.csv")
+    for step in range(100, 1001, 100):
+        row: dict[str, object] = {"step": step, "train_return": step / 100, "aux_grad_ratio": step / 1000}
+        if step in (400, 1000):
+            row |= {"eval_return_mean": -step / 100, "eval_return_std": 1.5,
+                    "eval_episodes": 10 if step < 1000 else 100}
+        metrics.write(row)
+    trace = bench.run_trace(tmp_path, 1000)
+    assert trace["final"] == (-10.0, 1.5, 100) and trace["mid_eval"] == (-4.0, 1.5, 10)
+    assert trace["train_return"] == [2.0, 5.0, 7.0, 10.0]  # 250 -> the row at 200, 750 -> 700
+    median, low, high = trace["aux_grad_ratio"]
+    assert median == pytest.approx(0.55) and low == pytest.approx(0.145) and high == pytest.approx(0.955)
+    assert "hallucination_cos" not in trace
+    cells = bench.trace_cells(trace)
+    assert cells[0] == "-10.00 ± 1.50 (100 ep.)" and cells[2] == "2.00 / 5.00 / 7.00 / 10.00"
+    assert cells[3].startswith("aux_grad_ratio 0.55 [")
+
+    (tmp_path / "early").mkdir()
+    # nothing logged before the first quarter, no evaluation
+    MetricsCSV(tmp_path / "early" / "metrics.csv").write({"step": 600, "train_return": 1.0})
+    trace = bench.run_trace(tmp_path / "early", 1000)
+    assert trace["final"] is None and trace["mid_eval"] is None and trace["train_return"] == [None, None, 1.0, 1.0]
+    assert bench.trace_cells(trace) == ["-", "-", "- / - / 1.00 / 1.00", "-"]

@@ -397,34 +397,3 @@ def test_bench_head_quality_is_kept_in_the_run_folder(tmp_path: Path, monkeypatc
     assert bench.cached_head_quality(tmp_path, "objects", "Breakout", 500) == "objects quality #2"
     assert bench.cached_head_quality(tmp_path, "hallucination", "Breakout", 500) == "hallucination quality #3"
     assert calls == [("objects", 1000), ("objects", 500), ("hallucination", 500)]
-
-
-def test_bench_run_trace_reads_a_runs_metrics(tmp_path: Path) -> None:
-    """bench/side_information.py's per-run row: the final and the half-run evaluation, the training return at
-    each quarter (the last logged at or before it), and the spread of the auxiliary metrics the run logged."""
-    from rlmorning.run import MetricsCSV
-
-    bench = _bench_side_information()
-    metrics = MetricsCSV(tmp_path / "metrics.csv")
-    for step in range(100, 1001, 100):
-        row: dict[str, object] = {"step": step, "train_return": step / 100, "aux_grad_ratio": step / 1000}
-        if step in (400, 1000):
-            row |= {"eval_return_mean": -step / 100, "eval_return_std": 1.5,
-                    "eval_episodes": 10 if step < 1000 else 100}
-        metrics.write(row)
-    trace = bench.run_trace(tmp_path, 1000)
-    assert trace["final"] == (-10.0, 1.5, 100) and trace["mid_eval"] == (-4.0, 1.5, 10)
-    assert trace["train_return"] == [2.0, 5.0, 7.0, 10.0]  # 250 -> the row at 200, 750 -> 700
-    median, low, high = trace["aux_grad_ratio"]
-    assert median == pytest.approx(0.55) and low == pytest.approx(0.145) and high == pytest.approx(0.955)
-    assert "hallucination_cos" not in trace
-    cells = bench.trace_cells(trace)
-    assert cells[0] == "-10.00 ± 1.50 (100 ep.)" and cells[2] == "2.00 / 5.00 / 7.00 / 10.00"
-    assert cells[3].startswith("aux_grad_ratio 0.55 [")
-
-    (tmp_path / "early").mkdir()
-    # nothing logged before the first quarter, no evaluation
-    MetricsCSV(tmp_path / "early" / "metrics.csv").write({"step": 600, "train_return": 1.0})
-    trace = bench.run_trace(tmp_path / "early", 1000)
-    assert trace["final"] is None and trace["mid_eval"] is None and trace["train_return"] == [None, None, 1.0, 1.0]
-    assert bench.trace_cells(trace) == ["-", "-", "- / - / 1.00 / 1.00", "-"]
