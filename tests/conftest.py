@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import builtins
 import dataclasses
+import signal
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -11,6 +12,20 @@ from typing import Any
 
 import pytest
 import torch
+
+
+@pytest.fixture(scope="session", autouse=True)
+def ctrl_c_raises_keyboard_interrupt() -> Iterator[None]:
+    """Give the tests (and the runs they start) Python's usual Ctrl-C, however pytest was started.
+
+    A shell starts a background job (``pytest &``, ``nohup``) with SIGINT ignored, and a child inherits that:
+    the interrupt tests would then wait for a signal that never arrives. Training keeps honouring an ignored
+    SIGINT, as a Unix program should; only the test session resets it.
+    """
+    before = signal.getsignal(signal.SIGINT)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, before)
 
 
 @pytest.fixture(scope="module")
