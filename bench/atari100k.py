@@ -125,6 +125,16 @@ def settings_mismatch(run: Path, game: str, seed: int, args: argparse.Namespace)
     return [f"{k}: {have.get(k)!r} there, {want.get(k)!r} asked" for k in keys if have.get(k) != want.get(k)]
 
 
+_SAY_LOCK = threading.Lock()
+
+
+def say(line: str) -> None:
+    """Print one whole line, even when runs side by side report at the same moment."""
+    with _SAY_LOCK:
+        sys.stdout.write(line + "\n")
+        sys.stdout.flush()
+
+
 def train_one(game: str, seed: int, args: argparse.Namespace, cores: list[int] | None) -> str:
     """Train (or resume) one run to its end; returns a one-line status. A folder holding a run of other
     settings (``--set``, ``--steps``) is left alone and named, never resumed or counted as this batch's."""
@@ -148,8 +158,7 @@ def train_one(game: str, seed: int, args: argparse.Namespace, cores: list[int] |
     if not resume and run.exists() and not any(run.iterdir()):
         run.rmdir()
     log_path = args.root / f"{game}-seed{seed}.log"
-    print(f"{game} seed {seed}: {'resuming' if resume else 'training'} in {run} (progress lines in {log_path})",
-          flush=True)
+    say(f"{game} seed {seed}: {'resuming' if resume else 'training'} in {run} (progress lines in {log_path})")
     t0 = time.perf_counter()
     with open(log_path, "a") as log:
         log.write(f"\n# {datetime.datetime.now().isoformat(timespec='seconds')} {' '.join(cmd)}\n")
@@ -188,7 +197,7 @@ def train_all(args: argparse.Namespace) -> bool:
     try:
         with ThreadPoolExecutor(max_workers=args.parallel) as pool:
             for line in pool.map(work, jobs):
-                print(line, flush=True)
+                say(line)
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)

@@ -173,3 +173,23 @@ def test_bench_run_trace_reads_a_runs_metrics(tmp_path: Path) -> None:
     trace = bench.run_trace(tmp_path / "early", 1000)
     assert trace["final"] is None and trace["mid_eval"] is None and trace["train_return"] == [None, None, 1.0, 1.0]
     assert bench.trace_cells(trace) == ["-", "-", "- / - / 1.00 / 1.00", "-"]
+
+
+def test_bench_lines_from_runs_side_by_side_stay_whole(capsys: pytest.CaptureFixture[str]) -> None:
+    """Two runs that report at the same moment print two whole lines, never one glued to the other."""
+    import threading
+
+    bench = _bench_module()
+    expected = {f"run {t}: line {i} " + "x" * 200 for t in range(4) for i in range(300)}
+
+    def report(t: int) -> None:
+        for i in range(300):
+            bench.say(f"run {t}: line {i} " + "x" * 200)
+
+    threads = [threading.Thread(target=report, args=(t,)) for t in range(4)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == len(expected) and set(lines) == expected
