@@ -26,12 +26,17 @@ def test_sigint_and_sigterm_save_latest_checkpoint(tmp_path: Path, sig: int, sta
            "--run-dir", str(run), "--no-progress", "--set", "learning_starts=200", "--set", "eval_every=0",
            "--set", "checkpoint_every=1000000", "--set", "heldout_states=10"]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.time() + 60
-    while not (run / "metrics.csv").exists() and time.time() < deadline:
-        time.sleep(0.2)
-    time.sleep(1.0)
-    proc.send_signal(sig)
-    out, err = proc.communicate(timeout=60)
+    try:
+        deadline = time.time() + 60
+        while not (run / "metrics.csv").exists() and time.time() < deadline:
+            time.sleep(0.2)
+        time.sleep(1.0)
+        proc.send_signal(sig)
+        out, err = proc.communicate(timeout=60)
+    finally:  # a failed test must not leave a million-step run behind
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
     assert proc.returncode == status, err
     assert "Traceback" not in err
     assert "saved" in err and f"rlmorning: {word}" in err
