@@ -287,6 +287,12 @@ class DQNAgent(ReplayRatioMixin, Checkpointed, FeedForwardAgent):
         with torch.inference_mode(), self._precision():
             return self.online(self._obs_tensor(obs)).float()
 
+    def features(self, obs: np.ndarray) -> torch.Tensor:
+        """The encoder's output ``float32 [B, out_dim]`` (what the Q head reads) for ``obs [B, *obs_shape]``."""
+        self._set_mode(False)
+        with torch.inference_mode(), self._precision():
+            return self.online.encoder(self._obs_tensor(obs)).float()
+
     def act(self, obs: np.ndarray, state: Any, explore: bool) -> tuple[np.ndarray, Any]:
         """Epsilon-greedy actions when exploring, greedy otherwise."""
         if not explore:  # greedy acting never touches the exploration RNG (evaluation must not change training)
@@ -341,11 +347,14 @@ class DQNAgent(ReplayRatioMixin, Checkpointed, FeedForwardAgent):
         discounts = torch.as_tensor(b["discounts"], device=self.device)
         self._set_mode(True)
         optimizer.zero_grad(set_to_none=True)
+        dead = self._dead_units(obs) if self.updates % DEAD_UNITS_EVERY == 0 else None
         if self.aux is None:
             loss, q = self._loss_and_grads(obs, next_obs, actions, returns, discounts)
             out = {"loss": float(loss.detach()), "q_mean": float(q.detach().mean())}
         else:
             out = self._aux_loss_and_grads(b, obs, next_obs, actions, returns, discounts, shift)
+        if dead is not None:
+            out["dead_units"] = dead
         if c.max_grad_norm > 0:  # without clipping the norm is not computed (not logged as 0)
             out["grad_norm"] = float(nn.utils.clip_grad_norm_(self._trained_params, c.max_grad_norm, foreach=True))
         self._optimizer_step(optimizer)
@@ -356,6 +365,11 @@ class DQNAgent(ReplayRatioMixin, Checkpointed, FeedForwardAgent):
             if seconds:
                 out["compile_s"] = sum(seconds)
         return out
+
+    def _dead_units(self, obs: torch.Tensor) -> float:
+        """:func:`dead_unit_fraction` of the Q-network's features on the batch's (augmented) states."""
+        with torch.no_grad(), self._precision():
+            return dead_unit_fraction(self.online.encoder(obs))
 
     def _td_loss(self, obs: torch.Tensor, next_obs: torch.Tensor, actions: torch.Tensor, returns: torch.Tensor,
                  discounts: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -434,6 +448,18 @@ class DQNAgent(ReplayRatioMixin, Checkpointed, FeedForwardAgent):
 
 AUX_GRAD_RATIO_EVERY = 250
 """Gradient steps between two ``aux_grad_ratio`` measurements (each costs two extra partial backward passes)."""
+
+
+DEAD_UNITS_EVERY = 250
+"""Gradient steps between two ``dead_units`` measurements (each costs one encoder forward without grad)."""
+
+
+def dead_unit_fraction(features: torch.Tensor) -> float:
+    """The fraction of feature units (columns of ``features [B, D]``, the encoder's output the Q head reads) that
+    are zero, or below, on every state of the batch. Behind a ReLU such a unit gives the Q head nothing and
+    passes no gradient back: at 1.0 the Q-values no longer depend on the state, and the TD loss no longer
+    reaches the encoder (a "dormant" unit in Sokar et al. 2023's terms, with threshold 0)."""
+    return float((features <= 0).all(dim=0).float().mean())
 
 
 def aux_weight_at(updates: int, weight: float, warmup: int) -> float:

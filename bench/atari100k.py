@@ -204,8 +204,21 @@ def train_all(args: argparse.Namespace) -> bool:
     return not CHILDREN.stopping
 
 
-AUX_TRACED = ("aux_grad_ratio", "hallucination_cos", "teacher_loss")
-"""Auxiliary metrics whose spread over a run the per-run table gives (median and 5-95% range)."""
+TRACED = ("aux_grad_ratio", "hallucination_cos", "teacher_loss", "dead_units")
+"""Logged diagnostics whose spread over a run the per-run table gives (median and 5-95% range)."""
+
+
+def final_dead_units(run: Path) -> tuple[float, int] | None:
+    """(fraction, count) of the final agent's feature units that are zero on all the run's held-out states
+    (``heldout_states.npz``), or None without a checkpoint or held-out states."""
+    from rlmorning import api
+    from rlmorning.evaluation import heldout_dead_units, load_states
+
+    states_path = run / "heldout_states.npz"
+    if not (run / "checkpoints" / "latest.pt").is_file() or not states_path.is_file():
+        return None
+    agent, _ = api.load_policy(run)
+    return heldout_dead_units(agent, load_states(states_path))
 
 
 def _number(value: str | None) -> float | None:
@@ -219,7 +232,8 @@ def run_trace(run: Path, steps: int | None = None) -> dict[str, Any]:
     ``final``: (mean, std over episodes, episodes) of the final evaluation; ``mid_eval``: the same for the
     last evaluation logged at or before half the run (None when there was none); ``train_return``: the
     training return (clipped, recent games) last logged at or before each quarter of ``steps`` (None before
-    the first); per metric of :data:`AUX_TRACED` that the run logged, (median, 5th, 95th percentile).
+    the first); per metric of :data:`TRACED` that the run logged, (median, 5th, 95th percentile);
+    ``dead_end``: :func:`final_dead_units`.
     """
     from rlmorning.run import MetricsCSV, read_config
 
@@ -242,7 +256,8 @@ def run_trace(run: Path, steps: int | None = None) -> dict[str, Any]:
         "train_return": [None if (r := last("train_return", steps * q / 4)) is None else float(r["train_return"])
                          for q in (1, 2, 3, 4)],
     }
-    for key in AUX_TRACED:
+    out["dead_end"] = final_dead_units(run)
+    for key in TRACED:
         values = np.array([v for r in rows if (v := _number(r.get(key))) is not None])
         if values.size:
             out[key] = (float(np.median(values)), float(np.percentile(values, 5)), float(np.percentile(values, 95)))
@@ -254,16 +269,20 @@ def trace_cells(trace: dict[str, Any]) -> list[str]:
     def ev(e: tuple[float, float, int] | None) -> str:
         return "-" if e is None else f"{e[0]:.2f} ± {e[1]:.2f} ({e[2]} ep.)"
 
-    aux = [f"{key} {m:.3g} [{lo:.3g}, {hi:.3g}]" for key in AUX_TRACED if key in trace
+    aux = [f"{key} {m:.3g} [{lo:.3g}, {hi:.3g}]" for key in TRACED if key in trace
            for m, lo, hi in [trace[key]]]
     returns = " / ".join("-" if r is None else f"{r:.2f}" for r in trace["train_return"])
-    return [ev(trace["final"]), ev(trace["mid_eval"]), returns, "; ".join(aux) or "-"]
+    dead = trace.get("dead_end")
+    dead_cell = "-" if dead is None else f"{dead[0]:.3f} (of {dead[1]})"
+    return [ev(trace["final"]), ev(trace["mid_eval"]), returns, dead_cell, "; ".join(aux) or "-"]
 
 
 PER_RUN_LEGEND = ("Per run: final score ± std over episodes; the last evaluation by half the run; training return "
-                  "(clipped, recent games) at each quarter; auxiliary metrics, median [5%, 95%] over the run")
-PER_RUN_HEADER = "final score | eval by half-run | training return at 1/4, 1/2, 3/4, end | auxiliary metrics"
-PER_RUN_RULE = "---:|---:|---|---|"
+                  "(clipped, recent games) at each quarter; dead feature units at the end (zero on all held-out "
+                  "states: the Q head reads nothing from them); logged diagnostics, median [5%, 95%] over the run")
+PER_RUN_HEADER = ("final score | eval by half-run | training return at 1/4, 1/2, 3/4, end | dead units at the end | "
+                  "logged diagnostics")
+PER_RUN_RULE = "---:|---:|---|---:|---|"
 
 
 def summarize(args: argparse.Namespace) -> None:

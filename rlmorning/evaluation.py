@@ -100,6 +100,20 @@ def heldout_mean_max_q(agent: Agent, states: np.ndarray, batch: int = 256) -> fl
     return float(np.concatenate(values).mean())
 
 
+def heldout_dead_units(agent: Agent, states: np.ndarray, batch: int = 256) -> tuple[float, int] | None:
+    """(fraction, count) of the Q-network's feature units that are zero on every one of ``states`` (see
+    ``dead_unit_fraction``), or None for agents without a ``features`` method."""
+    features = getattr(agent, "features", None)
+    if features is None or len(states) == 0:
+        return None
+    alive = None
+    for start in range(0, len(states), batch):
+        active = (features(states[start : start + batch]) > 0).any(dim=0)
+        alive = active if alive is None else alive | active
+    assert alive is not None
+    return float((~alive).float().mean()), int(alive.numel())
+
+
 def save_states(path: Path, states: np.ndarray) -> None:
     np.savez_compressed(path, states=states)
 

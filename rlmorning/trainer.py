@@ -140,6 +140,7 @@ class Trainer:
         )
         self.state = TrainState()
         self._last_eval_step = -1
+        self._dead_features_warned = False
         self._saved_step: int | None = None
         """step of checkpoints/latest.pt as written or loaded by this trainer"""
         self.protocol = envs_mod.eval_protocol(
@@ -231,6 +232,7 @@ class Trainer:
                         row = {k: metric_sums[k] / metric_counts[k] for k in metric_sums}
                         row.update(self._episode_stats(), sps=sps)
                         self._log(row)
+                        self._warn_if_features_dead(row)
                         metric_sums.clear()
                         metric_counts.clear()
                         last_log_time, log_time_step, st.last_log_step = now, st.step, st.step
@@ -337,6 +339,15 @@ class Trainer:
         path = self.logger.csv.path
         return path.is_file() and any(r.get("eval_return_mean") and float(r.get("step") or -1) == step
                                       for r in MetricsCSV.read(path))
+
+    def _warn_if_features_dead(self, row: dict[str, Any]) -> None:
+        """Once per process: say so when every feature unit of the Q-network was dead in a whole log window."""
+        if self._dead_features_warned or row.get("dead_units", 0.0) < 1.0:
+            return
+        self._dead_features_warned = True
+        self.logger.warn(f"step {self.state.step}: every feature unit of the Q-network was zero on every training "
+                         "batch measured since the last log row (dead_units 1.0): its Q-values no longer depend on "
+                         "the state and the TD loss no longer reaches the encoder; learning stalls until units revive")
 
     def _log(self, row: dict[str, Any], eval_protocol: str | None = None) -> None:
         self.logger.log(self.state.step, self.state.wall_time, row, eval_protocol=eval_protocol)

@@ -165,14 +165,22 @@ def test_bench_run_trace_reads_a_runs_metrics(tmp_path: Path) -> None:
     assert "hallucination_cos" not in trace
     cells = bench.trace_cells(trace)
     assert cells[0] == "-10.00 ± 1.50 (100 ep.)" and cells[2] == "2.00 / 5.00 / 7.00 / 10.00"
-    assert cells[3].startswith("aux_grad_ratio 0.55 [")
+    assert cells[3] == "-" and cells[4].startswith("aux_grad_ratio 0.55 [")  # no checkpoint: no dead-unit count
 
     (tmp_path / "early").mkdir()
     # nothing logged before the first quarter, no evaluation
     MetricsCSV(tmp_path / "early" / "metrics.csv").write({"step": 600, "train_return": 1.0})
     trace = bench.run_trace(tmp_path / "early", 1000)
     assert trace["final"] is None and trace["mid_eval"] is None and trace["train_return"] == [None, None, 1.0, 1.0]
-    assert bench.trace_cells(trace) == ["-", "-", "- / - / 1.00 / 1.00", "-"]
+    assert bench.trace_cells(trace) == ["-", "-", "- / - / 1.00 / 1.00", "-", "-"]
+
+
+def test_bench_counts_the_final_agents_dead_units(full_run: Path) -> None:
+    """The per-run row's dead units at the end: the final agent's feature units zero on all held-out states."""
+    bench = _bench_module()
+    fraction, units = bench.final_dead_units(full_run)
+    assert units == 512 and 0.0 <= fraction < 1.0
+    assert bench.trace_cells(bench.run_trace(full_run))[3] == f"{fraction:.3f} (of 512)"
 
 
 def test_bench_lines_from_runs_side_by_side_stay_whole(capsys: pytest.CaptureFixture[str]) -> None:

@@ -235,3 +235,56 @@ def test_xavier_init_zero_biases_and_glorot_bounds() -> None:
     with pytest.raises(RlmError, match="config key 'init' must be one of default, xavier"):
         DQNAgent(DQNConfig(encoder="nature", init="he"),
                  AgentSetting(space, gym.spaces.Discrete(4), total_steps=10, inference=True))
+
+
+def test_dead_unit_fraction_counts_units_zero_on_every_state() -> None:
+    from rlmorning.agents.dqn import dead_unit_fraction
+
+    features = torch.tensor([[0.0, 1.0, 0.0, -2.0], [0.0, 0.0, 3.0, 0.0], [0.0, 0.0, 0.0, -1.0]])
+    assert dead_unit_fraction(features) == 0.5  # columns 0 and 3: zero or below on all three states
+    assert dead_unit_fraction(torch.ones(5, 8)) == 0.0
+    assert dead_unit_fraction(torch.zeros(5, 8)) == 1.0
+
+
+def test_dead_units_are_measured_without_changing_training(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``dead_units`` comes every DEAD_UNITS_EVERY gradient steps, reads 1.0 for an encoder whose ReLU outputs
+    are all zero (and then no gradient reaches it), and leaves the weights as an unmeasured run's."""
+    import rlmorning.agents.dqn as dqn_module
+
+    runs = {}
+    for every in (2, 10**9):
+        monkeypatch.setattr(dqn_module, "DEAD_UNITS_EVERY", every)
+        agent = make_agent(train_freq=1, learning_starts=8)
+        feed(agent, 40)
+        runs[every] = (agent, [agent._gradient_step().get("dead_units") for _ in range(5)])
+    agent, dead = runs[2]
+    assert [d is not None for d in dead] == [True, False, True, False, True]
+    assert all(0.0 <= d < 1.0 for d in dead if d is not None)
+    assert runs[10**9][1][1:] == [None] * 4  # the first gradient step is always measured
+    for (name, a), b in zip(agent.online.state_dict().items(), runs[10**9][0].online.state_dict().values(),
+                            strict=True):
+        assert torch.equal(a, b), name
+
+    monkeypatch.setattr(dqn_module, "DEAD_UNITS_EVERY", 1)
+    dead_agent = make_agent(train_freq=1, learning_starts=8)
+    last = dead_agent.online.encoder.net[-2]  # the Linear before the encoder's last ReLU
+    with torch.no_grad():
+        last.bias.fill_(-100.0)
+    feed(dead_agent, 40)
+    before = last.weight.detach().clone()
+    assert dead_agent._gradient_step()["dead_units"] == 1.0
+    assert torch.equal(last.weight, before)  # the TD loss no longer reaches the encoder
+
+
+def test_heldout_dead_units_over_all_states() -> None:
+    """A unit counts as dead only when it is zero on every held-out state, across batches."""
+    from rlmorning.evaluation import heldout_dead_units
+
+    agent = make_agent()
+    states = np.random.default_rng(0).standard_normal((300, 3)).astype(np.float32)
+    fraction, units = heldout_dead_units(agent, states, batch=64)
+    per_state = agent.features(states) > 0
+    assert units == 16 and fraction == float((~per_state.any(0)).float().mean())
+    with torch.no_grad():
+        agent.online.encoder.net[-2].bias.fill_(-100.0)
+    assert heldout_dead_units(agent, states, batch=64) == (1.0, 16)

@@ -246,3 +246,22 @@ def test_a_long_final_evaluation_is_announced(tmp_path: Path, capsys: pytest.Cap
     assert "the run ends with 12 evaluation episodes (final_eval_episodes;" in err
     assert "final evaluation: 12 episodes at epsilon 0.0" in err
     assert MetricsCSV.read(tmp_path / "r" / "metrics.csv")[-1]["eval_episodes"] == "12"
+
+
+def test_dead_feature_units_are_logged_and_a_dead_encoder_is_warned_once(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """``dead_units`` reaches metrics.csv; a log window in which every feature unit was dead warns once."""
+    import rlmorning.agents.dqn as dqn_module
+
+    monkeypatch.setattr(dqn_module, "DEAD_UNITS_EVERY", 5)
+    run_cartpole(tmp_path / "alive", 400)
+    rows = MetricsCSV.read(tmp_path / "alive" / "metrics.csv")
+    values = [float(r["dead_units"]) for r in rows if r.get("dead_units")]
+    assert len(values) == 3 and all(0.0 <= v < 1.0 for v in values)  # rows at 200, 300, 400 (learning from 100)
+    assert "dead_units 1.0" not in capsys.readouterr().err
+
+    monkeypatch.setattr(dqn_module, "dead_unit_fraction", lambda features: 1.0)
+    run_cartpole(tmp_path / "dead", 400)
+    err = capsys.readouterr().err
+    assert err.count("warning: step 200: every feature unit of the Q-network was zero") == 1
+    assert "dead_units 1.0" in err
