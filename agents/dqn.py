@@ -20,6 +20,7 @@ from torch import nn
 
 from rlmorning.agents.augment import augment_batch_with_offsets, check_augment
 from rlmorning.agents.base import AgentSetting, FeedForwardAgent, linear_schedule
+from rlmorning.agents.dormant import feature_layer, recycle_dormant_units
 from rlmorning.agents.dqn_parts import ReplayRatioMixin, epsilon_greedy, input_scale, mean_metrics, require_discrete_box
 from rlmorning.agents.nets.encoders import make_encoder
 from rlmorning.agents.nets.side_information import RAM_BYTES, encode_with_map
@@ -108,6 +109,15 @@ class DQNConfig:
     logged as ``compile_s``). Where compiling fails it warns once and trains eagerly. Measured on 2 CPU
     cores: ~5% faster updates on MinAtar, none on CartPole, slower on Atari-sized convs (BENCHMARKS.md).
     Not with ``aux``."""
+    redo_every: int = 0
+    """Gradient steps between two ReDo recyclings (Sokar et al. 2023) of the dormant units of the encoder's
+    feature layer (the Linear + ReLU the Q head reads): fresh incoming weights, zero outgoing weights, cleared
+    optimizer state; 0 = off. Logged as ``recycled_units`` (the fraction recycled)."""
+    redo_threshold: float = 0.0
+    """A unit is dormant when its mean |activation| over ``redo_batch`` replay states is at most this fraction of
+    the layer's mean (0: zero on every state, a dead ReLU; Dopamine's default)."""
+    redo_batch: int = 256
+    """Replay states (not augmented) on which the units are scored (Dopamine's statistics batch)."""
     memory_format: str = "auto"
     """auto | channels_last | contiguous: layout of conv weights and image inputs (same maths, other
     kernels); auto = channels_last for Atari-sized frames (>= 36 px; the Nature CNN's update is faster so at
@@ -143,6 +153,10 @@ class QNetwork(nn.Module):
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
         return self.q_from_features(self.encoder(obs))
 
+    def feature_readers(self) -> list[nn.Linear]:
+        """The layers that read the encoder's features (the Q head, or the value and advantage heads)."""
+        return [self.value, self.advantage] if self.dueling else [self.head]
+
     def q_from_features(self, z: torch.Tensor) -> torch.Tensor:
         """Q-values from the encoder's features ``z [B, out_dim]``."""
         if self.dueling:
@@ -157,9 +171,9 @@ class DQNAgent(ReplayRatioMixin, Checkpointed, FeedForwardAgent):
     ``batch_source`` (None: replay only) supplies the batches of every gradient step when set."""
 
     saved = ("online", "target", "optimizer", "env_steps", "updates", "_update_credit", "_last_target_sync", "rng",
-             "augment_rng=_aug_generator", "aux")
+             "augment_rng=_aug_generator", "aux", "redo_rng=_redo_generator")
     saved_buffers = ("replay",)
-    saved_optional = ("augment_rng", "aux")
+    saved_optional = ("augment_rng", "aux", "redo_rng")
     load_hint = "encoder/env"
     world_model = None
     """None: no generative world model (:class:`~rlmorning.agents.capabilities.HasWorldModel`)."""
@@ -211,6 +225,9 @@ class DQNAgent(ReplayRatioMixin, Checkpointed, FeedForwardAgent):
         self._autocast = config.precision == "bf16"
         self._aug_generator = torch.Generator(device=device)
         self._aug_generator.manual_seed(seed + 2)
+        self._redo_generator = torch.Generator(device=device)
+        self._redo_generator.manual_seed(seed + 3)
+        self._redo_layer = feature_layer(self.online.encoder) if config.redo_every > 0 else None
         if config.augment != "none" and len(obs_shape) != 3:
             raise RlmError(f"config key 'augment' needs image observations [C, H, W], this env gives {obs_shape}")
         self.shared_target = target_is_online(config, num_envs, self.online)
@@ -293,6 +310,17 @@ class DQNAgent(ReplayRatioMixin, Checkpointed, FeedForwardAgent):
         with torch.inference_mode(), self._precision():
             return self.online.encoder(self._obs_tensor(obs)).float()
 
+    def feature_inputs(self, obs: np.ndarray) -> torch.Tensor:
+        """What the encoder's feature layer (:func:`~rlmorning.agents.dormant.feature_layer`) reads for ``obs``:
+        ``float32 [B, fan_in]`` (the flattened conv features of a conv encoder)."""
+        seen: list[torch.Tensor] = []
+        hook = feature_layer(self.online.encoder).register_forward_pre_hook(lambda _m, args: seen.append(args[0]))
+        try:
+            self.features(obs)
+        finally:
+            hook.remove()
+        return seen[0].float()
+
     def act(self, obs: np.ndarray, state: Any, explore: bool) -> tuple[np.ndarray, Any]:
         """Epsilon-greedy actions when exploring, greedy otherwise."""
         if not explore:  # greedy acting never touches the exploration RNG (evaluation must not change training)
@@ -359,12 +387,25 @@ class DQNAgent(ReplayRatioMixin, Checkpointed, FeedForwardAgent):
             out["grad_norm"] = float(nn.utils.clip_grad_norm_(self._trained_params, c.max_grad_norm, foreach=True))
         self._optimizer_step(optimizer)
         self.updates += 1
+        if c.redo_every > 0 and self.updates % c.redo_every == 0:
+            out["recycled_units"] = self._recycle_dormant_units()
         if c.compile and not self._compile_reported:
             self._compile_reported = True
             seconds = [f.compile_seconds for f in self.compiled_parts if f.compile_seconds is not None]
             if seconds:
                 out["compile_s"] = sum(seconds)
         return out
+
+    def _recycle_dormant_units(self) -> float:
+        """ReDo on the feature layer, scored on ``redo_batch`` replay states; returns the fraction recycled."""
+        replay, optimizer = self._learner()
+        assert self._redo_layer is not None
+        states = self._obs_tensor(replay.sample(min(self.config.redo_batch, replay.num_sampleable()))["obs"])
+        with torch.no_grad(), self._precision():
+            features = self.online.encoder(states)
+        count = recycle_dormant_units(self._redo_layer, self.online.feature_readers(), features,
+                                      self.config.redo_threshold, optimizer, self._redo_generator, self.config.init)
+        return count / self._redo_layer.out_features
 
     def _dead_units(self, obs: torch.Tensor) -> float:
         """:func:`dead_unit_fraction` of the Q-network's features on the batch's (augmented) states."""
@@ -525,6 +566,12 @@ def target_is_online(c: DQNConfig, num_envs: int, online: nn.Module) -> bool:
 def _validate(c: DQNConfig) -> None:
     check_augment(c.augment, c.augment_pad, c.augment_intensity)
     check_aux(c.aux, c.aux_weight, c.aux_ram_input, c.aux_game)
+    if c.redo_every < 0:
+        raise RlmError(f"config key 'redo_every' must be >= 0 gradient steps (0: off), got {c.redo_every}")
+    if c.redo_threshold < 0:
+        raise RlmError(f"config key 'redo_threshold' must be >= 0, got {c.redo_threshold}")
+    if c.redo_batch < 1:
+        raise RlmError(f"config key 'redo_batch' must be >= 1, got {c.redo_batch}")
     if c.aux_warmup < 0:
         raise RlmError(f"config key 'aux_warmup' must be >= 0 gradient steps, got {c.aux_warmup}")
     if c.aux_warmup > 0 and c.aux == "none":

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import gymnasium as gym
 import numpy as np
+import torch
 
 from rlmorning.agents.base import Agent
 
@@ -112,6 +113,23 @@ def heldout_dead_units(agent: Agent, states: np.ndarray, batch: int = 256) -> tu
         alive = active if alive is None else alive | active
     assert alive is not None
     return float((~alive).float().mean()), int(alive.numel())
+
+
+def heldout_input_cosine(agent: Agent, states: np.ndarray, batch: int = 256) -> float | None:
+    """The mean cosine similarity, over all pairs of distinct ``states``, between what the Q-network's feature
+    layer reads (``feature_inputs``: a conv encoder's flattened features), or None for agents without it or
+    fewer than two states. Near 1, the layer sees almost the same input on every state: each of its ReLU units
+    is then on for all states or off for all, and a unit off for all is dead (``heldout_dead_units``)."""
+    inputs = getattr(agent, "feature_inputs", None)
+    if inputs is None or len(states) < 2:
+        return None
+    total = None
+    for start in range(0, len(states), batch):
+        unit = torch.nn.functional.normalize(inputs(states[start : start + batch]).double(), dim=1)
+        total = unit.sum(0) if total is None else total + unit.sum(0)
+    assert total is not None
+    n = len(states)
+    return float((total.square().sum() - n) / (n * (n - 1)))
 
 
 def save_states(path: Path, states: np.ndarray) -> None:
