@@ -93,6 +93,11 @@ class DQNConfig:
     the object head's first updates); a ramp lets the TD signal shape the convs first (measured on Breakout: it
     did not rescue the object head, BENCHMARKS.md). The RAM teacher's own TD loss is not ramped (it does not
     reach the pixel convs)."""
+    aux_objectness_prior: float = 0.0
+    """``aux: objects``: the object head's initial objectness probability, set through its bias (the
+    prior-probability initialisation of Lin et al. 2017). At 0 (the conv's default bias: a first guess of 0.5
+    on every cell and anchor) the "no object" loss of the ~all-empty grid dominates the first updates and
+    pushes the shared convs toward one output for every state; 0.01 starts the head near the truth instead."""
     aux_game: str = "auto"
     """The Atari game whose RAM object table labels ``aux: objects``; auto = the run's env."""
     aux_ram_input: str = "bits"
@@ -208,7 +213,7 @@ class DQNAgent(ReplayRatioMixin, Checkpointed, FeedForwardAgent):
             self.aux = SideInformationHeads(
                 config.aux, self.online.encoder, obs_shape, self.num_actions, game=config.aux_game,
                 weight=config.aux_weight, ram_input=config.aux_ram_input, teacher_hidden=config.aux_teacher_hidden,
-                loss=config.loss, double=config.double).to(device)
+                loss=config.loss, double=config.double, objectness_prior=config.aux_objectness_prior).to(device)
         self.optimizer: torch.optim.Optimizer | None = None if inference else self._make_optimizer()
         self.replay: ReplayBuffer | None = None if inference else ReplayBuffer(
             config.buffer_size, num_envs, obs_shape, observation_space.dtype, setting.frame_stack,
@@ -566,6 +571,10 @@ def target_is_online(c: DQNConfig, num_envs: int, online: nn.Module) -> bool:
 def _validate(c: DQNConfig) -> None:
     check_augment(c.augment, c.augment_pad, c.augment_intensity)
     check_aux(c.aux, c.aux_weight, c.aux_ram_input, c.aux_game)
+    if not 0.0 <= c.aux_objectness_prior < 1.0:
+        raise RlmError(f"config key 'aux_objectness_prior' must be in [0, 1), got {c.aux_objectness_prior}")
+    if c.aux_objectness_prior > 0 and c.aux != "objects":
+        raise RlmError("config key 'aux_objectness_prior' initialises the object head: set aux=objects")
     if c.redo_every < 0:
         raise RlmError(f"config key 'redo_every' must be >= 0 gradient steps (0: off), got {c.redo_every}")
     if c.redo_threshold < 0:

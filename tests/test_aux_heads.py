@@ -187,6 +187,18 @@ def test_zero_weight_leaves_the_q_gradients_of_plain_drq(aux: str) -> None:
         assert torch.equal(p.grad, q.grad), name
 
 
+def test_objectness_prior_sets_the_first_guess_of_every_cell() -> None:
+    """With ``aux_objectness_prior`` p the head's first objectness is p on every cell and anchor (for any
+    input: its weights are unchanged, only the bias moves), and the other outputs keep the default bias."""
+    default, prior = make_agent("objects"), make_agent("objects", aux_objectness_prior=0.01)
+    head, prior_head = default.aux.detector, prior.aux.detector
+    assert torch.equal(head.conv.weight, prior_head.conv.weight)
+    fmap = torch.zeros(2, head.conv.in_channels, 11, 11)
+    out, prior_out = head(fmap), prior_head(fmap)
+    assert torch.allclose(torch.sigmoid(prior_out[..., 4]), torch.full_like(out[..., 4], 0.01))
+    assert torch.equal(prior_out[..., :4], out[..., :4]) and torch.equal(prior_out[..., 5:], out[..., 5:])
+
+
 def test_object_boxes_move_with_the_random_shift() -> None:
     agent = make_agent("objects")
     heads = agent.aux
@@ -270,6 +282,10 @@ def test_one_line_errors(tmp_path: Path) -> None:
     with pytest.raises(RlmError, match="does not combine with a world model"):
         api.train("dqn", "Breakout", overrides=["aux=hallucination", "model.codec=vae"], steps=10,
                   run_dir=tmp_path / "d", progress=False)
+    with pytest.raises(RlmError, match="aux_objectness_prior' must be in \\[0, 1\\), got 1.0"):
+        make_agent("objects", aux_objectness_prior=1.0)
+    with pytest.raises(RlmError, match="aux_objectness_prior' initialises the object head: set aux=objects"):
+        make_agent("hallucination", aux_objectness_prior=0.01)
     agent = make_agent("hallucination")
     obs = np.zeros((1, 4, 84, 84), dtype=np.uint8)
     with pytest.raises(RlmError, match="needs the console RAM"):

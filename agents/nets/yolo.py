@@ -28,6 +28,7 @@ label sets whose sizes vary.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -43,9 +44,13 @@ class YoloHead(nn.Module):
     """1x1 conv: ``[B, C, H, W]`` -> ``[B, A, H, W, 5 + classes]`` (tx, ty, tw, th, to, class logits).
 
     ``anchors [A, 2]``: anchor widths and heights in image pixels (a buffer, saved with the module).
+    ``objectness_prior`` in (0, 1) sets every objectness bias to ``logit(prior)``, so that the first
+    predictions say "no object" with probability ``1 - prior`` (the prior-probability initialisation of Lin et
+    al. 2017, "Focal Loss for Dense Object Detection", Sec. 4.1); 0 keeps the conv's default bias.
     """
 
-    def __init__(self, in_channels: int, anchors: torch.Tensor | np.ndarray | list, num_classes: int) -> None:
+    def __init__(self, in_channels: int, anchors: torch.Tensor | np.ndarray | list, num_classes: int,
+                 objectness_prior: float = 0.0) -> None:
         super().__init__()
         anchors = torch.as_tensor(np.asarray(anchors, dtype=np.float32)).reshape(-1, 2)
         if len(anchors) < 1 or (anchors <= 0).any():
@@ -55,6 +60,12 @@ class YoloHead(nn.Module):
         self.register_buffer("anchors", anchors)
         self.num_anchors, self.num_classes = len(anchors), int(num_classes)
         self.conv = nn.Conv2d(in_channels, self.num_anchors * (5 + self.num_classes), 1)
+        if not 0.0 <= objectness_prior < 1.0:
+            raise RlmError(f"config key 'aux_objectness_prior' must be in [0, 1), got {objectness_prior}")
+        if objectness_prior > 0:
+            with torch.no_grad():
+                self.conv.bias.view(self.num_anchors, 5 + self.num_classes)[:, 4] = math.log(
+                    objectness_prior / (1 - objectness_prior))
 
     def forward(self, fmap: torch.Tensor) -> torch.Tensor:
         b, _, h, w = fmap.shape
