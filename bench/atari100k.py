@@ -208,12 +208,13 @@ TRACED = ("aux_grad_ratio", "hallucination_cos", "teacher_loss", "dead_units")
 """Logged diagnostics whose spread over a run the per-run table gives (median and 5-95% range)."""
 
 
-def final_dead_units(run: Path) -> tuple[float, int, float | None] | None:
+def final_dead_units(run: Path) -> tuple[float, int, tuple[float, float] | None] | None:
     """(fraction, count) of the final agent's feature units that are zero on all the run's held-out states
-    (``heldout_states.npz``), and the mean cosine between those states' inputs to the feature layer (near 1:
-    the layer reads almost the same input on every state); None without a checkpoint or held-out states."""
+    (``heldout_states.npz``), and the (mean cosine between, mean norm of) those states' inputs to the feature
+    layer (cosine near 1: it reads almost the same input on every state); None without a checkpoint or
+    held-out states."""
     from rlmorning import api
-    from rlmorning.evaluation import heldout_dead_units, heldout_input_cosine, load_states
+    from rlmorning.evaluation import heldout_dead_units, heldout_feature_inputs, load_states
 
     states_path = run / "heldout_states.npz"
     if not (run / "checkpoints" / "latest.pt").is_file() or not states_path.is_file():
@@ -223,7 +224,7 @@ def final_dead_units(run: Path) -> tuple[float, int, float | None] | None:
     dead = heldout_dead_units(agent, states)
     if dead is None:
         return None
-    return dead[0], dead[1], heldout_input_cosine(agent, states)
+    return dead[0], dead[1], heldout_feature_inputs(agent, states)
 
 
 def _number(value: str | None) -> float | None:
@@ -279,17 +280,18 @@ def trace_cells(trace: dict[str, Any]) -> list[str]:
     returns = " / ".join("-" if r is None else f"{r:.2f}" for r in trace["train_return"])
     dead = trace.get("dead_end")
     dead_cell = "-" if dead is None else f"{dead[0]:.3f} of {dead[1]}" + (
-        "" if dead[2] is None else f", input cos {dead[2]:.3f}")
+        "" if dead[2] is None else f"; input cos {dead[2][0]:.3f}, norm {dead[2][1]:.3g}")
     return [ev(trace["final"]), ev(trace["mid_eval"]), returns, dead_cell, "; ".join(aux) or "-"]
 
 
 PER_RUN_LEGEND = ("Per run: final score ± std over episodes; the last evaluation by half the run; training return "
                   "(clipped, recent games) at each quarter; dead feature units at the end (zero on all held-out "
-                  "states: the Q head reads nothing from them) and the mean cosine between held-out states' inputs "
-                  "to the feature layer (near 1: it reads almost the same input on every state); logged diagnostics, "
+                  "states: the Q head reads nothing from them) and the mean cosine between, and mean norm of, held-out "
+                  "states' inputs to the feature layer (cosine near 1: it reads almost the same input on every "
+                  "state); logged diagnostics, "
                   "median [5%, 95%] over the run")
 PER_RUN_HEADER = ("final score | eval by half-run | training return at 1/4, 1/2, 3/4, end | "
-                  "dead units at the end, input cos | logged diagnostics")
+                  "dead units at the end; input cos, norm | logged diagnostics")
 PER_RUN_RULE = "---:|---:|---|---:|---|"
 
 

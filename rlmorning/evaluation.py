@@ -115,21 +115,24 @@ def heldout_dead_units(agent: Agent, states: np.ndarray, batch: int = 256) -> tu
     return float((~alive).float().mean()), int(alive.numel())
 
 
-def heldout_input_cosine(agent: Agent, states: np.ndarray, batch: int = 256) -> float | None:
-    """The mean cosine similarity, over all pairs of distinct ``states``, between what the Q-network's feature
-    layer reads (``feature_inputs``: a conv encoder's flattened features), or None for agents without it or
-    fewer than two states. Near 1, the layer sees almost the same input on every state: each of its ReLU units
-    is then on for all states or off for all, and a unit off for all is dead (``heldout_dead_units``)."""
+def heldout_feature_inputs(agent: Agent, states: np.ndarray, batch: int = 256) -> tuple[float, float] | None:
+    """``(cosine, norm)`` of what the Q-network's feature layer reads (``feature_inputs``: a conv encoder's
+    flattened features) on ``states``: the mean cosine similarity over all pairs of distinct states, and the
+    mean L2 norm; None for agents without ``feature_inputs`` or fewer than two states. A cosine near 1 means
+    the layer sees almost the same input on every state: each of its ReLU units is then on for all states or
+    off for all, and a unit off for all is dead (``heldout_dead_units``)."""
     inputs = getattr(agent, "feature_inputs", None)
     if inputs is None or len(states) < 2:
         return None
-    total = None
+    total, norms = None, 0.0
     for start in range(0, len(states), batch):
-        unit = torch.nn.functional.normalize(inputs(states[start : start + batch]).double(), dim=1)
+        x = inputs(states[start : start + batch]).double()
+        norms += float(x.norm(dim=1).sum())
+        unit = torch.nn.functional.normalize(x, dim=1)
         total = unit.sum(0) if total is None else total + unit.sum(0)
     assert total is not None
     n = len(states)
-    return float((total.square().sum() - n) / (n * (n - 1)))
+    return float((total.square().sum() - n) / (n * (n - 1))), norms / n
 
 
 def save_states(path: Path, states: np.ndarray) -> None:

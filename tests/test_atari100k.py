@@ -178,9 +178,10 @@ def test_bench_run_trace_reads_a_runs_metrics(tmp_path: Path) -> None:
 def test_bench_counts_the_final_agents_dead_units(full_run: Path) -> None:
     """The per-run row's dead units at the end: the final agent's feature units zero on all held-out states."""
     bench = _bench_module()
-    fraction, units, cosine = bench.final_dead_units(full_run)
-    assert units == 512 and 0.0 <= fraction < 1.0 and -1.0 <= cosine <= 1.0
-    assert bench.trace_cells(bench.run_trace(full_run))[3] == f"{fraction:.3f} of 512, input cos {cosine:.3f}"
+    fraction, units, (cosine, norm) = bench.final_dead_units(full_run)
+    assert units == 512 and 0.0 <= fraction < 1.0 and -1.0 <= cosine <= 1.0 and norm > 0
+    assert bench.trace_cells(bench.run_trace(full_run))[3] == \
+        f"{fraction:.3f} of 512; input cos {cosine:.3f}, norm {norm:.3g}"
 
 
 def test_bench_lines_from_runs_side_by_side_stay_whole(capsys: pytest.CaptureFixture[str]) -> None:

@@ -126,9 +126,10 @@ def test_bad_redo_keys_are_named(key: str, value: float, message: str) -> None:
 
 
 def test_feature_inputs_and_their_heldout_cosine() -> None:
-    """``feature_inputs`` is what the feature layer reads; the held-out cosine is the mean over distinct pairs,
-    the same in one batch or many, and 1.0 when every state gives the feature layer the same direction."""
-    from rlmorning.evaluation import heldout_input_cosine
+    """``feature_inputs`` is what the feature layer reads; the held-out cosine is the mean over distinct pairs
+    (1.0 when every state gives the feature layer the same direction), the norm the mean input norm, both the
+    same in one batch or many."""
+    from rlmorning.evaluation import heldout_feature_inputs
 
     agent = make_agent(encoder_kwargs={"hidden": [16, 8]})
     states = np.random.default_rng(0).standard_normal((50, 3)).astype(np.float32)
@@ -139,10 +140,11 @@ def test_feature_inputs_and_their_heldout_cosine() -> None:
     unit = torch.nn.functional.normalize(inputs.double(), dim=1)
     pairs = unit @ unit.T
     expected = float((pairs.sum() - pairs.diagonal().sum()) / (50 * 49))
-    assert heldout_input_cosine(agent, states, batch=7) == pytest.approx(expected, abs=1e-9)
-    assert heldout_input_cosine(agent, states, batch=64) == pytest.approx(expected, abs=1e-9)
+    norm = float(inputs.double().norm(dim=1).mean())
+    assert heldout_feature_inputs(agent, states, batch=7) == pytest.approx((expected, norm), abs=1e-6)
+    assert heldout_feature_inputs(agent, states, batch=64) == pytest.approx((expected, norm), abs=1e-6)
     one_layer = make_agent()  # its feature layer reads the observation itself
     same_direction = np.repeat(states[:1], 10, axis=0) * np.linspace(1, 3, 10, dtype=np.float32)[:, None]
-    assert heldout_input_cosine(one_layer, same_direction) == pytest.approx(1.0)
-    assert heldout_input_cosine(one_layer, np.concatenate([same_direction, -same_direction])) < 0
-    assert heldout_input_cosine(agent, states[:1]) is None
+    assert heldout_feature_inputs(one_layer, same_direction)[0] == pytest.approx(1.0)
+    assert heldout_feature_inputs(one_layer, np.concatenate([same_direction, -same_direction]))[0] < 0
+    assert heldout_feature_inputs(agent, states[:1]) is None
