@@ -98,6 +98,10 @@ class DQNConfig:
     prior-probability initialisation of Lin et al. 2017). At 0 (the conv's default bias: a first guess of 0.5
     on every cell and anchor) the "no object" loss of the ~all-empty grid dominates the first updates and
     pushes the shared convs toward one output for every state; 0.01 starts the head near the truth instead."""
+    aux_input_norm: bool = False
+    """``aux: objects``: the object head reads the conv map through a per-sample normalisation (GroupNorm, one
+    group, no affine), so scaling the shared features up cannot lower its loss. Without it the head's loss
+    inflates the conv features' common, state-independent part (BENCHMARKS.md)."""
     aux_game: str = "auto"
     """The Atari game whose RAM object table labels ``aux: objects``; auto = the run's env."""
     aux_ram_input: str = "bits"
@@ -213,7 +217,8 @@ class DQNAgent(ReplayRatioMixin, Checkpointed, FeedForwardAgent):
             self.aux = SideInformationHeads(
                 config.aux, self.online.encoder, obs_shape, self.num_actions, game=config.aux_game,
                 weight=config.aux_weight, ram_input=config.aux_ram_input, teacher_hidden=config.aux_teacher_hidden,
-                loss=config.loss, double=config.double, objectness_prior=config.aux_objectness_prior).to(device)
+                loss=config.loss, double=config.double, objectness_prior=config.aux_objectness_prior,
+                input_norm=config.aux_input_norm).to(device)
         self.optimizer: torch.optim.Optimizer | None = None if inference else self._make_optimizer()
         self.replay: ReplayBuffer | None = None if inference else ReplayBuffer(
             config.buffer_size, num_envs, obs_shape, observation_space.dtype, setting.frame_stack,
@@ -575,6 +580,8 @@ def _validate(c: DQNConfig) -> None:
         raise RlmError(f"config key 'aux_objectness_prior' must be in [0, 1), got {c.aux_objectness_prior}")
     if c.aux_objectness_prior > 0 and c.aux != "objects":
         raise RlmError("config key 'aux_objectness_prior' initialises the object head: set aux=objects")
+    if c.aux_input_norm and c.aux != "objects":
+        raise RlmError("config key 'aux_input_norm' normalises the object head's input: set aux=objects")
     if c.redo_every < 0:
         raise RlmError(f"config key 'redo_every' must be >= 0 gradient steps (0: off), got {c.redo_every}")
     if c.redo_threshold < 0:

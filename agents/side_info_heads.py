@@ -66,7 +66,7 @@ class SideInformationHeads(nn.Module):
     def __init__(self, kind: str, encoder: nn.Module, obs_shape: Sequence[int], num_actions: int, *,
                  game: str, weight: float = 1.0, ram_input: str = "bits",
                  teacher_hidden: Sequence[int] = (512, 512), loss: str = "huber", double: bool = True,
-                 objectness_prior: float = 0.0) -> None:
+                 objectness_prior: float = 0.0, input_norm: bool = False) -> None:
         super().__init__()
         if kind not in ("hallucination", "objects"):
             raise RlmError(f"side-information heads are hallucination or objects, got '{kind}'")
@@ -85,7 +85,7 @@ class SideInformationHeads(nn.Module):
             self.game = game
             self.classes = object_classes(game)
             self.detector = YoloHead(map_shape[0], game_anchors(game, self.image_size), len(self.classes),
-                                     objectness_prior=objectness_prior)
+                                     objectness_prior=objectness_prior, input_norm=input_norm)
 
     def sync_target(self, tau: float) -> None:
         """Move the teacher's target copy toward the teacher (with the pixel network's target sync)."""

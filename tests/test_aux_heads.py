@@ -199,6 +199,19 @@ def test_objectness_prior_sets_the_first_guess_of_every_cell() -> None:
     assert torch.equal(prior_out[..., :4], out[..., :4]) and torch.equal(prior_out[..., 5:], out[..., 5:])
 
 
+def test_input_norm_makes_the_head_blind_to_the_maps_scale() -> None:
+    """With ``aux_input_norm`` the object head's output, and so its loss, is the same for a map scaled by any
+    positive factor: its gradient cannot ask the shared convs for larger features. Without it the output moves."""
+    fmap = torch.rand(2, 64, 11, 11)
+    normed, plain = make_agent("objects", aux_input_norm=True).aux.detector, make_agent("objects").aux.detector
+    assert torch.allclose(normed(fmap * 30.0), normed(fmap), atol=1e-4)
+    assert not torch.allclose(plain(fmap * 30.0), plain(fmap), atol=1e-3)
+    scaled = (fmap * 1.0).requires_grad_(True)
+    normed(scaled).square().sum().backward()
+    radial = float((scaled.grad * fmap).sum() / (scaled.grad.norm() * fmap.norm()))
+    assert abs(radial) < 1e-4  # the gradient on the map is orthogonal to the map itself (per sample)
+
+
 def test_object_boxes_move_with_the_random_shift() -> None:
     agent = make_agent("objects")
     heads = agent.aux
@@ -286,6 +299,8 @@ def test_one_line_errors(tmp_path: Path) -> None:
         make_agent("objects", aux_objectness_prior=1.0)
     with pytest.raises(RlmError, match="aux_objectness_prior' initialises the object head: set aux=objects"):
         make_agent("hallucination", aux_objectness_prior=0.01)
+    with pytest.raises(RlmError, match="aux_input_norm' normalises the object head's input: set aux=objects"):
+        make_agent("hallucination", aux_input_norm=True)
     agent = make_agent("hallucination")
     obs = np.zeros((1, 4, 84, 84), dtype=np.uint8)
     with pytest.raises(RlmError, match="needs the console RAM"):

@@ -47,10 +47,13 @@ class YoloHead(nn.Module):
     ``objectness_prior`` in (0, 1) sets every objectness bias to ``logit(prior)``, so that the first
     predictions say "no object" with probability ``1 - prior`` (the prior-probability initialisation of Lin et
     al. 2017, "Focal Loss for Dense Object Detection", Sec. 4.1); 0 keeps the conv's default bias.
+    ``input_norm`` reads the map through a per-sample normalisation (GroupNorm with one group, no affine): the
+    head's output then does not change when the map is scaled, so its loss gives the shared convs no reason
+    to scale their features up.
     """
 
     def __init__(self, in_channels: int, anchors: torch.Tensor | np.ndarray | list, num_classes: int,
-                 objectness_prior: float = 0.0) -> None:
+                 objectness_prior: float = 0.0, input_norm: bool = False) -> None:
         super().__init__()
         anchors = torch.as_tensor(np.asarray(anchors, dtype=np.float32)).reshape(-1, 2)
         if len(anchors) < 1 or (anchors <= 0).any():
@@ -59,6 +62,7 @@ class YoloHead(nn.Module):
             raise RlmError(f"YOLO head needs at least one class, got {num_classes}")
         self.register_buffer("anchors", anchors)
         self.num_anchors, self.num_classes = len(anchors), int(num_classes)
+        self.norm = nn.GroupNorm(1, in_channels, eps=1e-8, affine=False) if input_norm else nn.Identity()
         self.conv = nn.Conv2d(in_channels, self.num_anchors * (5 + self.num_classes), 1)
         if not 0.0 <= objectness_prior < 1.0:
             raise RlmError(f"config key 'aux_objectness_prior' must be in [0, 1), got {objectness_prior}")
@@ -69,7 +73,7 @@ class YoloHead(nn.Module):
 
     def forward(self, fmap: torch.Tensor) -> torch.Tensor:
         b, _, h, w = fmap.shape
-        out = self.conv(fmap).view(b, self.num_anchors, 5 + self.num_classes, h, w)
+        out = self.conv(self.norm(fmap)).view(b, self.num_anchors, 5 + self.num_classes, h, w)
         return out.permute(0, 1, 3, 4, 2).contiguous()
 
 
