@@ -204,7 +204,7 @@ def train_all(args: argparse.Namespace) -> bool:
     return not CHILDREN.stopping
 
 
-TRACED = ("aux_grad_ratio", "hallucination_cos", "teacher_loss", "dead_units")
+TRACED = ("aux_grad_ratio", "hallucination_cos", "teacher_loss", "dead_units", "recycled_units")
 """Logged diagnostics whose spread over a run the per-run table gives (median and 5-95% range)."""
 
 
