@@ -286,10 +286,9 @@ def trace_cells(trace: dict[str, Any]) -> list[str]:
 
 PER_RUN_LEGEND = ("Per run: final score ± std over episodes; the last evaluation by half the run; training return "
                   "(clipped, recent games) at each quarter; dead feature units at the end (zero on all held-out "
-                  "states: the Q head reads nothing from them) and the mean cosine between, and mean norm of, held-out "
-                  "states' inputs to the feature layer (cosine near 1: it reads almost the same input on every "
-                  "state); logged diagnostics, "
-                  "median [5%, 95%] over the run")
+                  "states: the Q head reads nothing from them) with the mean cosine between, and mean norm of, those "
+                  "states' inputs to the feature layer (cosine near 1: the same input on every state); logged "
+                  "diagnostics, median [5%, 95%] over the run")
 PER_RUN_HEADER = ("final score | eval by half-run | training return at 1/4, 1/2, 3/4, end | "
                   "dead units at the end; input cos, norm | logged diagnostics")
 PER_RUN_RULE = "---:|---:|---|---:|---|"

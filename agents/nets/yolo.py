@@ -65,7 +65,7 @@ class YoloHead(nn.Module):
         self.norm = nn.GroupNorm(1, in_channels, eps=1e-8, affine=False) if input_norm else nn.Identity()
         self.conv = nn.Conv2d(in_channels, self.num_anchors * (5 + self.num_classes), 1)
         if not 0.0 <= objectness_prior < 1.0:
-            raise RlmError(f"config key 'aux_objectness_prior' must be in [0, 1), got {objectness_prior}")
+            raise RlmError(f"YOLO objectness prior must be in [0, 1), got {objectness_prior}")
         if objectness_prior > 0:
             with torch.no_grad():
                 self.conv.bias.view(self.num_anchors, 5 + self.num_classes)[:, 4] = math.log(
