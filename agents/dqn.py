@@ -24,6 +24,7 @@ from rlmorning.agents.dormant import feature_layer, recycle_dormant_units
 from rlmorning.agents.dqn_parts import ReplayRatioMixin, epsilon_greedy, input_scale, mean_metrics, require_discrete_box
 from rlmorning.agents.nets.encoders import make_encoder
 from rlmorning.agents.nets.side_information import RAM_BYTES, encode_with_map
+from rlmorning.agents.optim import FlooredRMSprop
 from rlmorning.agents.side_info_heads import SideInformationHeads, check_aux
 from rlmorning.checkpointed import Checkpointed
 from rlmorning.compiled import CompiledOrEager
@@ -271,8 +272,8 @@ class DQNAgent(ReplayRatioMixin, Checkpointed, FeedForwardAgent):
         """What the optimizer steps (the Q-network and any aux heads), listed once for gradient clipping."""
         if c.optimizer == "adam":
             return torch.optim.Adam(params, lr=c.lr, eps=c.optimizer_eps, fused=self.device.type in ("cpu", "cuda"))
-        # foreach: one multi-tensor kernel per op instead of a Python loop over the tensors (CPU's default)
-        return torch.optim.RMSprop(params, lr=c.lr, eps=c.optimizer_eps, alpha=0.95, centered=True, foreach=True)
+        # torch's multi-tensor RMSprop, bit-identical, without square roots of zero (slow on CPU: agents/optim.py)
+        return FlooredRMSprop(params, lr=c.lr, eps=c.optimizer_eps, alpha=0.95, centered=True)
 
     def _learner(self) -> tuple[ReplayBuffer, torch.optim.Optimizer]:
         if self.replay is None or self.optimizer is None:

@@ -24,6 +24,7 @@ from torch import nn
 
 from rlmorning.agents.base import AgentSetting, linear_schedule
 from rlmorning.agents.nets.ntm import NTM, Core, CoreConfig, State, make_core, reset_rows
+from rlmorning.agents.optim import FlooredRMSprop
 from rlmorning.checkpointed import Checkpointed, Form
 from rlmorning.errors import RlmError
 
@@ -168,7 +169,7 @@ def make_optimizer(params: Any, name: str, lr: float, momentum: float = 0.9,
     if name == "adam":
         return torch.optim.Adam(params, lr=lr)
     if name == "rmsprop":
-        return torch.optim.RMSprop(params, lr=lr, momentum=momentum, alpha=alpha)
+        return FlooredRMSprop(params, lr=lr, momentum=momentum, alpha=alpha)  # torch's, without roots of zero
     raise RlmError(f"config key 'optimizer' must be one of adam, rmsprop, got '{name}'")
 
 
