@@ -17,6 +17,7 @@ backward, optimizer, trainer bookkeeping).
     python bench/small_nets.py --workloads minatar --measure 20000
     python bench/small_nets.py --set batch_size=64         # an rlmorning override, SB3 unchanged
     python bench/small_nets.py --set compile=true          # rlmorning's update through torch.compile
+    python bench/small_nets.py --torch-rmsprop             # without FlooredRMSprop (torch's RMSprop)
 """
 
 from __future__ import annotations
@@ -85,7 +86,7 @@ def run_rlmorning(workload: str, measure: int, overrides: list[str], num_envs: i
     compiled = getattr(trainer.agent, "compiled_parts", [])
     compile_s = sum(f.compile_seconds or 0.0 for f in compiled)
     return {"sps": (trainer.state.step - warm) / elapsed, "updates": trainer.agent.updates,
-            "learning_starts": starts, "compile_s": compile_s,
+            "learning_starts": starts, "compile_s": compile_s, "optimizer": type(trainer.agent.optimizer).__name__,
             "compile_failed": [f.failed for f in compiled if f.failed]}
 
 
@@ -195,8 +196,17 @@ def run_sb3(workload: str, measure: int, learning_starts: int) -> dict[str, Any]
 
 
 # -------------------------------------------------------------------------------------------- driver
+def _use_torch_rmsprop() -> None:
+    """The floor-before-sqrt lever off: rlmorning's DQN steps ``torch.optim.RMSprop`` (multi-tensor) itself."""
+    import rlmorning.agents.dqn as dqn
+
+    dqn.FlooredRMSprop = lambda params, **kw: torch.optim.RMSprop(params, foreach=True, **kw)  # type: ignore
+
+
 def _worker(args: argparse.Namespace) -> None:
     torch.set_num_threads(1)
+    if args.torch_rmsprop:
+        _use_torch_rmsprop()
     if args.worker == "rlmorning":
         out = run_rlmorning(args.workloads[0], args.measure, args.set, args.num_envs)
     elif args.worker == "sb3":
@@ -214,6 +224,8 @@ def _spawn(worker: str, workload: str, measure: int, core: int, args: argparse.N
         cmd += ["--set", s]
     if worker == "rlmorning":
         cmd += ["--num-envs", str(args.num_envs)]
+    if worker != "sb3" and args.torch_rmsprop:
+        cmd += ["--torch-rmsprop"]
     env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
     return subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, env=env,
                             preexec_fn=lambda: os.sched_setaffinity(0, {core}))
@@ -245,6 +257,9 @@ def main() -> None:
                    help="rlmorning's parallel envs (same replay ratio: one update per train_freq env steps)")
     p.add_argument("--no-profile", action="store_true", help="skip the per-phase profile")
     p.add_argument("--cores", type=int, nargs=2, default=None, help="the two cores to pin to")
+    p.add_argument("--torch-rmsprop", action="store_true",
+                   help="rlmorning's DQN steps torch.optim.RMSprop instead of FlooredRMSprop (that lever off; "
+                        "same numbers, the MinAtar preset's optimizer)")
     p.add_argument("--worker", choices=["rlmorning", "sb3", "profile"], help=argparse.SUPPRESS)
     p.add_argument("--learning-starts", type=int, default=0, help=argparse.SUPPRESS)
     args = p.parse_args()
@@ -256,7 +271,8 @@ def main() -> None:
         raise SystemExit("needs two cores (one per library); pass --cores A B")
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}; "
           f"each library pinned to its own core (cores {cores[0]} and {cores[1]}), 1 torch thread; "
-          f"rlmorning overrides: {args.set or 'none'}, rlmorning num_envs={args.num_envs}")
+          f"rlmorning overrides: {args.set or 'none'}, rlmorning num_envs={args.num_envs}"
+          + (", rlmorning on torch.optim.RMSprop" if args.torch_rmsprop else ""))
     profiles = {}
     for workload in args.workloads:
         w = WORKLOADS[workload]
@@ -266,7 +282,8 @@ def main() -> None:
         sb3 = _spawn("sb3", workload, measure, cores[1], args, learning_starts=starts)
         r, s = _result(rlm), _result(sb3)
         print(f"{workload:8s} {w['env']} ({w['config']}, {starts} + {WARM_STEPS} warm-up + {measure} timed steps): "
-              f"rlmorning {r['sps']:.0f} steps/s, sb3 {s['sps']:.0f} steps/s, ratio {r['sps'] / s['sps']:.2f}x")
+              f"rlmorning {r['sps']:.0f} steps/s ({r['optimizer']}), sb3 {s['sps']:.0f} steps/s, "
+              f"ratio {r['sps'] / s['sps']:.2f}x")
         if r.get("compile_s"):
             print(f"         rlmorning compiled its update in {r['compile_s']:.1f} s (before the timed window)")
         for reason in r.get("compile_failed", []):
