@@ -97,8 +97,10 @@ class DynaDQNConfig(DQNConfig):
 
     @staticmethod
     def upgrade(flat: dict[str, Any]) -> str | None:
-        """Translate the flat world-model keys of an older run's config.yaml into ``model:`` in place; a
-        warning line when a world model was set (a model-free run's defaults are dropped silently)."""
+        """Translate an older run's config.yaml in place: the flat world-model keys into ``model:`` (a warning
+        line when a world model was set; a model-free run's defaults are dropped silently), and a run that
+        predates ``flush_subnormals`` keeps the CPU's subnormal arithmetic it trained with."""
+        flat.setdefault("flush_subnormals", False)
         old = {k: flat.pop(k) for k in list(flat) if k in MOVED}
         if not old.get("world_model"):
             return None

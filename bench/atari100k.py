@@ -105,7 +105,7 @@ def recorded_wall(run: Path) -> float:
     return float(json.loads(path.read_text())["wall_s"]) if path.is_file() else 0.0
 
 
-SETTINGS_IGNORED = ("device", "progress", "torch_threads")
+SETTINGS_IGNORED = ("device", "progress", "torch_threads", "flush_subnormals")
 """Config keys a batch may change without making an earlier run of the same folder another experiment."""
 
 

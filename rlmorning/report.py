@@ -34,8 +34,8 @@ from rlmorning.errors import RlmError, check_writable_file
 from rlmorning.outputs import writable_folder
 
 RLIABLE_MISSING = "report needs rliable: pip install 'rlmorning[report]'"
-IGNORED_KEYS = ("seed", "env", "device", "progress", "torch_threads")
-"""Config keys that do not split runs into groups."""
+IGNORED_KEYS = ("seed", "env", "device", "progress", "torch_threads", "flush_subnormals")
+"""Config keys that do not split runs into groups (how fast it ran, not what was trained)."""
 METRIC_NAMES = ("IQM", "Median", "Mean")
 DEFAULT_REPS = 10_000
 """Bootstrap resamples of the aggregate CIs (Agarwal et al. used 50,000; pass --reps 50000 to match)."""

@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch import nn
 
-from rlmorning.agents.optim import FlooredRMSprop, sqrt_floor
+from rlmorning.agents.optim import FlooredRMSprop, flushing_subnormals, sqrt_floor, subnormals_flushed
 
 
 def _net(seed: int = 0) -> nn.Module:
@@ -82,3 +82,41 @@ def test_floor_vanishes_beside_eps() -> None:
         assert torch.equal(torch.tensor(floor, dtype=torch.float32).sqrt() + eps32, eps32)
         assert torch.equal(torch.tensor(0.0).sqrt() + eps32, eps32)
     assert sqrt_floor(1e-30) == 0.0  # its floor would not be a normal float32
+
+
+def _dead_input_adam_state(flush: bool) -> torch.Tensor:
+    """Adam's first moment after a weight stops getting gradients: 0.9 a step takes it below 1.2e-38."""
+    net = _net()
+    opt = torch.optim.Adam(net.parameters(), lr=1e-3, fused=True)
+    x = torch.randn(8, 12)
+    for step in range(900):
+        if step == 5:
+            x[:, :5] = 0  # these inputs go quiet: their weights' gradients are exactly zero from now on
+        opt.zero_grad(set_to_none=True)
+        net(x).pow(2).mean().backward()
+        with flushing_subnormals(flush):
+            opt.step()
+    return opt.state[net[0].weight]["exp_avg"][:, :5]
+
+
+def test_flushing_subnormals_in_the_optimizer_step_only() -> None:
+    tiny = torch.finfo(torch.float32).tiny
+    kept = _dead_input_adam_state(flush=False)
+    assert ((kept != 0) & (kept.abs() < tiny)).any(), "without flushing the moments reach the subnormal range"
+    assert not subnormals_flushed()  # restored after every block
+    flushed = _dead_input_adam_state(flush=True)
+    assert not ((flushed != 0) & (flushed.abs() < tiny)).any()
+    assert not subnormals_flushed()
+    with flushing_subnormals():
+        assert subnormals_flushed()
+
+
+def test_flushing_keeps_a_setting_found_on_entry() -> None:
+    torch.set_flush_denormal(True)
+    try:
+        with flushing_subnormals():
+            pass
+        assert subnormals_flushed()  # the caller's global setting survives the block
+    finally:
+        torch.set_flush_denormal(False)
+    assert not subnormals_flushed()

@@ -57,6 +57,23 @@ def test_resume_equals_uninterrupted_run(tmp_path: Path) -> None:
         assert torch.equal(v, params(part)[k]), k
 
 
+def test_a_run_that_predates_flush_subnormals_resumes_as_it_trained(tmp_path: Path) -> None:
+    """Its config.yaml has no ``flush_subnormals``: it resumes with the CPU's exact subnormal arithmetic."""
+    from rlmorning.run import read_config
+
+    full = run_cartpole(tmp_path / "full", 800, ["flush_subnormals=false"])
+    part = run_cartpole(tmp_path / "part", 400, ["flush_subnormals=false"])
+    config = part / "config.yaml"
+    config.write_text("".join(line for line in config.read_text().splitlines(keepends=True)
+                              if not line.startswith("flush_subnormals:")))
+    api.resume(part, steps=800, progress=False)
+    assert read_config(part)["flush_subnormals"] is False
+    assert metrics_without_time(full) == metrics_without_time(part)
+    for k, v in params(full).items():
+        assert torch.equal(v, params(part)[k]), k
+    assert read_config(run_cartpole(tmp_path / "new", 10))["flush_subnormals"] is True  # a new run's default
+
+
 def test_without_replay_in_the_checkpoint_resume_starts_fresh_episodes(tmp_path: Path,
                                                                       capsys: pytest.CaptureFixture[str]) -> None:
     """``save_replay: false``: the checkpoint holds neither the replay nor the env state (the episodes in flight
