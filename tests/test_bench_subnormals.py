@@ -1,0 +1,34 @@
+"""bench/subnormals.py: times a copy of a real run's gradient steps per flushing variant, the run untouched."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+from rlmorning.api import train
+
+SCRIPT = Path(__file__).resolve().parents[1] / "bench" / "subnormals.py"
+
+
+def test_times_each_variant_on_a_copy(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    train("dqn", "CartPole-v1", run_dir=run, overrides=["steps=300", "learning_starts=50", "eval_every=0",
+                                                        "checkpoint_every=300", "heldout_states=0"],
+          device="cpu", progress=False)
+    before = {p: (p.stat().st_mtime_ns, p.read_bytes()) for p in run.rglob("*") if p.is_file()}
+    out = subprocess.run([sys.executable, str(SCRIPT), str(run), "--threads", "1", "--reps", "2"],
+                         capture_output=True, text=True, check=True).stdout
+    assert re.search(r"subnormal share of the optimizer's state: \d\.\d{3}", out)
+    rows = re.findall(r"^(flush_subnormals=false|flush_subnormals=true \(default\)|true, optimizer step on 1 "
+                      r"thread)\s+update\s+([\d.]+) ms, optimizer step\s+([\d.]+) ms", out, re.M)
+    assert [r[0] for r in rows] == ["flush_subnormals=false", "flush_subnormals=true (default)",
+                                    "true, optimizer step on 1 thread"]
+    assert all(float(update) >= float(step) > 0 for _, update, step in rows)
+    assert {p: (p.stat().st_mtime_ns, p.read_bytes()) for p in run.rglob("*") if p.is_file()} == before
+
+
+def test_refuses_a_folder_without_a_checkpoint(tmp_path: Path) -> None:
+    out = subprocess.run([sys.executable, str(SCRIPT), str(tmp_path)], capture_output=True, text=True)
+    assert out.returncode != 0 and "has no checkpoints/latest.pt" in out.stderr
