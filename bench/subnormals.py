@@ -4,9 +4,9 @@ Loads a copy of a run's ``checkpoints/latest.pt`` (weights, optimizer state, rep
 touched), prints the share of the optimizer's running averages that are subnormal (below ~1.2e-38: the slow
 case of x86 arithmetic), then times the agent's own gradient step (sample, forward, backward, optimizer) round
 robin in three variants, each update from the checkpoint's own weights and optimizer state:
-``flush_subnormals`` off, on (the default: the optimizer step flushes on its thread) and on with the
-optimizer step confined to one thread (with more torch threads, the other threads of the pool keep their own
-setting). Medians of the update and of its optimizer step, in ms.
+``flush_subnormals`` off; off with the optimizer step on one thread (what the default does besides flushing,
+measured alone); on (the default: the optimizer step flushes, on one thread). Medians of the update and of
+its optimizer step, in ms.
 
     python bench/subnormals.py runs/<run>                  # the run's thread count
     python bench/subnormals.py runs/<run> --threads 1 --reps 20
@@ -92,8 +92,8 @@ def main() -> None:
                 torch.set_num_threads(threads)
 
         variants: dict[str, tuple[bool, Callable[[Any], None]]] = {
-            "flush_subnormals=false": (False, step), "flush_subnormals=true (default)": (True, step),
-            "true, optimizer step on 1 thread": (True, one_thread)}
+            "flush_subnormals=false": (False, step), "false, optimizer step on 1 thread": (False, one_thread),
+            "flush_subnormals=true (default)": (True, step)}
         update_ms: dict[str, list[float]] = {name: [] for name in variants}
         step_ms: dict[str, list[float]] = {name: [] for name in variants}
         saved_state = copy.deepcopy(agent.optimizer.state_dict())

@@ -120,3 +120,16 @@ def test_flushing_keeps_a_setting_found_on_entry() -> None:
     finally:
         torch.set_flush_denormal(False)
     assert not subnormals_flushed()
+
+
+def test_flushing_runs_the_block_on_one_thread() -> None:
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        with flushing_subnormals():
+            assert torch.get_num_threads() == 1 and subnormals_flushed()
+        assert torch.get_num_threads() == 2 and not subnormals_flushed()
+        with flushing_subnormals(enabled=False):
+            assert torch.get_num_threads() == 2 and not subnormals_flushed()
+    finally:
+        torch.set_num_threads(threads)
