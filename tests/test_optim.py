@@ -84,7 +84,7 @@ def test_floor_vanishes_beside_eps() -> None:
     assert sqrt_floor(1e-30) == 0.0  # its floor would not be a normal float32
 
 
-def _dead_input_adam_state(flush: bool) -> torch.Tensor:
+def _dead_input_adam_state(flush: bool) -> tuple[nn.Module, torch.Tensor]:
     """Adam's first moment after a weight stops getting gradients: 0.9 a step takes it below 1.2e-38."""
     net = _net()
     opt = torch.optim.Adam(net.parameters(), lr=1e-3, fused=True)
@@ -96,17 +96,19 @@ def _dead_input_adam_state(flush: bool) -> torch.Tensor:
         net(x).pow(2).mean().backward()
         with flushing_subnormals(flush):
             opt.step()
-    return opt.state[net[0].weight]["exp_avg"][:, :5]
+    return net, opt.state[net[0].weight]["exp_avg"][:, :5]
 
 
 def test_flushing_subnormals_in_the_optimizer_step_only() -> None:
     tiny = torch.finfo(torch.float32).tiny
-    kept = _dead_input_adam_state(flush=False)
+    exact_net, kept = _dead_input_adam_state(flush=False)
     assert ((kept != 0) & (kept.abs() < tiny)).any(), "without flushing the moments reach the subnormal range"
     assert not subnormals_flushed()  # restored after every block
-    flushed = _dead_input_adam_state(flush=True)
+    flushed_net, flushed = _dead_input_adam_state(flush=True)
     assert not ((flushed != 0) & (flushed.abs() < tiny)).any()
     assert not subnormals_flushed()
+    for a, b in zip(exact_net.parameters(), flushed_net.parameters(), strict=True):
+        assert torch.equal(a, b)  # the flushed moments moved no weight (none is below ~1e-25)
     with flushing_subnormals():
         assert subnormals_flushed()
 
