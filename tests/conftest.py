@@ -103,3 +103,21 @@ def counter_survives_resume(monkeypatch: pytest.MonkeyPatch) -> Callable[..., tu
         return full, part
 
     return check
+
+
+@pytest.fixture
+def checkpointed_cartpole_run(tmp_path: Path) -> tuple[Path, Callable[[], bool]]:
+    """A 300-step CartPole DQN run with its checkpoint, and a check that its files are still as trained (for
+    tools that must leave a run untouched)."""
+    from rlmorning.api import train
+
+    run = tmp_path / "run"
+    train("dqn", "CartPole-v1", run_dir=run, overrides=["steps=300", "learning_starts=50", "eval_every=0",
+                                                        "checkpoint_every=300", "heldout_states=0"],
+          device="cpu", progress=False)
+
+    def files() -> dict[Path, tuple[int, bytes]]:
+        return {p: (p.stat().st_mtime_ns, p.read_bytes()) for p in run.rglob("*") if p.is_file()}
+
+    before = files()
+    return run, lambda: files() == before

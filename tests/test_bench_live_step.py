@@ -5,18 +5,13 @@ from __future__ import annotations
 import subprocess
 import sys
 from pathlib import Path
-
-from rlmorning.api import train
+from typing import Any
 
 SCRIPT = Path(__file__).resolve().parents[1] / "bench" / "live_step.py"
 
 
-def test_times_a_copy_of_the_run_alone_and_beside_load(tmp_path: Path) -> None:
-    run = tmp_path / "run"
-    train("dqn", "CartPole-v1", run_dir=run, overrides=["steps=300", "learning_starts=50", "eval_every=0",
-                                                        "checkpoint_every=300", "heldout_states=0"],
-          device="cpu", progress=False)
-    before = {p: p.stat().st_mtime_ns for p in run.rglob("*") if p.is_file()}
+def test_times_a_copy_of_the_run_alone_and_beside_load(checkpointed_cartpole_run: tuple[Path, Any]) -> None:
+    run, untouched = checkpointed_cartpole_run
     out = subprocess.run([sys.executable, str(SCRIPT), str(run), "--steps", "20", "--warmup", "2", "--reps", "1",
                           "--variants", "short spin (default)", "passive"],
                          capture_output=True, text=True, check=True).stdout
@@ -25,7 +20,7 @@ def test_times_a_copy_of_the_run_alone_and_beside_load(tmp_path: Path) -> None:
     for row in rows:  # ms/step (update) alone, steps/s, the same beside load: all measured, all positive
         cells = [c.strip() for c in row.strip("|").split("|")][1:]
         assert all(float(c.split()[0]) > 0 for c in cells)
-    assert {p: p.stat().st_mtime_ns for p in run.rglob("*") if p.is_file()} == before
+    assert untouched()
 
 
 def test_refuses_a_folder_without_a_checkpoint(tmp_path: Path) -> None:

@@ -6,18 +6,13 @@ import re
 import subprocess
 import sys
 from pathlib import Path
-
-from rlmorning.api import train
+from typing import Any
 
 SCRIPT = Path(__file__).resolve().parents[1] / "bench" / "subnormals.py"
 
 
-def test_times_each_variant_on_a_copy(tmp_path: Path) -> None:
-    run = tmp_path / "run"
-    train("dqn", "CartPole-v1", run_dir=run, overrides=["steps=300", "learning_starts=50", "eval_every=0",
-                                                        "checkpoint_every=300", "heldout_states=0"],
-          device="cpu", progress=False)
-    before = {p: (p.stat().st_mtime_ns, p.read_bytes()) for p in run.rglob("*") if p.is_file()}
+def test_times_each_variant_on_a_copy(checkpointed_cartpole_run: tuple[Path, Any]) -> None:
+    run, untouched = checkpointed_cartpole_run
     out = subprocess.run([sys.executable, str(SCRIPT), str(run), "--threads", "1", "--reps", "2"],
                          capture_output=True, text=True, check=True).stdout
     assert re.search(r"subnormal share of the optimizer's state: \d\.\d{3}", out)
@@ -26,7 +21,7 @@ def test_times_each_variant_on_a_copy(tmp_path: Path) -> None:
     assert [r[0] for r in rows] == ["flush_subnormals=false", "false, optimizer step on 1 thread",
                                     "flush_subnormals=true (default)"]
     assert all(float(update) >= float(step) > 0 for _, update, step in rows)
-    assert {p: (p.stat().st_mtime_ns, p.read_bytes()) for p in run.rglob("*") if p.is_file()} == before
+    assert untouched()
 
 
 def test_refuses_a_folder_without_a_checkpoint(tmp_path: Path) -> None:
