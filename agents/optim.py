@@ -34,7 +34,8 @@ from typing import Any
 import torch
 
 FLOOR_SCALE = 2.0**-26
-"""``sqrt(floor) = eps * FLOOR_SCALE``: a quarter of float32's relative half-unit (2**-24) below ``eps``."""
+"""``sqrt(floor) = eps * FLOOR_SCALE``: half of the least half-unit in the last place of a float32 ``eps``
+(more than ``eps * 2**-25``), so adding it to ``eps`` rounds back to ``eps``."""
 
 
 def sqrt_floor(eps: float) -> float:
