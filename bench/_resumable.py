@@ -51,3 +51,18 @@ def cached(out: Path, key: str, make: Callable[[], dict]) -> dict:
     write_cached(out, key, result)
     print(json.dumps({"key": key, **result}), flush=True)
     return result
+
+
+def resumed_trainer(run: Path, warn: bool = True, **settings: object) -> object:
+    """A Trainer resumed from ``run``'s ``checkpoints/latest.pt``, its config.yaml read as ``train --resume``
+    reads it (an older run's keys translated) with ``settings`` (config keys) replacing its values."""
+    from rlmorning.agents import AGENTS
+    from rlmorning.config import RunConfig, split_config
+    from rlmorning.run import read_config
+    from rlmorning.trainer import Trainer
+
+    flat = read_config(run)
+    agent, env = flat.pop("agent"), flat.pop("env")
+    flat.update(settings)
+    trainer_cfg, agent_cfg = split_config(flat, AGENTS.get(agent).config_cls, upgrade=True, warn=warn)
+    return Trainer(RunConfig(agent=agent, env=env, trainer=trainer_cfg, agent_config=agent_cfg), run, resume=True)

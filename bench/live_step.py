@@ -62,17 +62,11 @@ def copy_run(run: Path, dest: Path) -> Path:
 def child(run: Path, steps: int, warmup: int) -> None:
     """Resume ``run`` and print the mean ms of a whole trainer step and of its update, as JSON."""
     import rlmorning  # noqa: F401  (before torch: the OpenMP variables above are the child's own)
-    from rlmorning.agents import AGENTS
-    from rlmorning.config import RunConfig, split_config
-    from rlmorning.run import read_config
-    from rlmorning.trainer import Trainer
 
-    flat = read_config(run)
-    agent, env = flat.pop("agent"), flat.pop("env")
-    flat["progress"] = False
-    trainer_cfg, agent_cfg = split_config(flat, AGENTS.get(agent).config_cls, upgrade=True)
-    trainer = Trainer(RunConfig(agent=agent, env=env, trainer=trainer_cfg, agent_config=agent_cfg), run,
-                      resume=True)
+    # isort: split
+    from _resumable import resumed_trainer
+
+    trainer = resumed_trainer(run, progress=False)
     update_times: list[float] = []
     update = trainer.agent.update
 

@@ -35,22 +35,13 @@ import torch
 
 def load_copy(run: Path, threads: int) -> tuple[Any, Path]:
     """A trainer resumed from a hard-linked copy of ``run`` (files are replaced, never written in place)."""
-    from rlmorning.agents import AGENTS
-    from rlmorning.config import RunConfig, split_config
-    from rlmorning.run import read_config
-    from rlmorning.trainer import Trainer
+    from _resumable import resumed_trainer
 
     scratch = Path(tempfile.mkdtemp(prefix="rlm-bench-subnormals-"))
     copy = scratch / "run"
     shutil.copytree(run, copy, copy_function=os.link, ignore=shutil.ignore_patterns(".lock", "tb"))
-    flat = read_config(copy)
-    agent, env = flat.pop("agent"), flat.pop("env")
-    flat["progress"] = False
-    if threads:
-        flat["torch_threads"] = threads
-    trainer_cfg, agent_cfg = split_config(flat, AGENTS.get(agent).config_cls, upgrade=True, warn=False)
-    cfg = RunConfig(agent=agent, env=env, trainer=trainer_cfg, agent_config=agent_cfg)
-    return Trainer(cfg, copy, resume=True), scratch
+    settings = {"torch_threads": threads} if threads else {}
+    return resumed_trainer(copy, warn=False, progress=False, **settings), scratch
 
 
 def subnormal_share(optimizer: torch.optim.Optimizer) -> float:
